@@ -1,0 +1,111 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/httplog"
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/terra"
+	"github.com/terragate/terragate/internal/widget"
+)
+
+// Error codes in extensions.code: the public contract of failures.
+const (
+	CodeUnauthenticated     = "UNAUTHENTICATED"
+	CodeBadUserInput        = "BAD_USER_INPUT"
+	CodeNotFound            = "NOT_FOUND"
+	CodeUpstreamError       = "UPSTREAM_ERROR"
+	CodeUpstreamUnavailable = "UPSTREAM_UNAVAILABLE"
+	CodeInternal            = "INTERNAL"
+)
+
+// presentError maps domain error kinds to extensions.code. Anything unknown is logged with
+// the request id and shown as a generic internal error, so driver errors and internals
+// never reach a client. secrets are scrubbed from every message as a last line of defence.
+func presentError(log *slog.Logger, secrets []string) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		e := graphql.DefaultErrorPresenter(ctx, err)
+		var gqlErr *gqlerror.Error
+		if errors.As(err, &gqlErr) && gqlErr.Err == nil {
+			// gqlgen's own parse and validation errors: already client-facing.
+			e.Message = scrub(e.Message, secrets)
+			return e
+		}
+		code, msg, ext := classify(err)
+		if code == CodeInternal {
+			log.ErrorContext(ctx, "graphql internal error", "request_id", httplog.RequestID(ctx),
+				"path", e.Path.String(), "err", scrub(err.Error(), secrets))
+		}
+		e.Message = scrub(msg, secrets)
+		e.Extensions = map[string]any{"code": code}
+		for k, v := range ext {
+			e.Extensions[k] = v
+		}
+		return e
+	}
+}
+
+func classify(err error) (code, msg string, ext map[string]any) {
+	var (
+		input  *widget.InputError
+		apiErr *terra.APIError
+	)
+	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return CodeUnauthenticated, "not signed in: " + unauthReason(err), nil
+	case errors.As(err, &input):
+		return CodeBadUserInput, input.Error(), map[string]any{"field": input.Field}
+	case errors.Is(err, store.ErrNotFound):
+		return CodeNotFound, "not found", nil
+	case errors.As(err, &apiErr):
+		ext := map[string]any{"status": apiErr.StatusCode}
+		msg := fmt.Sprintf("Terra answered %d %s", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
+		if apiErr.Message != "" && apiErr.Message != http.StatusText(apiErr.StatusCode) {
+			msg += ": " + apiErr.Message
+		}
+		if apiErr.RetryAfter > 0 {
+			ext["retryAfterSeconds"] = int(apiErr.RetryAfter.Seconds())
+		}
+		return CodeUpstreamError, msg, ext
+	case errors.Is(err, terra.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return CodeUpstreamUnavailable, "Terra is unavailable right now; try again shortly", nil
+	default:
+		return CodeInternal, "internal error", nil
+	}
+}
+
+// unauthReason is the part of an authentication error after the sentinel, which the auth
+// package keeps safe to show ("token expired", ...).
+func unauthReason(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return "invalid token"
+}
+
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return s
+}
+
+// recoverPanic turns a resolver panic into an INTERNAL error after logging it.
+func recoverPanic(log *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "graphql panic", "request_id", httplog.RequestID(ctx), "panic", fmt.Sprint(p))
+		return errors.New("internal error")
+	}
+}

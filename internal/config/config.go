@@ -1,0 +1,260 @@
+// Package config holds terragate's one typed configuration. Load reads it from the
+// environment and from flags of the same names; nothing else in the program reads the
+// environment.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for settings that have one.
+const (
+	DefaultAddr         = ":8080"
+	DefaultDatabaseURL  = "sqlite:terragate.db"
+	DefaultTerraAPI     = "https://api.tryterra.co/v2"
+	DefaultTerraWidget  = "https://access.tryterra.co/api/widget/session"
+	DefaultTerraTimeout = 10 * time.Second
+)
+
+// Config is every setting terragate reads at start-up.
+type Config struct {
+	Demo bool // run with the Terra emulator mounted on the same port, no Terra account needed
+
+	Addr        string // ADDR: where to listen
+	PublicURL   string // PUBLIC_URL: how browsers and Terra reach this server
+	DatabaseURL string // DATABASE_URL
+
+	TerraDevID         string        // TERRA_DEV_ID
+	TerraAPIKey        string        // TERRA_API_KEY
+	TerraWebhookSecret string        // TERRA_WEBHOOK_SECRET
+	TerraAPIURL        string        // TERRA_API_URL: Terra's v2 base URL
+	TerraWidgetURL     string        // TERRA_WIDGET_URL: the widget endpoint used after a 410 on the legacy one
+	TerraTimeout       time.Duration // TERRA_TIMEOUT: deadline of every Terra call
+
+	AuthJWTSecret string // AUTH_JWT_SECRET: HS256 key of end-user tokens
+	AuthIssuer    string // AUTH_ISSUER: required iss, when set
+	AuthAudience  string // AUTH_AUDIENCE: required aud, when set
+
+	CORSAllowedOrigins  []string // CORS_ALLOWED_ORIGINS: comma separated
+	AllowedRedirectURLs string   // ALLOWED_REDIRECT_URLS: comma separated URL prefixes
+
+	Playground bool   // PLAYGROUND: the GraphQL playground at / and introspection
+	LogLevel   string // LOG_LEVEL: debug, info, warn, error
+	LogFormat  string // LOG_FORMAT: json or text
+}
+
+// setting describes one configuration value: its environment name, which is also its flag
+// name in lower case with dashes, and whether it is a secret (never printed).
+type setting struct {
+	env    string
+	usage  string
+	secret bool
+	set    func(c *Config, v string) error
+}
+
+func settings() []setting {
+	str := func(p func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *p(c) = v; return nil }
+	}
+	return []setting{
+		{env: "ADDR", usage: "address to listen on", set: str(func(c *Config) *string { return &c.Addr })},
+		{env: "PUBLIC_URL", usage: "base URL browsers and Terra reach this server at (default http://localhost:<port>)", set: str(func(c *Config) *string { return &c.PublicURL })},
+		{env: "DATABASE_URL", usage: "store: sqlite:PATH", set: str(func(c *Config) *string { return &c.DatabaseURL })},
+		{env: "TERRA_DEV_ID", usage: "Terra dev-id", set: str(func(c *Config) *string { return &c.TerraDevID })},
+		{env: "TERRA_API_KEY", usage: "Terra API key", secret: true, set: str(func(c *Config) *string { return &c.TerraAPIKey })},
+		{env: "TERRA_WEBHOOK_SECRET", usage: "Terra webhook signing secret", secret: true, set: str(func(c *Config) *string { return &c.TerraWebhookSecret })},
+		{env: "TERRA_API_URL", usage: "Terra API base URL", set: str(func(c *Config) *string { return &c.TerraAPIURL })},
+		{env: "TERRA_WIDGET_URL", usage: "Terra widget session endpoint used once the legacy one answers 410", set: str(func(c *Config) *string { return &c.TerraWidgetURL })},
+		{env: "TERRA_TIMEOUT", usage: "deadline of each Terra call, e.g. 10s", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("want a positive duration such as 10s, got %q", v)
+			}
+			c.TerraTimeout = d
+			return nil
+		}},
+		{env: "AUTH_JWT_SECRET", usage: "HS256 secret of end-user tokens", secret: true, set: str(func(c *Config) *string { return &c.AuthJWTSecret })},
+		{env: "AUTH_ISSUER", usage: "required token issuer (iss), when set", set: str(func(c *Config) *string { return &c.AuthIssuer })},
+		{env: "AUTH_AUDIENCE", usage: "required token audience (aud), when set", set: str(func(c *Config) *string { return &c.AuthAudience })},
+		{env: "CORS_ALLOWED_ORIGINS", usage: "comma-separated origins allowed to call the API from a browser", set: func(c *Config, v string) error {
+			origins, err := parseOrigins(v)
+			c.CORSAllowedOrigins = origins
+			return err
+		}},
+		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
+		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			c.Playground = b
+			return nil
+		}},
+		{env: "LOG_LEVEL", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
+		{env: "LOG_FORMAT", usage: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
+	}
+}
+
+// FlagName is the command-line flag for an environment variable: ADDR -> -addr,
+// TERRA_API_KEY -> -terra-api-key.
+func FlagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(env), "_", "-")
+}
+
+// Load reads the configuration: defaults, then the environment, then flags (which win).
+// It does not validate; call Validate.
+func Load(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	c := Config{
+		Addr:           DefaultAddr,
+		DatabaseURL:    DefaultDatabaseURL,
+		TerraAPIURL:    DefaultTerraAPI,
+		TerraWidgetURL: DefaultTerraWidget,
+		TerraTimeout:   DefaultTerraTimeout,
+		Playground:     true,
+		LogLevel:       "info",
+		LogFormat:      "json",
+	}
+	var errs []error
+	for _, s := range settings() {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(&c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
+			}
+		}
+	}
+
+	fs := flag.NewFlagSet("terragate", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.BoolVar(&c.Demo, "demo", false, "run the whole loop on this machine: the Terra emulator on the same port, no Terra account needed")
+	for _, s := range settings() {
+		usage := s.usage + " (env " + s.env + ")"
+		fs.Func(FlagName(s.env), usage, func(v string) error { return s.set(&c, v) })
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	return c, errors.Join(errs...)
+}
+
+// Validate checks the configuration. Outside the demo every secret is required: the server
+// never starts without a webhook secret, so it cannot fail open.
+func (c *Config) Validate() error {
+	var errs []error
+	if !c.Demo {
+		for _, s := range []struct{ env, v string }{
+			{"TERRA_DEV_ID", c.TerraDevID},
+			{"TERRA_API_KEY", c.TerraAPIKey},
+			{"TERRA_WEBHOOK_SECRET", c.TerraWebhookSecret},
+			{"AUTH_JWT_SECRET", c.AuthJWTSecret},
+		} {
+			if strings.TrimSpace(s.v) == "" {
+				errs = append(errs, fmt.Errorf("%s is required (environment variable or -%s flag)", s.env, FlagName(s.env)))
+			}
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("ADDR: want host:port such as :8080, got %q", c.Addr))
+	}
+	if c.PublicURL != "" {
+		if err := checkBaseURL(c.PublicURL); err != nil {
+			errs = append(errs, fmt.Errorf("PUBLIC_URL: %w", err))
+		}
+		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	for _, u := range []struct{ env, v string }{{"TERRA_API_URL", c.TerraAPIURL}, {"TERRA_WIDGET_URL", c.TerraWidgetURL}} {
+		if err := checkBaseURL(u.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", u.env, err))
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: want debug, info, warn or error, got %q", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT: want json or text, got %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue lists the settings for the start-up log line, with secrets shown only as set or
+// unset.
+func (c Config) LogValue() slog.Value {
+	mark := func(v string) string {
+		if v == "" {
+			return "unset"
+		}
+		return "set"
+	}
+	return slog.GroupValue(
+		slog.Bool("demo", c.Demo),
+		slog.String("addr", c.Addr),
+		slog.String("public_url", c.PublicURL),
+		slog.String("database", databaseKind(c.DatabaseURL)),
+		slog.String("terra_api_url", c.TerraAPIURL),
+		slog.String("terra_widget_url", c.TerraWidgetURL),
+		slog.Duration("terra_timeout", c.TerraTimeout),
+		slog.String("terra_dev_id", mark(c.TerraDevID)),
+		slog.String("terra_api_key", mark(c.TerraAPIKey)),
+		slog.String("terra_webhook_secret", mark(c.TerraWebhookSecret)),
+		slog.String("auth_jwt_secret", mark(c.AuthJWTSecret)),
+		slog.String("auth_issuer", c.AuthIssuer),
+		slog.String("auth_audience", c.AuthAudience),
+		slog.Any("cors_allowed_origins", c.CORSAllowedOrigins),
+		slog.String("allowed_redirect_urls", c.AllowedRedirectURLs),
+		slog.Bool("playground", c.Playground),
+	)
+}
+
+// databaseKind names the engine of a database URL without echoing it: a PostgreSQL URL
+// may hold a password.
+func databaseKind(u string) string {
+	if i := strings.Index(u, ":"); i > 0 {
+		return u[:i]
+	}
+	return "unknown"
+}
+
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want an absolute http(s) URL, got %q", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("want a base URL without query, fragment or credentials, got %q", raw)
+	}
+	return nil
+}
+
+// parseOrigins splits a comma-separated origin list; each must be scheme://host[:port].
+func parseOrigins(v string) ([]string, error) {
+	var out []string
+	var errs []error
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("want origins such as https://app.example.com, got %q", o))
+			continue
+		}
+		out = append(out, strings.ToLower(u.Scheme)+"://"+strings.ToLower(u.Host))
+	}
+	return out, errors.Join(errs...)
+}

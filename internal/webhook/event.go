@@ -1,0 +1,99 @@
+package webhook
+
+import (
+	"strings"
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/terra"
+)
+
+// ToStoreEvent says what a Terra event means for the store.
+func ToStoreEvent(ev terra.Event) store.Event {
+	out := store.Event{
+		Type:            ev.Type,
+		User:            snapshot(ev.User),
+		ReferenceID:     deref(ev.ReferenceID),
+		WidgetSessionID: deref(ev.WidgetSessionID),
+		FlowID:          deref(ev.FlowID),
+		Provider:        strings.ToUpper(deref(ev.Provider)),
+		Reason:          deref(ev.Reason),
+	}
+	status := strings.ToLower(deref(ev.Status))
+	switch ev.Type {
+	case terra.EventAuth:
+		if status == "success" && ev.User != nil {
+			out.Kind = store.EventAuthSuccess
+		} else {
+			out.Kind = store.EventAuthFailure
+		}
+	case terra.EventAuthCancelled:
+		out.Kind = store.EventAuthFailure
+	case terra.EventDeauth:
+		out.Kind = store.EventDeauth
+	case terra.EventAccessRevoked:
+		out.Kind = store.EventAccessRevoked
+	case terra.EventConnectionError:
+		out.Kind = store.EventConnectionError
+	case terra.EventPermissionChange:
+		out.Kind = store.EventPermissionChange
+		out.ScopesAdded = terra.SplitScopes(deref(ev.ScopesAdded))
+		out.ScopesRemoved = terra.SplitScopes(deref(ev.ScopesRemoved))
+	case terra.EventUserReauth:
+		out.Kind = store.EventReauth
+		out.User = snapshot(ev.NewUser)
+		out.OldUser = snapshot(ev.OldUser)
+	default:
+		out.Kind = store.EventIgnored
+	}
+	if out.Kind != store.EventIgnored && out.Kind != store.EventAuthFailure && out.User == nil {
+		// The decoder requires a user for these; be safe if it ever does not.
+		out.Kind = store.EventIgnored
+	}
+	if out.Provider == "" && out.User != nil {
+		out.Provider = out.User.Provider
+	}
+	if out.ReferenceID == "" && out.User != nil {
+		out.ReferenceID = out.User.ReferenceID
+	}
+	return out
+}
+
+func snapshot(u *terra.User) *store.UserSnapshot {
+	if u == nil || u.UserID == "" {
+		return nil
+	}
+	s := &store.UserSnapshot{
+		UserID:      u.UserID,
+		Provider:    strings.ToUpper(u.Provider),
+		ReferenceID: deref(u.ReferenceID),
+		Active:      u.Active,
+	}
+	if u.Scopes != nil {
+		s.Scopes = terra.SplitScopes(*u.Scopes)
+		if s.Scopes == nil {
+			s.Scopes = []string{} // known to be empty, not unknown
+		}
+	}
+	s.CreatedAt = parseTime(u.CreatedAt)
+	s.LastWebhookUpdate = parseTime(u.LastWebhookUpdate)
+	return s
+}
+
+func parseTime(s *string) *time.Time {
+	if s == nil {
+		return nil
+	}
+	t, ok := terra.ParseTime(*s)
+	if !ok {
+		return nil
+	}
+	return &t
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return strings.TrimSpace(*s)
+}

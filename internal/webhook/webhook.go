@@ -1,0 +1,135 @@
+// Package webhook receives Terra's webhooks: raw body -> signature check -> decode -> store.
+// The store records each delivery in its inbox in the same transaction as its effect, so a
+// 2xx is only sent for what is durably kept.
+package webhook
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/terra"
+)
+
+// MaxBody is the largest webhook body accepted. Connection events are a few hundred bytes;
+// data events, which terragate ignores, can be larger and are refused with 413.
+const MaxBody = 1 << 20
+
+// Handler serves POST /webhooks/terra.
+type Handler struct {
+	secret  []byte
+	store   store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	applied func(store.Outcome) // optional observer of applied events
+}
+
+// New returns a Handler verifying signatures with secret. It refuses an empty secret: a
+// webhook endpoint that cannot verify must not exist.
+func New(secret string, st store.Store, log *slog.Logger) (*Handler, error) {
+	if secret == "" {
+		return nil, errors.New("webhook: a signing secret is required")
+	}
+	return &Handler{secret: []byte(secret), store: st, log: log, now: time.Now}, nil
+}
+
+// OnApplied registers f to be called after each event that changed something is committed.
+func (h *Handler) OnApplied(f func(store.Outcome)) { h.applied = f }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, "could not read body")
+		return
+	}
+
+	signedAt, err := terra.VerifySignature(h.secret, r.Header, body, h.now())
+	if err != nil {
+		h.log.WarnContext(r.Context(), "webhook refused", "reason", signatureReason(err), "trace_id", traceID(r))
+		writeJSON(w, http.StatusUnauthorized, "invalid signature: "+signatureReason(err))
+		return
+	}
+
+	ev, err := terra.DecodeEvent(body)
+	if err != nil {
+		h.log.WarnContext(r.Context(), "webhook malformed", "err", err, "trace_id", traceID(r))
+		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
+		return
+	}
+
+	d := store.Delivery{
+		DedupeKey:  dedupeKey(r, body),
+		TraceID:    traceID(r),
+		SignedAt:   signedAt.UTC(),
+		ReceivedAt: h.now().UTC(),
+		Body:       body,
+		Event:      ToStoreEvent(ev),
+	}
+	out, err := h.store.ApplyWebhook(r.Context(), d)
+	if err != nil {
+		// Terra retries any non-2xx, so a store failure loses nothing.
+		h.log.ErrorContext(r.Context(), "webhook not stored", "type", ev.Type, "trace_id", d.TraceID, "err", err)
+		writeJSON(w, http.StatusInternalServerError, "could not store the event; retry later")
+		return
+	}
+	h.log.InfoContext(r.Context(), "webhook received", "type", ev.Type, "trace_id", d.TraceID,
+		"duplicate", out.Duplicate, "users_changed", len(out.Users))
+	if h.applied != nil && !out.Duplicate && (len(out.Users) > 0 || out.Session != nil) {
+		h.applied(out)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "duplicate": out.Duplicate})
+}
+
+// dedupeKey identifies a delivery across Terra's retries: its trace id when sent, else the
+// body itself.
+func dedupeKey(r *http.Request, body []byte) string {
+	if id := traceID(r); id != "" {
+		return "trace:" + id
+	}
+	sum := sha256.Sum256(body)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func traceID(r *http.Request) string {
+	id := strings.TrimSpace(r.Header.Get("X-Terra-Trace-Id"))
+	if len(id) > 200 {
+		id = id[:200]
+	}
+	return id
+}
+
+func signatureReason(err error) string {
+	switch {
+	case errors.Is(err, terra.ErrNoSignature):
+		return "missing signature header"
+	case errors.Is(err, terra.ErrStaleSignature):
+		return "timestamp outside the allowed window"
+	default:
+		return "signature does not match"
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

@@ -1,0 +1,223 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/sqlite"
+	"github.com/terragate/terragate/internal/terra"
+	"github.com/terragate/terragate/internal/webhook"
+)
+
+const secret = "whsec_test_0123456789abcdef"
+
+type env struct {
+	t   *testing.T
+	st  store.Store
+	srv *httptest.Server
+	log *bytes.Buffer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs := &bytes.Buffer{}
+	h, err := webhook.New(secret, st, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{t: t, st: st, srv: srv, log: logs}
+}
+
+func (e *env) post(v any, at time.Time) (int, string) {
+	e.t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL, bytes.NewReader(body))
+	req.Header.Set("terra-signature", terra.Sign([]byte(secret), at, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func (e *env) session(id, ref string, created time.Time) {
+	e.t.Helper()
+	err := e.st.CreateWidgetSession(context.Background(), store.WidgetSession{
+		ID: id, ReferenceID: ref, URL: "https://widget.example/session/" + id, Status: store.SessionCreated,
+		CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(15 * time.Minute),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) sessionState(id string) store.WidgetSession {
+	e.t.Helper()
+	s, err := e.st.WidgetSession(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func user(id, provider, ref string) map[string]any {
+	return map[string]any{"user_id": id, "provider": provider, "reference_id": ref, "active": true, "scopes": "activity:read"}
+}
+
+func TestNewRefusesEmptySecret(t *testing.T) {
+	if _, err := webhook.New("", nil, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("a webhook handler without a secret was built")
+	}
+}
+
+func TestAuthOutcomesAreRecordedOnTheSession(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().UTC().Truncate(time.Second)
+
+	// auth success, matched by widget_session_id.
+	e.session("s-ok", "alice", now.Add(-time.Minute))
+	if code, body := e.post(map[string]any{"type": "auth", "status": "success", "user": user("u-1", "OURA", "alice"),
+		"reference_id": "alice", "widget_session_id": "s-ok", "message": "ok", "version": "2022-03-16"}, now); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if s := e.sessionState("s-ok"); s.Status != store.SessionCompleted || s.TerraUserID != "u-1" || s.Provider != "OURA" {
+		t.Errorf("after auth success: %+v", s)
+	}
+
+	// Legacy auth error, matched by widget_session_id.
+	e.session("s-err", "alice", now.Add(-time.Minute))
+	e.post(map[string]any{"type": "auth", "status": "error", "provider": "GARMIN", "reason": "provider_error",
+		"reference_id": "alice", "widget_session_id": "s-err"}, now)
+	if s := e.sessionState("s-err"); s.Status != store.SessionFailed || s.FailureReason != "provider_error" {
+		t.Errorf("after auth error: %+v", s)
+	}
+
+	// 2026 auth_cancelled with only reference_id: the user's open session.
+	e.session("s-cancel", "bob", now.Add(-time.Minute))
+	e.post(map[string]any{"type": "auth_cancelled", "status": "error", "reason": "user_cancelled", "reference_id": "bob", "flow_id": nil}, now)
+	if s := e.sessionState("s-cancel"); s.Status != store.SessionFailed || s.FailureReason != "user_cancelled" {
+		t.Errorf("after auth_cancelled: %+v", s)
+	}
+
+	// A completed session never falls back, even to a later failure.
+	e.post(map[string]any{"type": "auth_cancelled", "status": "error", "reason": "late", "reference_id": "alice", "flow_id": "s-ok"}, now.Add(time.Second))
+	if s := e.sessionState("s-ok"); s.Status != store.SessionCompleted {
+		t.Errorf("completed session changed: %+v", s)
+	}
+	// Failures never create users.
+	if us, _ := e.st.ListTerraUsers(context.Background(), "bob", true); len(us) != 0 {
+		t.Errorf("bob has users: %+v", us)
+	}
+}
+
+func TestEveryConnectionEvent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Second) }
+	get := func(id string) store.TerraUser {
+		t.Helper()
+		u, err := e.st.TerraUser(ctx, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		return u
+	}
+
+	e.post(map[string]any{"type": "auth", "status": "success", "user": user("u-1", "OURA", "alice")}, at(0))
+	if u := get("u-1"); u.Status != store.StatusConnected || !u.Active || u.ReferenceID != "alice" {
+		t.Errorf("auth: %+v", u)
+	}
+	e.post(map[string]any{"type": "permission_change", "status": "warning", "message": "m", "version": "1",
+		"user": map[string]any{"user_id": "u-1", "provider": "OURA"}, "scopes_added": "heart:read", "scopes_removed": "activity:read"}, at(1))
+	if u := get("u-1"); strings.Join(u.Scopes, ",") != "heart:read" {
+		t.Errorf("permission_change: scopes %v", u.Scopes)
+	}
+	e.post(map[string]any{"type": "connection_error", "status": "warning", "message": "m", "user": user("u-1", "OURA", "alice")}, at(2))
+	if u := get("u-1"); u.Status != store.StatusError || !u.Active {
+		t.Errorf("connection_error: %+v", u)
+	}
+	e.post(map[string]any{"type": "access_revoked", "status": "warning", "message": "m", "user": user("u-1", "OURA", "alice")}, at(3))
+	if u := get("u-1"); u.Status != store.StatusRevoked || u.Active {
+		t.Errorf("access_revoked: %+v", u)
+	}
+
+	e.post(map[string]any{"type": "auth", "status": "success", "user": user("u-2", "GARMIN", "alice")}, at(4))
+	e.post(map[string]any{"type": "deauth", "status": "success", "message": "m", "user": user("u-2", "GARMIN", "alice")}, at(5))
+	if u := get("u-2"); u.Status != store.StatusDisconnected || u.Active {
+		t.Errorf("deauth: %+v", u)
+	}
+
+	e.post(map[string]any{"type": "auth", "status": "success", "user": user("u-3", "FITBIT", "alice")}, at(6))
+	e.post(map[string]any{"type": "user_reauth", "status": "warning", "message": "m", "version": "2022-03-16",
+		"new_user": user("u-4", "FITBIT", "alice"), "old_user": user("u-3", "FITBIT", "alice")}, at(7))
+	if u := get("u-4"); u.Status != store.StatusConnected {
+		t.Errorf("reauth new user: %+v", u)
+	}
+	if u := get("u-3"); u.ReplacedBy != "u-4" || u.Active {
+		t.Errorf("reauth old user: %+v", u)
+	}
+
+	listed, err := e.st.ListTerraUsers(ctx, "alice", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].UserID != "u-4" {
+		t.Errorf("listed: %+v", listed)
+	}
+	if !strings.Contains(e.log.String(), `"type":"user_reauth"`) {
+		t.Errorf("deliveries are not logged")
+	}
+}
+
+func TestToStoreEvent(t *testing.T) {
+	str := func(s string) *string { return &s }
+	u := &terra.User{UserID: "u", Provider: "oura", ReferenceID: str("alice"), Scopes: str("a, b,,c")}
+	cases := []struct {
+		ev   terra.Event
+		kind store.EventKind
+	}{
+		{terra.Event{Type: "auth", Status: str("success"), User: u}, store.EventAuthSuccess},
+		{terra.Event{Type: "auth", Status: str("error"), Reason: str("x")}, store.EventAuthFailure},
+		{terra.Event{Type: "auth_cancelled", Status: str("error")}, store.EventAuthFailure},
+		{terra.Event{Type: "deauth", Status: str("success"), User: u}, store.EventDeauth},
+		{terra.Event{Type: "access_revoked", Status: str("warning"), User: u}, store.EventAccessRevoked},
+		{terra.Event{Type: "connection_error", Status: str("warning"), User: u}, store.EventConnectionError},
+		{terra.Event{Type: "permission_change", Status: str("warning"), User: u, ScopesAdded: str("x")}, store.EventPermissionChange},
+		{terra.Event{Type: "user_reauth", Status: str("warning"), NewUser: u}, store.EventReauth},
+		{terra.Event{Type: "deauth", Status: str("success")}, store.EventIgnored}, // no user: nothing to apply
+		{terra.Event{Type: "sleep", Status: str("success")}, store.EventIgnored},
+	}
+	for _, c := range cases {
+		got := webhook.ToStoreEvent(c.ev)
+		if got.Kind != c.kind {
+			t.Errorf("%s/%s: kind %s, want %s", c.ev.Type, *c.ev.Status, got.Kind, c.kind)
+		}
+	}
+	got := webhook.ToStoreEvent(cases[0].ev)
+	if got.User.Provider != "OURA" || strings.Join(got.User.Scopes, "|") != "a|b|c" || got.ReferenceID != "alice" {
+		t.Errorf("snapshot = %+v", got.User)
+	}
+}
