@@ -1,0 +1,331 @@
+package terra
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults applied by New to a zero Config field.
+const (
+	DefaultBaseURL   = "https://api.tryterra.co/v2"
+	DefaultWidgetURL = "https://access.tryterra.co/api/widget/session"
+	DefaultTimeout   = 10 * time.Second
+)
+
+// maxBody caps how much of any Terra answer is read.
+const maxBody = 1 << 20
+
+// Config is what the client needs to reach Terra.
+type Config struct {
+	// BaseURL is the API base, without a trailing slash (default DefaultBaseURL).
+	BaseURL string
+	// WidgetURL is the widget session endpoint that replaces the legacy
+	// generateWidgetSession once Terra answers it with 410 Gone (default DefaultWidgetURL).
+	WidgetURL string
+	// DevID and APIKey are the account's credentials; they never appear in errors or logs.
+	DevID, APIKey string
+	// Timeout bounds every call on top of the caller's context (default DefaultTimeout).
+	Timeout time.Duration
+}
+
+// Client calls Terra's API. It is safe for concurrent use.
+type Client struct {
+	cfg Config
+	hc  *http.Client
+	log *slog.Logger
+	// widgetMoved is set once the legacy widget endpoint answered 410 Gone; from then on
+	// every session is created at cfg.WidgetURL.
+	widgetMoved atomic.Bool
+}
+
+// New returns a Client. A nil hc gets a client with no overall timeout (each call has
+// cfg.Timeout); a nil log discards.
+func New(cfg Config, hc *http.Client, log *slog.Logger) *Client {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.WidgetURL == "" {
+		cfg.WidgetURL = DefaultWidgetURL
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{cfg: cfg, hc: hc, log: log}
+}
+
+// GenerateWidgetSession creates a widget session the end user connects a provider through.
+// When the legacy endpoint answers 410 Gone the call is repeated once at Config.WidgetURL,
+// and every later call goes there directly.
+func (c *Client) GenerateWidgetSession(ctx context.Context, p WidgetSessionParams) (WidgetSession, error) {
+	const op = "generateWidgetSession"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	if !c.widgetMoved.Load() {
+		ws, err := c.widgetSession(ctx, op, c.cfg.BaseURL+"/auth/generateWidgetSession", p)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusGone {
+			return ws, err
+		}
+		if c.widgetMoved.CompareAndSwap(false, true) {
+			c.log.Warn("terra: legacy generateWidgetSession answered 410 Gone; using the widget session endpoint from now on",
+				"widget_url", c.cfg.WidgetURL)
+		}
+	}
+	return c.widgetSession(ctx, op, c.cfg.WidgetURL, p)
+}
+
+func (c *Client) widgetSession(ctx context.Context, op, endpoint string, p WidgetSessionParams) (WidgetSession, error) {
+	var ws WidgetSession
+	body, status, err := c.do(ctx, op, http.MethodPost, endpoint, p)
+	if err != nil {
+		return ws, err
+	}
+	if err := json.Unmarshal(body, &ws); err != nil {
+		return ws, badResponse(op, status, "body is not a widget session")
+	}
+	switch {
+	case ws.SessionID == "":
+		return ws, badResponse(op, status, "widget session without session_id")
+	case ws.URL == "":
+		return ws, badResponse(op, status, "widget session without url")
+	case !(ws.ExpiresIn > 0):
+		return ws, badResponse(op, status, "widget session without a positive expires_in")
+	}
+	return ws, nil
+}
+
+// UserInfoByReferenceID lists the Terra users (one per connected provider account) of
+// one end user. An end user with no connection gives an empty slice.
+func (c *Client) UserInfoByReferenceID(ctx context.Context, referenceID string) ([]User, error) {
+	const op = "userInfo"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	q := url.Values{"reference_id": {referenceID}}
+	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/userInfo?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	// The spec says a bare array; Terra's own example app reads {"users": [...]}.
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		var users []User
+		if err := json.Unmarshal(body, &users); err != nil {
+			return nil, badResponse(op, status, "body is not a list of users")
+		}
+		return nonNil(users), nil
+	}
+	var wrapped struct {
+		Users []User `json:"users"`
+	}
+	if err := json.Unmarshal(body, &wrapped); err != nil {
+		return nil, badResponse(op, status, "body is not a list of users")
+	}
+	return nonNil(wrapped.Users), nil
+}
+
+// UserInfo returns one Terra user. An unknown user gives an error for which IsNotFound
+// is true.
+func (c *Client) UserInfo(ctx context.Context, userID string) (UserInfo, error) {
+	const op = "userInfo"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	var ui UserInfo
+	q := url.Values{"user_id": {userID}}
+	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/userInfo?"+q.Encode(), nil)
+	if err != nil {
+		return ui, err
+	}
+	if err := json.Unmarshal(body, &ui); err != nil {
+		return ui, badResponse(op, status, "body is not a user")
+	}
+	if ui.User.UserID == "" {
+		return ui, badResponse(op, status, "user without user_id")
+	}
+	return ui, nil
+}
+
+// Subscriptions lists every Terra user of the account in one answer.
+func (c *Client) Subscriptions(ctx context.Context) ([]User, error) {
+	const op = "subscriptions"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/subscriptions", nil)
+	if err != nil {
+		return nil, err
+	}
+	p, err := decodeSubscriptions(op, status, body)
+	return p.Users, err
+}
+
+// SubscriptionsPage returns one zero-based page of the account's Terra users. A perPage
+// of zero or less leaves Terra's default (500).
+func (c *Client) SubscriptionsPage(ctx context.Context, page, perPage int) (SubscriptionsPage, error) {
+	const op = "subscriptions"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	q := url.Values{"page": {strconv.Itoa(page)}}
+	if perPage > 0 {
+		q.Set("per_page", strconv.Itoa(perPage))
+	}
+	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/subscriptions?"+q.Encode(), nil)
+	if err != nil {
+		return SubscriptionsPage{}, err
+	}
+	return decodeSubscriptions(op, status, body)
+}
+
+// decodeSubscriptions accepts both the paged {"data": {...}} and the unpaged
+// {"users": [...]} shape; the unpaged one is a single last page.
+func decodeSubscriptions(op string, status int, body []byte) (SubscriptionsPage, error) {
+	var v struct {
+		Users []User `json:"users"`
+		Data  *struct {
+			Next    *int   `json:"next"`
+			MaxPage int    `json:"max_page"`
+			Results []User `json:"results"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return SubscriptionsPage{}, badResponse(op, status, "body is not a list of users")
+	}
+	if v.Data != nil {
+		return SubscriptionsPage{Users: nonNil(v.Data.Results), Next: v.Data.Next, MaxPage: v.Data.MaxPage}, nil
+	}
+	return SubscriptionsPage{Users: nonNil(v.Users)}, nil
+}
+
+// DeauthenticateUser removes a connection at Terra; Terra follows with a deauth webhook.
+// An unknown user gives an error for which IsNotFound is true.
+func (c *Client) DeauthenticateUser(ctx context.Context, userID string) error {
+	const op = "deauthenticateUser"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	q := url.Values{"user_id": {userID}}
+	_, _, err := c.do(ctx, op, http.MethodDelete, c.cfg.BaseURL+"/auth/deauthenticateUser?"+q.Encode(), nil)
+	return err
+}
+
+// Integrations lists the providers Terra offers.
+func (c *Client) Integrations(ctx context.Context) (Integrations, error) {
+	const op = "integrations"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	var in Integrations
+	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/integrations", nil)
+	if err != nil {
+		return in, err
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return in, badResponse(op, status, "body is not a list of integrations")
+	}
+	return in, nil
+}
+
+// do sends one request and returns the body of a 2xx answer. Anything else is an
+// *APIError or an error wrapping ErrUnavailable.
+func (c *Client) do(ctx context.Context, op, method, endpoint string, in any) ([]byte, int, error) {
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, 0, fmt.Errorf("terra %s: encode request: %w", op, err)
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, endpoint, reqBody)
+	if err != nil {
+		return nil, 0, fmt.Errorf("terra %s: %w", op, err)
+	}
+	req.Header.Set("dev-id", c.cfg.DevID)
+	req.Header.Set("x-api-key", c.cfg.APIKey)
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	start := time.Now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, 0, c.unavailable(ctx, op, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, resp.StatusCode, c.unavailable(ctx, op, err)
+	}
+	c.log.Debug("terra call", "op", op, "method", method, "status", resp.StatusCode,
+		"duration", time.Since(start).Round(time.Millisecond))
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if len(body) > maxBody {
+			body = nil
+		}
+		return nil, resp.StatusCode, parseAPIError(op, resp, body, time.Now(), c.cfg.APIKey, c.cfg.DevID)
+	}
+	if len(body) > maxBody {
+		return nil, resp.StatusCode, badResponse(op, resp.StatusCode, "body larger than 1 MiB")
+	}
+	return body, resp.StatusCode, nil
+}
+
+// unavailable drops *url.Error's "Get <url>:" prefix (the query holds user ids) and
+// keeps the context's cause, so a caller's cancellation stays visible.
+func (c *Client) unavailable(ctx context.Context, op string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		err = fmt.Errorf("%w (%w)", err, ctxErr)
+	}
+	if msg := scrub(err.Error(), []string{c.cfg.APIKey, c.cfg.DevID}); msg != err.Error() {
+		// Unlikely, but a transport error must never carry a credential.
+		err = &scrubbedError{msg: msg, err: err}
+	}
+	return unavailable(op, err)
+}
+
+// scrubbedError replaces an error's text while keeping its chain for errors.Is.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }
+
+func badResponse(op string, status int, msg string) *APIError {
+	return &APIError{Op: op, StatusCode: status, Message: msg}
+}
+
+func nonNil(users []User) []User {
+	if users == nil {
+		return []User{}
+	}
+	return users
+}

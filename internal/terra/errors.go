@@ -1,0 +1,200 @@
+package terra
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// ErrUnavailable marks calls that got no usable answer from Terra at all: network
+// errors, timeouts and expired deadlines. Callers map it to an "upstream" error kind.
+var ErrUnavailable = errors.New("upstream unavailable")
+
+// ErrBadResponse is wrapped by an *APIError whose status was 2xx but whose body could not
+// be used (not JSON, wrong shape, required fields missing).
+var ErrBadResponse = errors.New("unusable response")
+
+// APIError is an answer from Terra that is not a usable success: any non-2xx status, or a
+// 2xx whose body could not be used (then it wraps ErrBadResponse).
+type APIError struct {
+	// Op is the Terra operation, e.g. "generateWidgetSession".
+	Op string
+	// StatusCode is the HTTP status Terra answered with.
+	StatusCode int
+	// Message is Terra's explanation, or the HTTP status text when the body had none
+	// (HTML and other non-JSON bodies are never copied here).
+	Message string
+	// RetryAfter is the Retry-After delay Terra asked for, zero when absent.
+	RetryAfter time.Duration
+}
+
+// Error formats the error as "terra <op>: <code> <status text>: <message>".
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString("terra ")
+	b.WriteString(e.Op)
+	b.WriteString(": ")
+	b.WriteString(strconv.Itoa(e.StatusCode))
+	text := http.StatusText(e.StatusCode)
+	if text != "" {
+		b.WriteString(" ")
+		b.WriteString(text)
+	}
+	if e.Message != "" && e.Message != text {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is(err, ErrBadResponse) single out unusable 2xx answers.
+func (e *APIError) Unwrap() error {
+	if e.StatusCode >= 200 && e.StatusCode < 300 {
+		return ErrBadResponse
+	}
+	return nil
+}
+
+// IsNotFound reports whether err is Terra saying the resource (usually a user) does not exist.
+func IsNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
+}
+
+// maxMessage bounds the message copied from an error body: bodies come from outside and
+// end up in logs and, mapped, in client-facing errors.
+const maxMessage = 300
+
+// errorBody covers the three error shapes Terra uses: legacy {status,message}, RFC 9457
+// problem+json {type,title,instance,detail} and the rate limiter's {detail}.
+type errorBody struct {
+	Message json.RawMessage `json:"message"`
+	Detail  json.RawMessage `json:"detail"`
+	Title   json.RawMessage `json:"title"`
+	Error   json.RawMessage `json:"error"`
+}
+
+// parseAPIError builds the *APIError for a non-2xx answer. secrets are scrubbed from the
+// message in case Terra echoes a credential back.
+func parseAPIError(op string, resp *http.Response, body []byte, now time.Time, secrets ...string) *APIError {
+	ae := &APIError{
+		Op:         op,
+		StatusCode: resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+	}
+	ae.Message = scrub(errorMessage(resp.Header.Get("Content-Type"), body), secrets)
+	if ae.Message == "" {
+		ae.Message = http.StatusText(resp.StatusCode)
+	}
+	return ae
+}
+
+// errorMessage extracts a human message from an error body, or "" when it has none that
+// is safe to show.
+func errorMessage(contentType string, body []byte) string {
+	var eb errorBody
+	if json.Unmarshal(body, &eb) == nil {
+		for _, raw := range []json.RawMessage{eb.Detail, eb.Message, eb.Title, eb.Error} {
+			if m := jsonMessage(raw); m != "" {
+				return m
+			}
+		}
+		return ""
+	}
+	// Plain text is sometimes useful (proxies say "upstream request timeout"), HTML
+	// never is: it is a whole page and may reflect the request.
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt != "text/plain" {
+		return ""
+	}
+	s := strings.TrimSpace(string(body))
+	if strings.ContainsAny(s, "<>\n\r") || !utf8.ValidString(s) {
+		return ""
+	}
+	return clean(s)
+}
+
+// jsonMessage reads a message that is a string or, as FastAPI validation errors are, a
+// list of objects with "msg".
+func jsonMessage(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return clean(s)
+	}
+	var items []struct {
+		Msg string `json:"msg"`
+	}
+	if json.Unmarshal(raw, &items) == nil {
+		var msgs []string
+		for _, it := range items {
+			if it.Msg != "" {
+				msgs = append(msgs, it.Msg)
+			}
+		}
+		return clean(strings.Join(msgs, "; "))
+	}
+	return ""
+}
+
+// clean makes a message one bounded line of printable text.
+func clean(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return s
+}
+
+// parseRetryAfter reads Retry-After as delay seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		// Bound absurd values so the multiplication cannot overflow.
+		return time.Duration(min(n, 7*24*3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now).Round(time.Second)
+	}
+	return 0
+}
+
+// unavailable wraps a transport-level failure so that both ErrUnavailable and the cause
+// (context.Canceled, context.DeadlineExceeded, net errors) stay visible to errors.Is.
+func unavailable(op string, cause error) error {
+	return fmt.Errorf("terra %s: %w: %w", op, ErrUnavailable, cause)
+}

@@ -1,0 +1,89 @@
+// Package terra is a small typed client for the parts of Terra's API that terragate uses,
+// plus the webhook signature verifier and event decoder. It knows nothing of GraphQL or SQL.
+package terra
+
+import "time"
+
+// User is a Terra user: one connected provider account of one end user. Field names follow
+// Terra's TerraUser schema; nullable fields are pointers.
+type User struct {
+	UserID            string  `json:"user_id"`
+	Provider          string  `json:"provider"`
+	ReferenceID       *string `json:"reference_id"`
+	Active            *bool   `json:"active"`
+	Scopes            *string `json:"scopes"`
+	CreatedAt         *string `json:"created_at"`
+	LastWebhookUpdate *string `json:"last_webhook_update"`
+}
+
+// WidgetSessionParams is the body of a widget session request. Every field is optional.
+type WidgetSessionParams struct {
+	Providers              string `json:"providers,omitempty"` // comma separated, e.g. "OURA,GARMIN"
+	Language               string `json:"language,omitempty"`
+	ReferenceID            string `json:"reference_id,omitempty"`
+	AuthSuccessRedirectURL string `json:"auth_success_redirect_url,omitempty"`
+	AuthFailureRedirectURL string `json:"auth_failure_redirect_url,omitempty"`
+}
+
+// WidgetSession is Terra's answer to a widget session request.
+type WidgetSession struct {
+	SessionID string  `json:"session_id"`
+	URL       string  `json:"url"`
+	Status    string  `json:"status"`
+	ExpiresIn float64 `json:"expires_in"`
+}
+
+// UserInfo is the answer of userInfo?user_id=.
+type UserInfo struct {
+	User            User   `json:"user"`
+	Status          string `json:"status"`
+	IsAuthenticated bool   `json:"is_authenticated"`
+}
+
+// SubscriptionsPage is one page of GET /subscriptions?page=N.
+type SubscriptionsPage struct {
+	Users   []User
+	Next    *int // nil on the last page
+	MaxPage int
+}
+
+// Integrations lists the provider names Terra offers.
+type Integrations struct {
+	Providers    []string `json:"providers"`
+	SDKProviders []string `json:"sdk_providers"`
+}
+
+// Event is a decoded webhook event. Only the connection events carry the fields below;
+// other types (data events, healthcheck, ...) decode with Type and Status alone.
+type Event struct {
+	Type            string  `json:"type"`
+	Status          *string `json:"status"`
+	User            *User   `json:"user"`
+	NewUser         *User   `json:"new_user"`
+	OldUser         *User   `json:"old_user"`
+	ReferenceID     *string `json:"reference_id"`
+	WidgetSessionID *string `json:"widget_session_id"`
+	FlowID          *string `json:"flow_id"`
+	Reason          *string `json:"reason"`
+	Message         *string `json:"message"`
+	Provider        *string `json:"provider"`
+	Version         *string `json:"version"`
+	// ScopesAdded and ScopesRemoved are comma-separated in Terra's schema; the decoder also
+	// accepts JSON arrays and normalises them to the comma-separated form.
+	ScopesAdded   *string `json:"scopes_added"`
+	ScopesRemoved *string `json:"scopes_removed"`
+}
+
+// Connection event types (see Terra's events schemas).
+const (
+	EventAuth             = "auth"
+	EventAuthCancelled    = "auth_cancelled"
+	EventDeauth           = "deauth"
+	EventUserReauth       = "user_reauth"
+	EventAccessRevoked    = "access_revoked"
+	EventConnectionError  = "connection_error"
+	EventPermissionChange = "permission_change"
+)
+
+// SignatureTolerance is how far a webhook's signed timestamp may be from now, either way.
+const SignatureTolerance = 300 * time.Second
