@@ -1,0 +1,162 @@
+// Package sqlite is the SQLite engine of store.Store, over modernc.org/sqlite (pure Go) and
+// the sqlc queries in sqlitedb.
+//
+// SQLite allows one writer at a time, and a second writing connection meets SQLITE_BUSY
+// even in WAL mode, so all writes go through a pool of exactly one connection whose
+// transactions begin IMMEDIATE; callers queue in database/sql instead of failing. Reads use a
+// separate read-only pool, which WAL lets run beside the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/terragate/terragate/db"
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
+)
+
+// DB is a SQLite database holding terragate's store. It implements store.Store and
+// store.Inbox and is safe for concurrent use.
+type DB struct {
+	write *sql.DB // exactly one connection: SQLite has one writer
+	read  *sql.DB
+	wq    *sqlitedb.Queries
+	rq    *sqlitedb.Queries
+	log   *slog.Logger
+	now   func() time.Time
+
+	// afterApply, when set (by tests), runs inside the ApplyWebhook transaction after the
+	// event's rows are saved; an error aborts the transaction.
+	afterApply func() error
+}
+
+var (
+	_ store.Store = (*DB)(nil)
+	_ store.Inbox = (*DB)(nil)
+)
+
+// Open opens (creating if needed) the SQLite database at path and applies pending
+// migrations. path is a file name; an in-memory database is refused because each pooled
+// connection would see its own empty one. A nil log discards.
+func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
+		return nil, fmt.Errorf("sqlite: open %q: a database file path is required: %w", path, store.ErrInvalid)
+	}
+	write, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, write, log); err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: migrate %s: %w", path, err), write.Close())
+	}
+	// The reader opens after the migration so the file exists and is already in WAL mode.
+	read, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: open %s: %w", path, err), write.Close())
+	}
+	n := max(2, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	d := &DB{
+		write: write,
+		read:  read,
+		wq:    sqlitedb.New(write),
+		rq:    sqlitedb.New(read),
+		log:   log,
+		now:   time.Now,
+	}
+	if err := d.Ping(ctx); err != nil {
+		return nil, errors.Join(err, d.Close())
+	}
+	return d, nil
+}
+
+// dsn is the modernc DSN for path. Pragmas go in the DSN because the driver runs them on
+// every new connection, where a db.Exec would reach one pooled connection only. Writers begin
+// transactions IMMEDIATE so the write lock is taken up front, not upgraded midway; readers are
+// query_only.
+func dsn(path string, readOnly bool) string {
+	// The driver hands "file:" names to SQLite as URIs, which give '?', '#' and '%' meaning.
+	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	q := "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	if readOnly {
+		q += "&_pragma=query_only(1)"
+	} else {
+		q += "&_txlock=immediate"
+	}
+	return "file:" + path + "?" + q + "&_time_format=sqlite"
+}
+
+// migrate applies the embedded migrations that are not applied yet.
+func migrate(ctx context.Context, conn *sql.DB, log *slog.Logger) error {
+	fsys, err := fs.Sub(db.SQLiteMigrations, db.SQLiteMigrationsDir)
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, conn, fsys)
+	if err != nil {
+		return err
+	}
+	// p.Close would close conn, which stays in use.
+	results, err := p.Up(ctx)
+	for _, r := range results {
+		log.InfoContext(ctx, "database migrated", "engine", "sqlite", "version", r.Source.Version,
+			"file", r.Source.Path, "duration", r.Duration)
+	}
+	return err
+}
+
+// Ping checks both pools reach the database.
+func (d *DB) Ping(ctx context.Context) error {
+	if err := d.write.PingContext(ctx); err != nil {
+		return wrap(ctx, "ping", err)
+	}
+	if err := d.read.PingContext(ctx); err != nil {
+		return wrap(ctx, "ping", err)
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (d *DB) Close() error {
+	return errors.Join(d.read.Close(), d.write.Close())
+}
+
+// inTx runs fn in a write transaction, committing if it returns nil.
+func (d *DB) inTx(ctx context.Context, fn func(q *sqlitedb.Queries) error) error {
+	tx, err := d.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(d.wq.WithTx(tx)); err != nil {
+		return errors.Join(err, ignoreDone(tx.Rollback()))
+	}
+	return tx.Commit()
+}
+
+// ignoreDone drops the error of a rollback the driver already made (it rolls back on
+// context cancellation).
+func ignoreDone(err error) error {
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}

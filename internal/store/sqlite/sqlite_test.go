@@ -1,0 +1,250 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/storetest"
+)
+
+func open(t *testing.T, path string) *DB {
+	t.Helper()
+	d, err := Open(t.Context(), path, nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	})
+}
+
+func TestReopenKeepsDataAndMigrations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "terragate.db")
+	ctx := t.Context()
+	d, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.CreateWidgetSession(ctx, store.WidgetSession{ID: "ws-1", ReferenceID: "alice", ExpiresAt: storetest.T0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		d := open(t, path)
+		if _, err := d.WidgetSession(ctx, "ws-1"); err != nil {
+			t.Fatalf("after reopen: %v", err)
+		}
+		var n int
+		if err := d.read.QueryRowContext(ctx, "SELECT count(*) FROM goose_db_version WHERE version_id > 0").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("goose recorded %d migrations; want 1", n)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestWAL(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	var mode string
+	if err := d.read.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "wal" {
+		t.Errorf("journal_mode = %q; want wal", mode)
+	}
+	var busy, fk int
+	if err := d.write.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.write.QueryRowContext(t.Context(), "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		t.Fatal(err)
+	}
+	if busy != 5000 || fk != 1 {
+		t.Errorf("busy_timeout %d, foreign_keys %d; want 5000, 1", busy, fk)
+	}
+	// The read pool must not write.
+	if _, err := d.read.ExecContext(t.Context(), "DELETE FROM webhook_events"); err == nil {
+		t.Error("the read pool accepted a write")
+	}
+}
+
+func TestConcurrentWriters(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	ctx := t.Context()
+	const workers, each = 20, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				uid := fmt.Sprintf("u%d-%d", w, i)
+				dl := store.Delivery{
+					DedupeKey: fmt.Sprintf("k%d-%d", w, i),
+					SignedAt:  storetest.T0.Add(time.Duration(i) * time.Second),
+					Body:      []byte("{}"),
+					Event: store.Event{
+						Kind: store.EventAuthSuccess,
+						User: &store.UserSnapshot{UserID: uid, ReferenceID: fmt.Sprint("ref", w%3), Provider: "OURA"},
+					},
+				}
+				if _, err := d.ApplyWebhook(ctx, dl); err != nil {
+					errs <- err
+				}
+				// Readers run beside the writer.
+				if _, err := d.ListTerraUsers(ctx, fmt.Sprint("ref", w%3), false); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+		if strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "locked") {
+			t.Fatal("a writer met SQLITE_BUSY")
+		}
+	}
+	events, err := d.InboxEvents(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != workers*each {
+		t.Errorf("inbox has %d rows; want %d", len(events), workers*each)
+	}
+}
+
+func TestTimesStoredAsUTCText(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	ctx := t.Context()
+	created := time.Date(2026, 7, 1, 14, 30, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	err := d.CreateWidgetSession(ctx, store.WidgetSession{ID: "ws-1", ReferenceID: "alice", CreatedAt: created, ExpiresAt: created.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw string
+	if err := d.read.QueryRowContext(ctx, "SELECT CAST(created_at AS TEXT) FROM widget_sessions").Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if want := "2026-07-01 12:30:00.123456+00:00"; raw != want {
+		t.Errorf("stored created_at = %q; want %q", raw, want)
+	}
+	ws, err := d.WidgetSession(ctx, "ws-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.CreatedAt.Location() != time.UTC || !ws.CreatedAt.Equal(created.Truncate(time.Microsecond)) {
+		t.Errorf("CreatedAt = %v; want %v in UTC", ws.CreatedAt, created)
+	}
+}
+
+func TestFailureMidTransactionRollsBack(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	ctx := t.Context()
+	err := d.CreateWidgetSession(ctx, store.WidgetSession{ID: "ws-1", ReferenceID: "alice", CreatedAt: storetest.T0, ExpiresAt: storetest.T0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	d.afterApply = func() error { return boom }
+	dl := store.Delivery{
+		DedupeKey: "k1",
+		SignedAt:  storetest.T0.Add(time.Minute),
+		Body:      []byte("{}"),
+		Event: store.Event{
+			Kind:            store.EventAuthSuccess,
+			WidgetSessionID: "ws-1",
+			User:            &store.UserSnapshot{UserID: "u1", ReferenceID: "alice", Provider: "OURA"},
+		},
+	}
+	if _, err := d.ApplyWebhook(ctx, dl); !errors.Is(err, boom) {
+		t.Fatalf("ApplyWebhook: %v; want the injected error", err)
+	}
+	if _, err := d.TerraUser(ctx, "u1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("user saved by a failed transaction: %v", err)
+	}
+	if ws, _ := d.WidgetSession(ctx, "ws-1"); ws.Status != store.SessionCreated {
+		t.Errorf("session %s after a failed transaction; want CREATED", ws.Status)
+	}
+	if events, _ := d.InboxEvents(ctx, 0, 10); len(events) != 0 {
+		t.Errorf("inbox has %d rows after a failed transaction", len(events))
+	}
+
+	d.afterApply = nil
+	out, err := d.ApplyWebhook(ctx, dl)
+	if err != nil || out.Duplicate || out.Session == nil || out.Session.Status != store.SessionCompleted {
+		t.Fatalf("retry: %+v, %v; want applied", out, err)
+	}
+}
+
+func TestCancelMidTransaction(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	ctx, cancel := context.WithCancel(t.Context())
+	d.afterApply = func() error { cancel(); return nil }
+	dl := store.Delivery{
+		DedupeKey: "k1",
+		SignedAt:  storetest.T0,
+		Event:     store.Event{Kind: store.EventDeauth, User: &store.UserSnapshot{UserID: "u1"}},
+	}
+	if _, err := d.ApplyWebhook(ctx, dl); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ApplyWebhook: %v; want context.Canceled", err)
+	}
+	if _, err := d.TerraUser(t.Context(), "u1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("user saved by a canceled transaction: %v", err)
+	}
+	if events, _ := d.InboxEvents(t.Context(), 0, 10); len(events) != 0 {
+		t.Errorf("inbox has %d rows after a canceled transaction", len(events))
+	}
+}
+
+func TestOpenRefusesMemory(t *testing.T) {
+	for _, path := range []string{"", ":memory:", "file::memory:?cache=shared"} {
+		if _, err := Open(t.Context(), path, nil); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Open(%q): %v; want ErrInvalid", path, err)
+		}
+	}
+}
+
+func TestDSN(t *testing.T) {
+	got := dsn("data/terra?gate#1%.db", false)
+	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
+	if got != want {
+		t.Errorf("dsn =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestOddFileName(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, filepath.Join(dir, "a?b#c%d.db"))
+	if err := d.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The name reached SQLite whole, not cut at '?' or '#'.
+	if _, err := os.Stat(filepath.Join(dir, "a?b#c%d.db")); err != nil {
+		t.Fatal(err)
+	}
+}

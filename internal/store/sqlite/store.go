@@ -1,0 +1,230 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
+)
+
+// CreateWidgetSession stores a new session; a duplicate ID is store.ErrConflict.
+func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession) error {
+	s, err := store.CheckWidgetSession(s, d.now())
+	if err != nil {
+		return err
+	}
+	err = d.wq.CreateWidgetSession(ctx, sqlitedb.CreateWidgetSessionParams{
+		ID:                 s.ID,
+		ReferenceID:        s.ReferenceID,
+		Providers:          strings.Join(s.Providers, ","),
+		Language:           s.Language,
+		SuccessRedirectURL: s.SuccessRedirectURL,
+		FailureRedirectURL: s.FailureRedirectURL,
+		URL:                s.URL,
+		Status:             string(s.Status),
+		Provider:           s.Provider,
+		TerraUserID:        s.TerraUserID,
+		FailureReason:      s.FailureReason,
+		ExpiresAt:          s.ExpiresAt,
+		CreatedAt:          s.CreatedAt,
+		UpdatedAt:          s.UpdatedAt,
+	})
+	return wrap(ctx, fmt.Sprintf("create widget session %q", s.ID), err)
+}
+
+// WidgetSession returns one session, or store.ErrNotFound.
+func (d *DB) WidgetSession(ctx context.Context, id string) (store.WidgetSession, error) {
+	r, err := d.rq.GetWidgetSession(ctx, id)
+	if err != nil {
+		return store.WidgetSession{}, wrap(ctx, fmt.Sprintf("widget session %q", id), err)
+	}
+	return sessionFromRow(r), nil
+}
+
+// TerraUser returns one Terra user, tombstones included, or store.ErrNotFound.
+func (d *DB) TerraUser(ctx context.Context, userID string) (store.TerraUser, error) {
+	r, err := d.rq.GetTerraUser(ctx, userID)
+	if err != nil {
+		return store.TerraUser{}, wrap(ctx, fmt.Sprintf("terra user %q", userID), err)
+	}
+	return userFromRow(r), nil
+}
+
+// ListTerraUsers returns the end user's Terra users, oldest connection first, leaving out
+// replaced ones always and inactive ones unless includeInactive.
+func (d *DB) ListTerraUsers(ctx context.Context, referenceID string, includeInactive bool) ([]store.TerraUser, error) {
+	list := d.rq.ListActiveTerraUsers
+	if includeInactive {
+		list = d.rq.ListTerraUsers
+	}
+	rows, err := list(ctx, referenceID)
+	if err != nil {
+		return nil, wrap(ctx, "list terra users", err)
+	}
+	return usersFromRows(rows), nil
+}
+
+// InboxEvents returns up to limit inbox rows with an ID above afterID, oldest first.
+func (d *DB) InboxEvents(ctx context.Context, afterID int64, limit int) ([]store.InboxEvent, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("sqlite: inbox events: limit %d: %w", limit, store.ErrInvalid)
+	}
+	rows, err := d.rq.ListWebhookEvents(ctx, sqlitedb.ListWebhookEventsParams{AfterID: afterID, MaxRows: int64(limit)})
+	if err != nil {
+		return nil, wrap(ctx, "inbox events", err)
+	}
+	events := make([]store.InboxEvent, 0, len(rows))
+	for _, r := range rows {
+		events = append(events, inboxFromRow(r))
+	}
+	return events, nil
+}
+
+// errDuplicate ends the ApplyWebhook transaction of a delivery already in the inbox.
+var errDuplicate = errors.New("duplicate delivery")
+
+// ApplyWebhook records the delivery in the inbox and applies its event (decided by
+// store.Apply) in one transaction; a delivery already in the inbox changes nothing.
+func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome, error) {
+	if err := store.CheckDelivery(dl); err != nil {
+		return store.Outcome{}, err
+	}
+	var out store.Outcome
+	err := d.inTx(ctx, func(q *sqlitedb.Queries) error {
+		var err error
+		out, err = d.apply(ctx, q, dl)
+		return err
+	})
+	switch {
+	case errors.Is(err, errDuplicate):
+		return store.Outcome{Duplicate: true}, nil
+	case errors.Is(err, store.ErrInvalid) && ctx.Err() == nil:
+		return store.Outcome{}, err
+	case err != nil:
+		return store.Outcome{}, wrap(ctx, fmt.Sprintf("apply webhook %q", dl.DedupeKey), err)
+	}
+	return out, nil
+}
+
+// apply is ApplyWebhook's transaction: inbox row, rows the event touches, store.Apply, save,
+// outcome.
+func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) (store.Outcome, error) {
+	id, err := q.InsertWebhookEvent(ctx, sqlitedb.InsertWebhookEventParams{
+		DedupeKey:  dl.DedupeKey,
+		TraceID:    dl.TraceID,
+		Type:       dl.Event.Type,
+		Kind:       string(dl.Event.Kind),
+		SignedAt:   store.StoredTime(dl.SignedAt),
+		ReceivedAt: store.StoredTime(dl.ReceivedAt),
+		Body:       nonNil(dl.Body),
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Outcome{}, errDuplicate
+	}
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("insert inbox row: %w", err)
+	}
+
+	cur := store.Current{Users: map[string]store.TerraUser{}}
+	for _, userID := range store.UserIDs(dl.Event) {
+		r, err := q.GetTerraUser(ctx, userID)
+		switch {
+		case err == nil:
+			cur.Users[userID] = userFromRow(r)
+		case !errors.Is(err, sql.ErrNoRows):
+			return store.Outcome{}, fmt.Errorf("load terra user %q: %w", userID, err)
+		}
+	}
+	if m, ok := store.MatchSession(dl); ok {
+		s, err := findSession(ctx, q, m)
+		if err != nil {
+			return store.Outcome{}, err
+		}
+		cur.Session = s
+	}
+
+	now := d.now()
+	ch, err := store.Apply(dl, cur, now)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	var out store.Outcome
+	for _, u := range ch.Users {
+		r, err := q.UpsertTerraUser(ctx, upsertParams(u))
+		if err != nil {
+			return store.Outcome{}, fmt.Errorf("save terra user %q: %w", u.UserID, err)
+		}
+		out.Users = append(out.Users, userFromRow(r))
+	}
+	out.Session = cur.Session
+	if s := ch.Session; s != nil {
+		r, err := q.UpdateWidgetSessionOutcome(ctx, sqlitedb.UpdateWidgetSessionOutcomeParams{
+			ID:            s.ID,
+			Status:        string(s.Status),
+			Provider:      s.Provider,
+			TerraUserID:   s.TerraUserID,
+			FailureReason: s.FailureReason,
+			UpdatedAt:     store.StoredTime(s.UpdatedAt),
+		})
+		if err != nil {
+			return store.Outcome{}, fmt.Errorf("save widget session %q: %w", s.ID, err)
+		}
+		saved := sessionFromRow(r)
+		out.Session = &saved
+	}
+	if d.afterApply != nil {
+		if err := d.afterApply(); err != nil {
+			return store.Outcome{}, err
+		}
+	}
+
+	outcome := string(store.OutcomeOf(dl.Event.Kind, ch))
+	appliedAt := store.StoredTime(now)
+	err = q.RecordWebhookOutcome(ctx, sqlitedb.RecordWebhookOutcomeParams{ID: id, AppliedAt: &appliedAt, Outcome: &outcome})
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("record outcome: %w", err)
+	}
+	return out, nil
+}
+
+// findSession finds the session an event is recorded against, or nil.
+func findSession(ctx context.Context, q *sqlitedb.Queries, m store.SessionMatch) (*store.WidgetSession, error) {
+	for _, id := range m.IDs {
+		r, err := q.GetWidgetSession(ctx, id)
+		if err == nil {
+			s := sessionFromRow(r)
+			return &s, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("load widget session %q: %w", id, err)
+		}
+	}
+	if m.ReferenceID == "" {
+		return nil, nil
+	}
+	r, err := q.LatestCreatedWidgetSession(ctx, sqlitedb.LatestCreatedWidgetSessionParams{
+		ReferenceID: m.ReferenceID,
+		CreatedBy:   m.CreatedBy,
+		AliveAt:     m.AliveAt,
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find widget session: %w", err)
+	}
+	s := sessionFromRow(r)
+	return &s, nil
+}
+
+// nonNil keeps an empty body from being stored as NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}

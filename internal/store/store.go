@@ -1,0 +1,164 @@
+// Package store holds terragate's domain records (widget sessions, Terra users, the webhook
+// inbox), the Store interface the rest of the program depends on, and the error kinds it
+// returns. Engines (store/sqlite, later store/postgres) implement Store over the sqlc code
+// they own; store/storetest is the conformance suite every engine passes.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Error kinds. Engines wrap them with context; callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// ConnectionStatus is the state of one Terra user (one provider connection).
+type ConnectionStatus string
+
+// Connection states. DISCONNECTED and REVOKED are final for a Terra user_id: Terra deletes
+// the id, and a reconnection issues a new one.
+const (
+	StatusConnected    ConnectionStatus = "CONNECTED"
+	StatusError        ConnectionStatus = "ERROR"
+	StatusRevoked      ConnectionStatus = "REVOKED"
+	StatusDisconnected ConnectionStatus = "DISCONNECTED"
+)
+
+// SessionStatus is the state of a widget session.
+type SessionStatus string
+
+// Widget session states; transitions are one-way (CREATED -> COMPLETED|FAILED|EXPIRED, and
+// a COMPLETED session never falls back).
+const (
+	SessionCreated   SessionStatus = "CREATED"
+	SessionCompleted SessionStatus = "COMPLETED"
+	SessionFailed    SessionStatus = "FAILED"
+	SessionExpired   SessionStatus = "EXPIRED"
+)
+
+// WidgetSession is a Terra widget session created for one end user.
+type WidgetSession struct {
+	ID                 string // Terra's session_id
+	ReferenceID        string // the authenticated end user's id
+	Providers          []string
+	Language           string
+	SuccessRedirectURL string
+	FailureRedirectURL string
+	URL                string
+	ExpiresAt          time.Time
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+	Status             SessionStatus
+	Provider           string // the provider the user picked, once known
+	TerraUserID        string // set on completion
+	FailureReason      string // set on failure
+}
+
+// TerraUser is one provider connection of one end user, as kept current by webhooks.
+type TerraUser struct {
+	UserID      string
+	Provider    string
+	ReferenceID string // empty when Terra has none
+	Active      bool
+	Status      ConnectionStatus
+	Scopes      []string
+	// ScopesAt is the signed time of the event that last set Scopes (nil while none has
+	// said), so that an older permission_change cannot undo a newer one.
+	ScopesAt          *time.Time
+	ConnectedAt       time.Time
+	LastWebhookUpdate *time.Time
+	UpdatedAt         time.Time
+	// StateAt is the signed time of the event that last set Status; it orders events that
+	// arrive out of order.
+	StateAt time.Time
+	// ReplacedBy is the new user_id when a user_reauth replaced this one; replaced users
+	// are kept as tombstones so late events cannot revive them, and are never listed.
+	ReplacedBy string
+}
+
+// EventKind is what a webhook event means for the store.
+type EventKind string
+
+// Event kinds the store applies. Anything else is recorded in the inbox and ignored.
+const (
+	EventAuthSuccess      EventKind = "auth_success"      // auth / success
+	EventAuthFailure      EventKind = "auth_failure"      // auth / error, or auth_cancelled
+	EventDeauth           EventKind = "deauth"            // -> DISCONNECTED, inactive
+	EventReauth           EventKind = "user_reauth"       // new user replaces old
+	EventAccessRevoked    EventKind = "access_revoked"    // -> REVOKED, inactive
+	EventConnectionError  EventKind = "connection_error"  // -> ERROR, still listed
+	EventPermissionChange EventKind = "permission_change" // scopes change
+	EventIgnored          EventKind = "ignored"           // other types: acknowledged only
+)
+
+// UserSnapshot is a Terra user as carried by one event. Nil pointers and nil Scopes mean
+// the event did not say.
+type UserSnapshot struct {
+	UserID            string
+	Provider          string
+	ReferenceID       string
+	Active            *bool
+	Scopes            []string
+	CreatedAt         *time.Time
+	LastWebhookUpdate *time.Time
+}
+
+// Event is a decoded webhook event in the store's terms.
+type Event struct {
+	Kind            EventKind
+	Type            string        // Terra's type, as received
+	User            *UserSnapshot // user (or new_user for user_reauth)
+	OldUser         *UserSnapshot // old_user for user_reauth; may be nil
+	ReferenceID     string
+	WidgetSessionID string
+	FlowID          string
+	Provider        string
+	Reason          string
+	ScopesAdded     []string
+	ScopesRemoved   []string
+}
+
+// Delivery is one webhook request: the raw body for the inbox and its decoded event.
+type Delivery struct {
+	// DedupeKey identifies a delivery across retries: X-Terra-Trace-Id when present, else
+	// a hash of the body.
+	DedupeKey  string
+	TraceID    string
+	SignedAt   time.Time // the signature's timestamp: the event's time for ordering
+	ReceivedAt time.Time
+	Body       []byte
+	Event      Event
+}
+
+// Outcome tells what applying a delivery changed.
+type Outcome struct {
+	Duplicate bool           // already in the inbox: nothing applied
+	Users     []TerraUser    // Terra users whose row changed, as they are now
+	Session   *WidgetSession // the widget session the event was recorded against, if any
+}
+
+// Store is the persistence terragate depends on. Every method honours ctx.
+type Store interface {
+	// CreateWidgetSession stores a new session. A duplicate ID is ErrConflict.
+	CreateWidgetSession(ctx context.Context, s WidgetSession) error
+	// WidgetSession returns one session, or ErrNotFound.
+	WidgetSession(ctx context.Context, id string) (WidgetSession, error)
+	// TerraUser returns one Terra user (tombstones included), or ErrNotFound.
+	TerraUser(ctx context.Context, userID string) (TerraUser, error)
+	// ListTerraUsers returns the end user's Terra users, oldest connection first. Inactive
+	// ones are left out unless includeInactive; replaced ones are always left out.
+	ListTerraUsers(ctx context.Context, referenceID string, includeInactive bool) ([]TerraUser, error)
+	// ApplyWebhook records the delivery in the inbox and applies its event in the same
+	// transaction. A delivery whose DedupeKey is already in the inbox changes nothing and
+	// reports Duplicate.
+	ApplyWebhook(ctx context.Context, d Delivery) (Outcome, error)
+	// Ping checks the database is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
