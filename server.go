@@ -1,0 +1,346 @@
+// Command terragate is a GraphQL gateway in front of the Terra API: it keeps Terra's
+// credentials on the server, creates widget sessions for signed-in end users, and keeps
+// their connections current from Terra's signed webhooks.
+//
+//	terragate                 serve (settings from the environment or flags; -h lists them)
+//	terragate -demo           the whole loop on this machine, with the Terra emulator
+//	terragate terra-emulator  the Terra emulator alone, for other backends
+package main
+
+//go:generate go tool gqlgen generate
+//go:generate go tool sqlc generate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/cors"
+
+	"github.com/terragate/terragate/graph"
+	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/config"
+	"github.com/terragate/terragate/internal/demo"
+	"github.com/terragate/terragate/internal/httplog"
+	"github.com/terragate/terragate/internal/redirect"
+	"github.com/terragate/terragate/internal/store/engine"
+	"github.com/terragate/terragate/internal/terra"
+	"github.com/terragate/terragate/internal/terrasim"
+	"github.com/terragate/terragate/internal/webhook"
+	"github.com/terragate/terragate/internal/widget"
+)
+
+const (
+	shutdownTimeout = 10 * time.Second
+	demoTokenTTL    = 24 * time.Hour
+	emulatorPrefix  = "/terra" // where demo mode mounts the emulator
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "terragate:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run wires terragate and serves until ctx ends. stdout gets the few lines a person reads
+// (where it listens, the demo's token); stderr gets the structured logs.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "terra-emulator" {
+		return runEmulator(ctx, args[1:], stdout, stderr)
+	}
+	cfg, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	defer ln.Close()
+	self := loopbackURL(ln.Addr())
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://localhost:" + port(ln.Addr())
+	}
+
+	mux := http.NewServeMux()
+	var emu *terrasim.Emulator
+	if cfg.Demo {
+		emu = setUpDemo(&cfg, self, log)
+		defer emu.Close()
+		mux.Handle(emulatorPrefix+"/", http.StripPrefix(emulatorPrefix, emu))
+		mux.HandleFunc("GET "+demo.ReturnPath, demo.ReturnPage)
+	}
+	log.Info("starting terragate", "config", cfg)
+
+	st, err := engine.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+
+	verifier, err := auth.NewVerifier(auth.Config{Secret: []byte(cfg.AuthJWTSecret), Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience})
+	if err != nil {
+		return err
+	}
+	redirects, err := redirectAllowlist(cfg)
+	if err != nil {
+		return err
+	}
+	tc := terra.New(terra.Config{
+		BaseURL:   cfg.TerraAPIURL,
+		WidgetURL: cfg.TerraWidgetURL,
+		DevID:     cfg.TerraDevID,
+		APIKey:    cfg.TerraAPIKey,
+		Timeout:   cfg.TerraTimeout,
+	}, &http.Client{}, log)
+	hooks, err := webhook.New(cfg.TerraWebhookSecret, st, log)
+	if err != nil {
+		return err
+	}
+	gql := graph.NewHandler(&graph.Resolver{
+		Widgets: widget.NewService(tc, st, redirects, log),
+		Store:   st,
+		Log:     log,
+	}, graph.Options{
+		Introspection: cfg.Playground,
+		Secrets:       []string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret},
+		Log:           log,
+	})
+
+	mux.Handle("/graphql", corsFor(cfg.CORSAllowedOrigins).Handler(verifier.Middleware(gql)))
+	mux.Handle("/webhooks/terra", hooks) // the handler answers other methods with a JSON 405
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	var token string
+	if cfg.Demo {
+		token, err = auth.Issue([]byte(cfg.AuthJWTSecret), auth.IssueOptions{Subject: demo.User, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, TTL: demoTokenTTL})
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.Playground {
+		headers := map[string]string{}
+		if token != "" {
+			headers["Authorization"] = "Bearer " + token
+		}
+		mux.Handle("GET /{$}", graph.Playground("/graphql", headers))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+	})
+
+	srv := &http.Server{
+		Handler:           httplog.Middleware(log, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	fmt.Fprintf(stdout, "terragate listening on %s (public URL %s)\n", self, cfg.PublicURL)
+	if cfg.Demo {
+		demo.Banner(stdout, cfg.PublicURL, token)
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// setUpDemo fills in what a demo needs and returns the emulator that plays Terra: missing
+// secrets are generated, and the emulator's own credentials are used for Terra calls.
+func setUpDemo(cfg *config.Config, self string, log *slog.Logger) *terrasim.Emulator {
+	if cfg.AuthJWTSecret == "" {
+		cfg.AuthJWTSecret = randomSecret()
+	}
+	if cfg.TerraWebhookSecret == "" {
+		cfg.TerraWebhookSecret = randomSecret()
+	}
+	cfg.TerraDevID = "terragate-demo"
+	cfg.TerraAPIKey = randomSecret()
+	cfg.TerraAPIURL = self + emulatorPrefix + "/v2"
+	cfg.TerraWidgetURL = self + emulatorPrefix + "/api/widget/session"
+	if len(cfg.CORSAllowedOrigins) == 0 {
+		cfg.CORSAllowedOrigins = []string{originOf(cfg.PublicURL)}
+	}
+	return terrasim.New(terrasim.Config{
+		DevID:         cfg.TerraDevID,
+		APIKey:        cfg.TerraAPIKey,
+		WebhookURL:    self + "/webhooks/terra",
+		WebhookSecret: cfg.TerraWebhookSecret,
+		PublicURL:     cfg.PublicURL + emulatorPrefix,
+		Logger:        log.With("component", "terra-emulator"),
+	})
+}
+
+// redirectAllowlist is ALLOWED_REDIRECT_URLS, or the CORS origins when it is unset.
+func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
+	if strings.TrimSpace(cfg.AllowedRedirectURLs) != "" {
+		a, err := redirect.Parse(cfg.AllowedRedirectURLs)
+		if err != nil {
+			return nil, fmt.Errorf("ALLOWED_REDIRECT_URLS: %w", err)
+		}
+		return a, nil
+	}
+	a, err := redirect.FromOrigins(cfg.CORSAllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
+	}
+	return a, nil
+}
+
+// corsFor admits only the app's own origins. rs/cors treats an empty list as "any
+// origin", so no origins must mean no cross-origin access at all.
+func corsFor(origins []string) *cors.Cors {
+	opts := cors.Options{
+		AllowedMethods: []string{http.MethodPost, http.MethodGet, http.MethodOptions},
+		AllowedHeaders: []string{"Authorization", "Content-Type"},
+		MaxAge:         600,
+	}
+	if len(origins) == 0 {
+		opts.AllowOriginFunc = func(string) bool { return false }
+	} else {
+		opts.AllowedOrigins = origins
+	}
+	return cors.New(opts)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// runEmulator serves the Terra emulator alone so other backends can develop against it.
+func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("terra-emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9090", "address to listen on")
+	publicURL := fs.String("public-url", "", "base URL browsers reach the emulator at (default http://<addr>)")
+	webhookURL := fs.String("webhook-url", "", "where to post signed webhooks (empty: none are sent)")
+	webhookSecret := fs.String("webhook-secret", "", "webhook signing secret")
+	devID := fs.String("dev-id", "", "the dev-id clients must send")
+	apiKey := fs.String("api-key", "", "the x-api-key clients must send")
+	legacyGone := fs.Bool("legacy-gone", false, "answer 410 on the legacy widget endpoint, as Terra does for accounts created after 3 September 2026")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *devID == "" || *apiKey == "" {
+		return errors.New("terra-emulator: -dev-id and -api-key are required")
+	}
+	if *webhookURL != "" && *webhookSecret == "" {
+		return errors.New("terra-emulator: -webhook-secret is required with -webhook-url")
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("component", "terra-emulator")
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	defer ln.Close()
+	if *publicURL == "" {
+		*publicURL = loopbackURL(ln.Addr())
+	}
+	emu := terrasim.New(terrasim.Config{
+		DevID:         *devID,
+		APIKey:        *apiKey,
+		WebhookURL:    *webhookURL,
+		WebhookSecret: *webhookSecret,
+		PublicURL:     strings.TrimRight(*publicURL, "/"),
+		LegacyGone:    *legacyGone,
+		Logger:        log,
+	})
+	defer emu.Close()
+	srv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "Terra emulator listening on %s: API at %s/v2, widget pages at %s/widget/session/<id>\n",
+		loopbackURL(ln.Addr()), *publicURL, *publicURL)
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// loopbackURL is how this process reaches its own listener: 127.0.0.1 when it listens on
+// every interface.
+func loopbackURL(a net.Addr) string {
+	host, p, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, p)
+}
+
+func port(a net.Addr) string {
+	_, p, _ := net.SplitHostPort(a.String())
+	return p
+}
+
+func originOf(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.IndexByte(u[i+3:], '/'); j >= 0 {
+			return u[:i+3+j]
+		}
+	}
+	return u
+}
+
+func randomSecret() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
