@@ -1030,16 +1030,19 @@ func TestRequiredSettings(t *testing.T) {
 	}
 }
 
-func TestDemo(t *testing.T) {
-	stdout, logs := &syncBuffer{}, &syncBuffer{}
-	dir := t.TempDir()
-	env := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(dir, "demo.db")}
+// startDemo runs `terragate -demo` on loopback and returns its address, the bearer token it
+// printed, and its logs.
+func startDemo(t *testing.T) (base, bearer string, logs *syncBuffer) {
+	t.Helper()
+	stdout := &syncBuffer{}
+	logs = &syncBuffer{}
+	env := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "demo.db")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-demo", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, stdout, logs)
 	}()
-	base := waitListening(t, stdout, done)
+	base = waitListening(t, stdout, done)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -1050,9 +1053,14 @@ func TestDemo(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no token printed:\n%s", stdout.String())
 	}
+	return base, m[1], logs
+}
+
+func TestDemo(t *testing.T) {
+	base, bearer, _ := startDemo(t)
 	g := &gateway{t: t, url: base, seen: &syncBuffer{}}
 	public := strings.Replace(base, "127.0.0.1", "localhost", 1)
-	s := g.createSession(m[1], map[string]any{"providers": []string{"OURA", "GARMIN"}, "successRedirectUrl": public + "/demo/return"})
+	s := g.createSession(bearer, map[string]any{"providers": []string{"OURA", "GARMIN"}, "successRedirectUrl": public + "/demo/return"})
 	if !strings.HasPrefix(s.URL, public+"/terra/widget/session/") {
 		t.Fatalf("widget url %s is not on the demo's own port", s.URL)
 	}
@@ -1069,7 +1077,7 @@ func TestDemo(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "OURA") {
 		t.Errorf("return page: %d", resp.StatusCode)
 	}
-	users := g.waitUsers(m[1], false, "the demo connection", func(u []terraUser) bool { return len(u) == 1 })
+	users := g.waitUsers(bearer, false, "the demo connection", func(u []terraUser) bool { return len(u) == 1 })
 	if users[0].Provider != "OURA" || *users[0].ReferenceID != "demo-user" {
 		t.Errorf("demo user's connections: %+v", users)
 	}
@@ -1080,7 +1088,7 @@ func TestDemo(t *testing.T) {
 	}
 	page, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(page), "Bearer "+m[1]) {
+	if !strings.Contains(string(page), "Bearer "+bearer) {
 		t.Errorf("the playground does not carry the demo token")
 	}
 }
