@@ -97,6 +97,10 @@ func CheckWidgetSession(s WidgetSession, now time.Time) (WidgetSession, error) {
 	s.ExpiresAt = StoredTime(s.ExpiresAt)
 	s.CreatedAt = StoredTime(s.CreatedAt)
 	s.UpdatedAt = StoredTime(s.UpdatedAt)
+	if s.ReturnUsedAt != nil {
+		used := StoredTime(*s.ReturnUsedAt)
+		s.ReturnUsedAt = &used
+	}
 	return s, nil
 }
 
@@ -107,6 +111,9 @@ func CheckDelivery(d Delivery) error {
 	}
 	if d.SignedAt.IsZero() {
 		return fmt.Errorf("webhook delivery %q: no signed time: %w", d.DedupeKey, ErrInvalid)
+	}
+	if !d.Source.Valid() {
+		return fmt.Errorf("webhook delivery %q: source %q: %w", d.DedupeKey, d.Source, ErrInvalid)
 	}
 	switch d.Event.Kind {
 	case EventAuthSuccess, EventAuthFailure, EventDeauth, EventReauth, EventAccessRevoked,
@@ -134,8 +141,11 @@ func UserIDs(ev Event) []string {
 }
 
 // SessionMatch says how to find the widget session an event is recorded against: the first
-// of IDs that exists, else (when ReferenceID is set) the end user's newest CREATED session
-// created at or before CreatedBy and expiring at or after AliveAt.
+// of IDs that names a session, by terragate's id or else by Terra's session id (webhooks
+// carry Terra's, terragate's own events its own); else, when ReferenceID is set, the end
+// user's newest session created at or before CreatedBy, expiring at or after AliveAt, and
+// still CREATED or since EXPIRED: it had no outcome yet when the event happened, and an
+// expiry sweep that ran before the delivery must not change which session it lands on.
 type SessionMatch struct {
 	IDs         []string
 	ReferenceID string
@@ -399,15 +409,17 @@ func (a *applier) reauth(dedupeKey string) error {
 	return nil
 }
 
-// applySession records an auth outcome on its widget session. COMPLETED never changes; a
-// success may override an earlier failure; a failure only ends a session still CREATED.
+// applySession records an auth outcome on its widget session. COMPLETED never changes. A
+// success completes any other session: it may override an earlier failure, and Terra may
+// accept a user who finished just after the session's expiry. A failure only ends a session
+// still CREATED, so an expiry or an earlier outcome stands.
 func applySession(ev Event, s WidgetSession, now time.Time) (WidgetSession, bool) {
 	var userProvider string
 	if ev.User != nil {
 		userProvider = ev.User.Provider
 	}
 	switch {
-	case ev.Kind == EventAuthSuccess && (s.Status == SessionCreated || s.Status == SessionFailed):
+	case ev.Kind == EventAuthSuccess && s.Status != SessionCompleted:
 		s.Status = SessionCompleted
 		s.TerraUserID = ev.User.UserID
 		s.Provider = firstOf(userProvider, ev.Provider, s.Provider)

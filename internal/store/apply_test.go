@@ -178,7 +178,8 @@ func TestApplySession(t *testing.T) {
 		{"created success", SessionCreated, success, SessionCompleted, true},
 		{"failed success", SessionFailed, success, SessionCompleted, true},
 		{"completed success", SessionCompleted, success, SessionCompleted, false},
-		{"expired success", SessionExpired, success, SessionExpired, false},
+		{"expired success", SessionExpired, success, SessionCompleted, true},
+		{"expired failure", SessionExpired, failure, SessionExpired, false},
 		{"created failure", SessionCreated, failure, SessionFailed, true},
 		{"failed failure", SessionFailed, failure, SessionFailed, false},
 		{"completed failure", SessionCompleted, failure, SessionCompleted, false},
@@ -216,6 +217,7 @@ func TestApplyInvalid(t *testing.T) {
 		"bad kind":     {DedupeKey: "k", SignedAt: sec(1), Event: Event{Kind: "x"}},
 		"no user":      {DedupeKey: "k", SignedAt: sec(1), Event: Event{Kind: EventConnectionError}},
 		"reauth loops": {DedupeKey: "k", SignedAt: sec(1), Event: Event{Kind: EventReauth, User: us("u"), OldUser: us("u")}},
+		"bad source":   {DedupeKey: "k", SignedAt: sec(1), Source: "mail", Event: Event{Kind: EventIgnored}},
 	} {
 		if _, err := Apply(d, Current{}, sec(2)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v; want ErrInvalid", name, err)
@@ -250,5 +252,47 @@ func TestCheckWidgetSession(t *testing.T) {
 	}
 	if s.Status != SessionCreated || !s.CreatedAt.Equal(sec(1)) || !s.UpdatedAt.Equal(sec(1)) || !slices.Equal(s.Providers, []string{"OURA", "GARMIN"}) {
 		t.Errorf("defaults: %+v", s)
+	}
+}
+
+func TestDeliverySource(t *testing.T) {
+	for _, src := range []DeliverySource{"", SourceWebhook, SourceRedirect, SourceAPI, SourceSync} {
+		if !src.Valid() {
+			t.Errorf("%q not valid", src)
+		}
+	}
+	if DeliverySource("Webhook").Valid() {
+		t.Error("sources are case-sensitive, as the database's check is")
+	}
+	if got := SourceOf(Delivery{}); got != SourceWebhook {
+		t.Errorf("SourceOf(unset) = %q; want webhook", got)
+	}
+	if got := SourceOf(Delivery{Source: SourceSync}); got != SourceSync {
+		t.Errorf("SourceOf(sync) = %q", got)
+	}
+}
+
+// TestSyntheticSameRules checks that what terragate learns itself goes through the rules
+// unchanged: the source never decides a row.
+func TestSyntheticSameRules(t *testing.T) {
+	for _, src := range []DeliverySource{SourceRedirect, SourceAPI, SourceSync} {
+		with := func(d Delivery) Delivery { d.Source = src; return d }
+		for _, tc := range []struct {
+			name   string
+			ds     []Delivery
+			status ConnectionStatus
+			active bool
+		}{
+			{"deauth connected", []Delivery{dl(EventAuthSuccess, 1, us("u1")), with(dl(EventDeauth, 5, us("u1")))}, StatusDisconnected, false},
+			{"deauth error", []Delivery{dl(EventAuthSuccess, 1, us("u1")), dl(EventConnectionError, 3, us("u1")), with(dl(EventDeauth, 5, us("u1")))}, StatusDisconnected, false},
+			{"success after final", []Delivery{dl(EventDeauth, 5, us("u1")), with(dl(EventAuthSuccess, 9, us("u1")))}, StatusDisconnected, false},
+			{"success after revoked", []Delivery{dl(EventAccessRevoked, 5, us("u1")), with(dl(EventAuthSuccess, 9, us("u1")))}, StatusRevoked, false},
+			{"success unknown", []Delivery{with(dl(EventAuthSuccess, 9, us("u1")))}, StatusConnected, true},
+		} {
+			u := run(t, tc.ds...)["u1"]
+			if u.Status != tc.status || u.Active != tc.active {
+				t.Errorf("%s %s: %s active %v; want %s %v", src, tc.name, u.Status, u.Active, tc.status, tc.active)
+			}
+		}
 	}
 }

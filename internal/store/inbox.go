@@ -26,10 +26,29 @@ func OutcomeOf(kind EventKind, ch Changes) InboxOutcome {
 	return InboxApplied
 }
 
-// InboxEvent is one webhook delivery as kept in the inbox.
+// Valid reports whether s is a known source. Empty is valid: it means SourceWebhook.
+func (s DeliverySource) Valid() bool {
+	switch s {
+	case "", SourceWebhook, SourceRedirect, SourceAPI, SourceSync:
+		return true
+	}
+	return false
+}
+
+// SourceOf is the delivery's source as engines record it: SourceWebhook when unset, so that
+// the webhook handler need not say.
+func SourceOf(d Delivery) DeliverySource {
+	if d.Source == "" {
+		return SourceWebhook
+	}
+	return d.Source
+}
+
+// InboxEvent is one delivery as kept in the inbox.
 type InboxEvent struct {
 	ID         int64 // increasing in the order deliveries were recorded
 	DedupeKey  string
+	Source     DeliverySource // never empty
 	TraceID    string
 	Type       string
 	Kind       EventKind

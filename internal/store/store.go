@@ -43,7 +43,8 @@ const (
 
 // WidgetSession is a Terra widget session created for one end user.
 type WidgetSession struct {
-	ID                 string // Terra's session_id
+	ID                 string // terragate's id for the session (a UUID it generates)
+	TerraSessionID     string // Terra's session_id, which webhooks carry as widget_session_id
 	ReferenceID        string // the authenticated end user's id
 	Providers          []string
 	Language           string
@@ -57,6 +58,11 @@ type WidgetSession struct {
 	Provider           string // the provider the user picked, once known
 	TerraUserID        string // set on completion
 	FailureReason      string // set on failure
+	// InputKey identifies the caller's input (providers, language, redirects) so that the
+	// same request within a live session's lifetime can get that session back.
+	InputKey string
+	// ReturnUsedAt is when the session's signed return URL was used; it is single-use.
+	ReturnUsedAt *time.Time
 }
 
 // TerraUser is one provider connection of one end user, as kept current by webhooks.
@@ -126,14 +132,29 @@ type Event struct {
 // Delivery is one webhook request: the raw body for the inbox and its decoded event.
 type Delivery struct {
 	// DedupeKey identifies a delivery across retries: X-Terra-Trace-Id when present, else
-	// a hash of the body.
-	DedupeKey  string
+	// a hash of the body. Deliveries from other sources use keys of their own
+	// ("redirect:<session>", "api:...", "sync:...").
+	DedupeKey string
+	// Source says where the event came from: SourceWebhook (the default when empty) or
+	// what terragate learned itself (a confirmed redirect, an API call, a sync).
+	Source     DeliverySource
 	TraceID    string
 	SignedAt   time.Time // the signature's timestamp: the event's time for ordering
 	ReceivedAt time.Time
 	Body       []byte
 	Event      Event
 }
+
+// DeliverySource is where an event came from.
+type DeliverySource string
+
+// Delivery sources. Everything terragate learns goes through the same rules and the inbox.
+const (
+	SourceWebhook  DeliverySource = "webhook"  // a signed Terra webhook
+	SourceRedirect DeliverySource = "redirect" // a widget return confirmed with Terra
+	SourceAPI      DeliverySource = "api"      // an API call made on Terra (disconnectUser)
+	SourceSync     DeliverySource = "sync"     // reconciliation with Terra's user list
+)
 
 // Outcome tells what applying a delivery changed.
 type Outcome struct {
@@ -157,6 +178,17 @@ type Store interface {
 	// transaction. A delivery whose DedupeKey is already in the inbox changes nothing and
 	// reports Duplicate.
 	ApplyWebhook(ctx context.Context, d Delivery) (Outcome, error)
+	// ReusableWidgetSession returns the end user's newest CREATED session with this input
+	// key that expires after liveAfter, or ErrNotFound.
+	ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (WidgetSession, error)
+	// ConsumeWidgetReturn marks the session's return URL as used at the given time, once:
+	// a second call is ErrConflict, an unknown id ErrNotFound.
+	ConsumeWidgetReturn(ctx context.Context, id string, at time.Time) error
+	// ExpireWidgetSessions moves every CREATED session whose expiry is at or before now to
+	// EXPIRED and returns them as they are now, oldest expiry first.
+	ExpireWidgetSessions(ctx context.Context, now time.Time) ([]WidgetSession, error)
+	// ReferenceIDs lists the end users that have at least one active Terra user, in order.
+	ReferenceIDs(ctx context.Context) ([]string, error)
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the database.

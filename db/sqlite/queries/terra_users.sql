@@ -37,3 +37,12 @@ ON CONFLICT (user_id) DO UPDATE SET
     state_at = excluded.state_at,
     replaced_by = excluded.replaced_by
 RETURNING *;
+
+-- name: ListReferenceIDs :many
+-- The end users with at least one live connection. SQLite compares text byte by byte, the
+-- order the store promises.
+SELECT DISTINCT reference_id FROM terra_users
+WHERE reference_id <> ''
+  AND replaced_by = ''
+  AND active
+ORDER BY reference_id;

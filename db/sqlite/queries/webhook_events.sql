@@ -1,7 +1,7 @@
 -- name: InsertWebhookEvent :one
 -- No row comes back when the dedupe key is already in the inbox: a retried delivery.
-INSERT INTO webhook_events (dedupe_key, trace_id, type, kind, signed_at, received_at, body)
-VALUES (@dedupe_key, @trace_id, @type, @kind, @signed_at, @received_at, @body)
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
+VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id;
 

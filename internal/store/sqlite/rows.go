@@ -30,6 +30,7 @@ func storedPtr(t *time.Time) *time.Time {
 func sessionFromRow(r sqlitedb.WidgetSession) store.WidgetSession {
 	return store.WidgetSession{
 		ID:                 r.ID,
+		TerraSessionID:     r.TerraSessionID,
 		ReferenceID:        r.ReferenceID,
 		Providers:          store.ParseList(r.Providers),
 		Language:           r.Language,
@@ -43,6 +44,8 @@ func sessionFromRow(r sqlitedb.WidgetSession) store.WidgetSession {
 		Provider:           r.Provider,
 		TerraUserID:        r.TerraUserID,
 		FailureReason:      r.FailureReason,
+		InputKey:           r.InputKey,
+		ReturnUsedAt:       utcPtr(r.ReturnUsedAt),
 	}
 }
 
@@ -92,6 +95,7 @@ func inboxFromRow(r sqlitedb.WebhookEvent) store.InboxEvent {
 	e := store.InboxEvent{
 		ID:         r.ID,
 		DedupeKey:  r.DedupeKey,
+		Source:     store.DeliverySource(r.Source),
 		TraceID:    r.TraceID,
 		Type:       r.Type,
 		Kind:       store.EventKind(r.Kind),

@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pressly/goose/v3"
+
+	"github.com/terragate/terragate/db"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/storetest"
 )
@@ -58,8 +63,8 @@ func TestReopenKeepsDataAndMigrations(t *testing.T) {
 		if err := d.read.QueryRowContext(ctx, "SELECT count(*) FROM goose_db_version WHERE version_id > 0").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n != 1 {
-			t.Errorf("goose recorded %d migrations; want 1", n)
+		if want := migrationCount(t); n != want {
+			t.Errorf("goose recorded %d migrations; want %d", n, want)
 		}
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
@@ -246,5 +251,139 @@ func TestOddFileName(t *testing.T) {
 	// The name reached SQLite whole, not cut at '?' or '#'.
 	if _, err := os.Stat(filepath.Join(dir, "a?b#c%d.db")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func migrationCount(t *testing.T) int {
+	t.Helper()
+	files, err := fs.Glob(db.SQLiteMigrations, db.SQLiteMigrationsDir+"/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("migrations: %q, %v", files, err)
+	}
+	return len(files)
+}
+
+// gooseAt opens path without the store and moves its schema to version (up or down), so
+// tests can hold data written by an older schema.
+func gooseAt(t *testing.T, path string, version int64) {
+	t.Helper()
+	conn, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetMaxOpenConns(1)
+	fsys, err := fs.Sub(db.SQLiteMigrations, db.SQLiteMigrationsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, conn, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := p.GetDBVersion(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if version >= current {
+		_, err = p.UpTo(t.Context(), version)
+	} else {
+		_, err = p.DownTo(t.Context(), version)
+	}
+	if err != nil {
+		t.Fatalf("goose to version %d: %v", version, err)
+	}
+}
+
+func TestUpgradeKeepsVersion1Data(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "terragate.db")
+	gooseAt(t, path, 1)
+	conn, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := storetest.T0
+	_, err = conn.ExecContext(t.Context(), `INSERT INTO widget_sessions (id, reference_id, expires_at, created_at, updated_at)
+		VALUES ('terra-legacy', 'alice', ?, ?, ?)`, t0.Add(time.Hour), t0, t0)
+	if err == nil {
+		_, err = conn.ExecContext(t.Context(), `INSERT INTO webhook_events (dedupe_key, kind, signed_at, received_at, body)
+			VALUES ('old', 'ignored', ?, ?, x'7b7d')`, t0, t0)
+	}
+	if err := errors.Join(err, conn.Close()); err != nil {
+		t.Fatal(err)
+	}
+
+	d := open(t, path)
+	ctx := t.Context()
+	ws, err := d.WidgetSession(ctx, "terra-legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.TerraSessionID != "" || ws.InputKey != "" || ws.ReturnUsedAt != nil || ws.Status != store.SessionCreated {
+		t.Errorf("legacy session = %+v", ws)
+	}
+	events, err := d.InboxEvents(ctx, 0, 10)
+	if err != nil || len(events) != 1 || events[0].Source != store.SourceWebhook {
+		t.Fatalf("inbox = %+v, %v; want the old row as a webhook", events, err)
+	}
+	// Terra's webhook names the old session by the id it was stored under.
+	out, err := d.ApplyWebhook(ctx, store.Delivery{
+		DedupeKey: "k1",
+		SignedAt:  t0.Add(time.Minute),
+		Event: store.Event{
+			Kind:            store.EventAuthSuccess,
+			WidgetSessionID: "terra-legacy",
+			User:            &store.UserSnapshot{UserID: "u1", ReferenceID: "alice", Provider: "OURA"},
+		},
+	})
+	if err != nil || out.Session == nil || out.Session.Status != store.SessionCompleted {
+		t.Errorf("ApplyWebhook = %+v, %v; want terra-legacy COMPLETED", out, err)
+	}
+}
+
+func TestMigrationsDownAndUp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "terragate.db")
+	ctx := t.Context()
+	d, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.CreateWidgetSession(ctx, store.WidgetSession{
+		ID: "ws-1", TerraSessionID: "terra-1", ReferenceID: "alice", InputKey: "k", ExpiresAt: storetest.T0,
+	})
+	if err == nil {
+		_, err = d.ApplyWebhook(ctx, store.Delivery{
+			DedupeKey: "sync:1", Source: store.SourceSync, SignedAt: storetest.T0, Event: store.Event{Kind: store.EventIgnored},
+		})
+	}
+	if err := errors.Join(err, d.Close()); err != nil {
+		t.Fatal(err)
+	}
+
+	gooseAt(t, path, 1)
+	d = open(t, path)
+	ws, err := d.WidgetSession(ctx, "ws-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.TerraSessionID != "" || ws.InputKey != "" {
+		t.Errorf("after down and up: %+v; want the dropped columns back at their defaults", ws)
+	}
+	// The indexes came back too: a second session with one Terra id is refused.
+	for _, id := range []string{"ws-2", "ws-3"} {
+		err = d.CreateWidgetSession(ctx, store.WidgetSession{ID: id, TerraSessionID: "terra-2", ExpiresAt: storetest.T0})
+	}
+	if !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second session with one Terra id: %v; want ErrConflict", err)
+	}
+}
+
+func TestInboxSourceChecked(t *testing.T) {
+	// The engine checks sources first; the column's CHECK is the last line.
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	_, err := d.write.ExecContext(t.Context(), `INSERT INTO webhook_events (dedupe_key, source, kind, signed_at, received_at, body)
+		VALUES ('k', 'mail', 'ignored', '2026-07-01 12:00:00+00:00', '2026-07-01 12:00:00+00:00', x'')`)
+	if err == nil || !errors.Is(wrap(t.Context(), "insert", err), store.ErrInvalid) {
+		t.Errorf("insert with source mail: %v; want a CHECK failure", err)
 	}
 }

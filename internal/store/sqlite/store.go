@@ -1,11 +1,14 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
@@ -19,6 +22,7 @@ func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession) err
 	}
 	err = d.wq.CreateWidgetSession(ctx, sqlitedb.CreateWidgetSessionParams{
 		ID:                 s.ID,
+		TerraSessionID:     s.TerraSessionID,
 		ReferenceID:        s.ReferenceID,
 		Providers:          strings.Join(s.Providers, ","),
 		Language:           s.Language,
@@ -29,6 +33,8 @@ func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession) err
 		Provider:           s.Provider,
 		TerraUserID:        s.TerraUserID,
 		FailureReason:      s.FailureReason,
+		InputKey:           s.InputKey,
+		ReturnUsedAt:       s.ReturnUsedAt,
 		ExpiresAt:          s.ExpiresAt,
 		CreatedAt:          s.CreatedAt,
 		UpdatedAt:          s.UpdatedAt,
@@ -115,6 +121,7 @@ func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome
 func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) (store.Outcome, error) {
 	id, err := q.InsertWebhookEvent(ctx, sqlitedb.InsertWebhookEventParams{
 		DedupeKey:  dl.DedupeKey,
+		Source:     string(store.SourceOf(dl)),
 		TraceID:    dl.TraceID,
 		Type:       dl.Event.Type,
 		Kind:       string(dl.Event.Kind),
@@ -194,19 +201,23 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 // findSession finds the session an event is recorded against, or nil.
 func findSession(ctx context.Context, q *sqlitedb.Queries, m store.SessionMatch) (*store.WidgetSession, error) {
 	for _, id := range m.IDs {
-		r, err := q.GetWidgetSession(ctx, id)
-		if err == nil {
-			s := sessionFromRow(r)
-			return &s, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("load widget session %q: %w", id, err)
+		for _, get := range []func(context.Context, string) (sqlitedb.WidgetSession, error){
+			q.GetWidgetSession, q.GetWidgetSessionByTerraID,
+		} {
+			r, err := get(ctx, id)
+			if err == nil {
+				s := sessionFromRow(r)
+				return &s, nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("load widget session %q: %w", id, err)
+			}
 		}
 	}
 	if m.ReferenceID == "" {
 		return nil, nil
 	}
-	r, err := q.LatestCreatedWidgetSession(ctx, sqlitedb.LatestCreatedWidgetSessionParams{
+	r, err := q.LatestWaitingWidgetSession(ctx, sqlitedb.LatestWaitingWidgetSessionParams{
 		ReferenceID: m.ReferenceID,
 		CreatedBy:   m.CreatedBy,
 		AliveAt:     m.AliveAt,
@@ -227,4 +238,71 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// ReusableWidgetSession returns the end user's newest CREATED session with this input key
+// that expires after liveAfter and whose return URL is unused, or store.ErrNotFound. An
+// empty end user or key matches nothing: a session stored without one answers no request.
+func (d *DB) ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (store.WidgetSession, error) {
+	what := fmt.Sprintf("reusable widget session of %q", referenceID)
+	if referenceID == "" || inputKey == "" {
+		return store.WidgetSession{}, fmt.Errorf("sqlite: %s: no end user or input key: %w", what, store.ErrNotFound)
+	}
+	r, err := d.rq.ReusableWidgetSession(ctx, sqlitedb.ReusableWidgetSessionParams{
+		ReferenceID: referenceID,
+		InputKey:    inputKey,
+		LiveAfter:   store.StoredTime(liveAfter),
+	})
+	if err != nil {
+		return store.WidgetSession{}, wrap(ctx, what, err)
+	}
+	return sessionFromRow(r), nil
+}
+
+// ConsumeWidgetReturn sets the session's return_used_at, once: the conditional update is what
+// makes two concurrent returns see one winner. A second call is store.ErrConflict, an unknown
+// id store.ErrNotFound.
+func (d *DB) ConsumeWidgetReturn(ctx context.Context, id string, at time.Time) error {
+	what := fmt.Sprintf("consume widget return %q", id)
+	used := store.StoredTime(at)
+	err := d.inTx(ctx, func(q *sqlitedb.Queries) error {
+		n, err := q.ConsumeWidgetReturn(ctx, sqlitedb.ConsumeWidgetReturnParams{ID: id, ReturnUsedAt: &used})
+		if err != nil || n == 1 {
+			return err
+		}
+		if _, err := q.GetWidgetSession(ctx, id); err != nil {
+			return err // sql.ErrNoRows: unknown id
+		}
+		return fmt.Errorf("return already used: %w", store.ErrConflict)
+	})
+	return wrap(ctx, what, err)
+}
+
+// ExpireWidgetSessions moves every CREATED session whose expiry is at or before now to
+// EXPIRED, with updated_at now, in one statement, and returns them in order of expiry.
+// Sessions with an outcome never change.
+func (d *DB) ExpireWidgetSessions(ctx context.Context, now time.Time) ([]store.WidgetSession, error) {
+	rows, err := d.wq.ExpireWidgetSessions(ctx, store.StoredTime(now))
+	if err != nil {
+		return nil, wrap(ctx, "expire widget sessions", err)
+	}
+	sessions := make([]store.WidgetSession, 0, len(rows))
+	for _, r := range rows {
+		sessions = append(sessions, sessionFromRow(r))
+	}
+	// RETURNING gives no order.
+	slices.SortFunc(sessions, func(a, b store.WidgetSession) int {
+		return cmp.Or(a.ExpiresAt.Compare(b.ExpiresAt), strings.Compare(a.ID, b.ID))
+	})
+	return sessions, nil
+}
+
+// ReferenceIDs lists, in byte order, the end users with at least one active Terra user that
+// no reauth replaced.
+func (d *DB) ReferenceIDs(ctx context.Context) ([]string, error) {
+	ids, err := d.rq.ListReferenceIDs(ctx)
+	if err != nil {
+		return nil, wrap(ctx, "reference ids", err)
+	}
+	return ids, nil
 }

@@ -34,7 +34,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Conflict", h(testSessionConflict))
 		t.Run("NotFound", h(testNotFound))
 		t.Run("Invalid", h(testSessionInvalid))
+		t.Run("TerraIDConflict", h(testSessionTerraIDConflict))
+		t.Run("Reuse", h(testSessionReuse))
+		t.Run("ReuseEmptyKey", h(testSessionReuseEmptyKey))
+		t.Run("ConsumeReturn", h(testConsumeReturn))
+		t.Run("ConsumeReturnConcurrent", h(testConsumeReturnConcurrent))
+		t.Run("Expire", h(testExpire))
+		t.Run("ExpiredThenOutcome", h(testExpiredThenOutcome))
+		t.Run("StateMachineEveryOrder", h(testSessionStateMachine))
 	})
+	t.Run("ReferenceIDs", h(testReferenceIDs))
 	t.Run("List", func(t *testing.T) {
 		t.Run("Order", h(testListOrder))
 		t.Run("Filter", h(testListFilter))
@@ -57,6 +66,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Ignored", h(testIgnored))
 		t.Run("WebhookTimeNeverGoesBack", h(testWebhookTimeMonotonic))
 		t.Run("Invalid", h(testInvalidDelivery))
+		t.Run("Source", h(testSource))
+		t.Run("RedirectAndWebhook", h(testRedirectAndWebhook))
+		t.Run("APIDeauth", h(testAPIDeauth))
+		t.Run("SyncAuth", h(testSyncAuth))
 	})
 	t.Run("Duplicates", h(testDuplicates))
 	t.Run("OutOfOrder", func(t *testing.T) {
@@ -64,11 +77,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		testOutOfOrder(t, open)
 	})
 	t.Run("SessionMatching", func(t *testing.T) {
-		t.Run("WidgetSessionID", h(testMatchWidgetSessionID))
+		t.Run("TerraSessionID", h(testMatchTerraSessionID))
+		t.Run("TerragateID", h(testMatchTerragateID))
 		t.Run("FlowID", h(testMatchFlowID))
 		t.Run("ReferenceAndTime", h(testMatchReferenceAndTime))
 		t.Run("UnknownIDFallsBackToReference", h(testMatchUnknownID))
 		t.Run("ExpiredNotMatched", h(testMatchExpired))
+		t.Run("SweptButAliveMatched", h(testMatchSwept))
 		t.Run("CompletedNeverFallsBack", h(testCompletedNeverFallsBack))
 		t.Run("SuccessOverridesFailure", h(testSuccessOverridesFailure))
 	})
@@ -179,16 +194,21 @@ func (s *suite) inbox() []store.InboxEvent {
 	return events
 }
 
-// createSession stores a CREATED session of referenceID created at created, living 15 min.
+// terraID is the Terra session id the suite gives terragate's session id: webhooks carry it.
+func terraID(id string) string { return "terra-" + id }
+
+// createSession stores a CREATED session of referenceID created at created, living 15 min,
+// with Terra's session id terraID(id).
 func (s *suite) createSession(id, referenceID string, created time.Time) store.WidgetSession {
 	s.t.Helper()
 	ws := store.WidgetSession{
-		ID:          id,
-		ReferenceID: referenceID,
-		Providers:   []string{"GARMIN", "OURA"},
-		URL:         "https://widget.example/session/" + id,
-		CreatedAt:   created,
-		ExpiresAt:   created.Add(15 * time.Minute),
+		ID:             id,
+		TerraSessionID: terraID(id),
+		ReferenceID:    referenceID,
+		Providers:      []string{"GARMIN", "OURA"},
+		URL:            "https://widget.example/session/" + id,
+		CreatedAt:      created,
+		ExpiresAt:      created.Add(15 * time.Minute),
 	}
 	if err := s.s.CreateWidgetSession(s.ctx, ws); err != nil {
 		s.t.Fatalf("CreateWidgetSession(%q): %v", id, err)
@@ -237,25 +257,62 @@ func diffUser(a, b store.TerraUser) []string {
 			d = append(d, name)
 		}
 	}
-	eqPtr := func(x, y *time.Time) bool {
-		if x == nil || y == nil {
-			return x == y
-		}
-		return x.Equal(*y)
-	}
 	check("UserID", a.UserID == b.UserID)
 	check("Provider", a.Provider == b.Provider)
 	check("ReferenceID", a.ReferenceID == b.ReferenceID)
 	check("Active", a.Active == b.Active)
 	check("Status", a.Status == b.Status)
 	check("Scopes", slices.Equal(a.Scopes, b.Scopes))
-	check("ScopesAt", eqPtr(a.ScopesAt, b.ScopesAt))
+	check("ScopesAt", sameTimePtr(a.ScopesAt, b.ScopesAt))
 	check("ConnectedAt", a.ConnectedAt.Equal(b.ConnectedAt))
-	check("LastWebhookUpdate", eqPtr(a.LastWebhookUpdate, b.LastWebhookUpdate))
+	check("LastWebhookUpdate", sameTimePtr(a.LastWebhookUpdate, b.LastWebhookUpdate))
 	check("UpdatedAt", a.UpdatedAt.Equal(b.UpdatedAt))
 	check("StateAt", a.StateAt.Equal(b.StateAt))
 	check("ReplacedBy", a.ReplacedBy == b.ReplacedBy)
 	return d
+}
+
+func sameTimePtr(x, y *time.Time) bool {
+	if x == nil || y == nil {
+		return x == y
+	}
+	return x.Equal(*y)
+}
+
+// diffSession lists the fields that differ between two sessions.
+func diffSession(a, b store.WidgetSession) []string {
+	var d []string
+	check := func(name string, same bool) {
+		if !same {
+			d = append(d, name)
+		}
+	}
+	check("ID", a.ID == b.ID)
+	check("TerraSessionID", a.TerraSessionID == b.TerraSessionID)
+	check("ReferenceID", a.ReferenceID == b.ReferenceID)
+	check("Providers", slices.Equal(a.Providers, b.Providers))
+	check("Language", a.Language == b.Language)
+	check("SuccessRedirectURL", a.SuccessRedirectURL == b.SuccessRedirectURL)
+	check("FailureRedirectURL", a.FailureRedirectURL == b.FailureRedirectURL)
+	check("URL", a.URL == b.URL)
+	check("ExpiresAt", a.ExpiresAt.Equal(b.ExpiresAt))
+	check("CreatedAt", a.CreatedAt.Equal(b.CreatedAt))
+	check("UpdatedAt", a.UpdatedAt.Equal(b.UpdatedAt))
+	check("Status", a.Status == b.Status)
+	check("Provider", a.Provider == b.Provider)
+	check("TerraUserID", a.TerraUserID == b.TerraUserID)
+	check("FailureReason", a.FailureReason == b.FailureReason)
+	check("InputKey", a.InputKey == b.InputKey)
+	check("ReturnUsedAt", sameTimePtr(a.ReturnUsedAt, b.ReturnUsedAt))
+	return d
+}
+
+// wantSameSession fails when got differs from want in any field.
+func wantSameSession(t *testing.T, what string, got, want store.WidgetSession) {
+	t.Helper()
+	if d := diffSession(got, want); len(d) > 0 {
+		t.Errorf("%s differs in %v:\n got %+v\nwant %+v", what, d, got, want)
+	}
 }
 
 // wantOutcomeUsers checks the outcome lists exactly the given users, as stored now.
@@ -275,8 +332,10 @@ func (s *suite) wantOutcomeUsers(out store.Outcome, userIDs ...string) {
 
 func testSessionCreateGet(t *testing.T, s *suite) {
 	loc := time.FixedZone("CEST", 2*3600)
+	used := T0.In(loc).Add(5*time.Minute + 987654321*time.Nanosecond)
 	in := store.WidgetSession{
 		ID:                 "ws-1",
+		TerraSessionID:     "terra-session-1",
 		ReferenceID:        "alice",
 		Providers:          []string{"GARMIN", "FITBIT", "OURA"},
 		Language:           "en",
@@ -287,6 +346,8 @@ func testSessionCreateGet(t *testing.T, s *suite) {
 		UpdatedAt:          T0.In(loc).Add(time.Second),
 		ExpiresAt:          T0.Add(15 * time.Minute),
 		Status:             store.SessionCreated,
+		InputKey:           "sha256:0a1b2c",
+		ReturnUsedAt:       &used,
 	}
 	if err := s.s.CreateWidgetSession(s.ctx, in); err != nil {
 		t.Fatal(err)
@@ -294,14 +355,13 @@ func testSessionCreateGet(t *testing.T, s *suite) {
 	got := s.session("ws-1")
 	want := in
 	want.CreatedAt = T0.Add(123456 * time.Microsecond) // kept to the microsecond
+	wantUsed := T0.Add(5*time.Minute + 987654*time.Microsecond)
+	want.ReturnUsedAt = &wantUsed
 	wantTime(t, "CreatedAt", got.CreatedAt, want.CreatedAt)
 	wantTime(t, "UpdatedAt", got.UpdatedAt, T0.Add(time.Second))
 	wantTime(t, "ExpiresAt", got.ExpiresAt, want.ExpiresAt)
-	got.CreatedAt, got.UpdatedAt, got.ExpiresAt = time.Time{}, time.Time{}, time.Time{}
-	want.CreatedAt, want.UpdatedAt, want.ExpiresAt = time.Time{}, time.Time{}, time.Time{}
-	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
-		t.Errorf("WidgetSession = %+v\nwant %+v", got, want)
-	}
+	wantTimePtr(t, "ReturnUsedAt", got.ReturnUsedAt, wantUsed)
+	wantSameSession(t, "WidgetSession", got, want)
 }
 
 func testSessionDefaults(t *testing.T, s *suite) {
@@ -317,8 +377,8 @@ func testSessionDefaults(t *testing.T, s *suite) {
 	if got.CreatedAt.Before(before) || !got.UpdatedAt.Equal(got.CreatedAt) {
 		t.Errorf("CreatedAt %v, UpdatedAt %v; want now, and equal", got.CreatedAt, got.UpdatedAt)
 	}
-	if len(got.Providers) != 0 {
-		t.Errorf("Providers = %q; want none", got.Providers)
+	if len(got.Providers) != 0 || got.TerraSessionID != "" || got.InputKey != "" || got.ReturnUsedAt != nil {
+		t.Errorf("session = %+v; want no providers, Terra id, input key nor return time", got)
 	}
 }
 
@@ -455,7 +515,7 @@ func testAuthFailure(t *testing.T, s *suite) {
 	s.createSession("ws-2", "bob", at(0))
 	out := s.apply(delivery("k1", at(10), store.Event{
 		Kind: store.EventAuthFailure, Type: "auth", User: snap("u1", "alice", "OURA"),
-		WidgetSessionID: "ws-1", Reason: "missing_permissions", ReferenceID: "alice",
+		WidgetSessionID: terraID("ws-1"), Reason: "missing_permissions", ReferenceID: "alice",
 	}))
 	s.wantOutcomeUsers(out)
 	s.noUser("u1")
@@ -466,9 +526,7 @@ func testAuthFailure(t *testing.T, s *suite) {
 	if got.Status != store.SessionFailed || got.FailureReason != "missing_permissions" || got.Provider != "OURA" || got.TerraUserID != "" {
 		t.Errorf("session = %+v", got)
 	}
-	if fmt.Sprintf("%+v", *out.Session) != fmt.Sprintf("%+v", got) {
-		t.Errorf("outcome session %+v differs from stored %+v", *out.Session, got)
-	}
+	wantSameSession(t, "outcome session", *out.Session, got)
 
 	// auth_cancelled carries no user and may carry no reason.
 	s.apply(delivery("k2", at(11), store.Event{Kind: store.EventAuthFailure, Type: "auth_cancelled", ReferenceID: "bob"}))
@@ -657,9 +715,7 @@ func testDuplicates(t *testing.T, s *suite) {
 	if d := diffUser(before, s.user("u1")); len(d) > 0 {
 		t.Errorf("duplicate changed the user: %v", d)
 	}
-	if after := s.session("ws-1"); fmt.Sprintf("%+v", after) != fmt.Sprintf("%+v", sessionBefore) {
-		t.Errorf("duplicate changed the session: %+v", after)
-	}
+	wantSameSession(t, "session after a duplicate", s.session("ws-1"), sessionBefore)
 	if inbox := s.inbox(); len(inbox) != 1 {
 		t.Errorf("inbox has %d rows; want 1", len(inbox))
 	}
@@ -764,11 +820,11 @@ func testOutOfOrder(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 }
 
-func testMatchWidgetSessionID(t *testing.T, s *suite) {
+func testMatchTerraSessionID(t *testing.T, s *suite) {
 	s.createSession("ws-old", "alice", at(0))
 	s.createSession("ws-new", "alice", at(5))
 	d := authSuccess("k1", at(10), snap("u1", "alice", "OURA"))
-	d.Event.WidgetSessionID = "ws-old"
+	d.Event.WidgetSessionID = terraID("ws-old")
 	out := s.apply(d)
 	if out.Session == nil || out.Session.ID != "ws-old" {
 		t.Fatalf("outcome session = %+v; want ws-old", out.Session)
@@ -785,10 +841,36 @@ func testMatchWidgetSessionID(t *testing.T, s *suite) {
 	}
 }
 
+func testMatchTerragateID(t *testing.T, s *suite) {
+	// terragate's own events (a confirmed redirect) name its own id, not Terra's.
+	s.createSession("ws-old", "alice", at(0))
+	s.createSession("ws-new", "alice", at(5))
+	d := authSuccess("redirect:ws-old", at(10), snap("u1", "alice", "OURA"))
+	d.Source, d.Event.WidgetSessionID = store.SourceRedirect, "ws-old"
+	out := s.apply(d)
+	if out.Session == nil || out.Session.ID != "ws-old" || out.Session.Status != store.SessionCompleted {
+		t.Fatalf("outcome session = %+v; want ws-old COMPLETED", out.Session)
+	}
+	wantSameSession(t, "outcome session", *out.Session, s.session("ws-old"))
+	if s.session("ws-new").Status != store.SessionCreated {
+		t.Error("ws-new changed")
+	}
+	// A session from before terragate had ids of its own keeps Terra's id as its id.
+	legacy := store.WidgetSession{ID: "terra-legacy", ReferenceID: "bob", CreatedAt: at(0), ExpiresAt: at(900)}
+	if err := s.s.CreateWidgetSession(s.ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	d = authSuccess("k2", at(10), snap("u2", "bob", "OURA"))
+	d.Event.WidgetSessionID = "terra-legacy"
+	if out := s.apply(d); out.Session == nil || out.Session.ID != "terra-legacy" {
+		t.Errorf("outcome session = %+v; want terra-legacy", out.Session)
+	}
+}
+
 func testMatchFlowID(t *testing.T, s *suite) {
 	s.createSession("ws-1", "alice", at(0))
 	s.createSession("ws-2", "alice", at(5))
-	out := s.apply(delivery("k1", at(10), store.Event{Kind: store.EventAuthFailure, Type: "auth_cancelled", FlowID: "ws-1", Reason: "user_cancelled"}))
+	out := s.apply(delivery("k1", at(10), store.Event{Kind: store.EventAuthFailure, Type: "auth_cancelled", FlowID: terraID("ws-1"), Reason: "user_cancelled"}))
 	if out.Session == nil || out.Session.ID != "ws-1" || out.Session.Status != store.SessionFailed {
 		t.Fatalf("outcome session = %+v; want ws-1 FAILED", out.Session)
 	}
@@ -826,7 +908,7 @@ func testMatchReferenceAndTime(t *testing.T, s *suite) {
 func testMatchUnknownID(t *testing.T, s *suite) {
 	s.createSession("ws-1", "alice", at(0))
 	d := authSuccess("k1", at(10), snap("u1", "alice", "OURA"))
-	d.Event.WidgetSessionID = "ws-unknown"
+	d.Event.WidgetSessionID = "terra-unknown"
 	out := s.apply(d)
 	if out.Session == nil || out.Session.ID != "ws-1" {
 		t.Errorf("outcome session = %+v; want ws-1", out.Session)
@@ -848,35 +930,40 @@ func testMatchExpired(t *testing.T, s *suite) {
 func testCompletedNeverFallsBack(t *testing.T, s *suite) {
 	s.createSession("ws-1", "alice", at(0))
 	d := authSuccess("k1", at(10), snap("u1", "alice", "OURA"))
-	d.Event.WidgetSessionID = "ws-1"
+	d.Event.WidgetSessionID = terraID("ws-1")
 	s.apply(d)
 	done := s.session("ws-1")
 
-	fail := delivery("k2", at(20), store.Event{Kind: store.EventAuthFailure, WidgetSessionID: "ws-1", Reason: "late"})
+	fail := delivery("k2", at(20), store.Event{Kind: store.EventAuthFailure, WidgetSessionID: terraID("ws-1"), Reason: "late"})
 	out := s.apply(fail)
 	if out.Session == nil || out.Session.Status != store.SessionCompleted {
 		t.Errorf("outcome session = %+v; want ws-1 still COMPLETED", out.Session)
 	}
 	other := authSuccess("k3", at(30), snap("u2", "alice", "GARMIN"))
-	other.Event.WidgetSessionID = "ws-1"
+	other.Event.WidgetSessionID = terraID("ws-1")
 	s.apply(other)
-	if got := s.session("ws-1"); fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", done) {
-		t.Errorf("completed session changed: %+v; was %+v", got, done)
+	// Nor does terragate's own news, nor an expiry sweep.
+	redirect := authSuccess("redirect:ws-1", at(40), snap("u3", "alice", "WHOOP"))
+	redirect.Source, redirect.Event.WidgetSessionID = store.SourceRedirect, "ws-1"
+	s.apply(redirect)
+	if _, err := s.s.ExpireWidgetSessions(s.ctx, at(10_000)); err != nil {
+		t.Fatal(err)
 	}
+	wantSameSession(t, "completed session", s.session("ws-1"), done)
 }
 
 func testSuccessOverridesFailure(t *testing.T, s *suite) {
 	s.createSession("ws-1", "alice", at(0))
-	s.apply(delivery("k1", at(10), store.Event{Kind: store.EventAuthFailure, WidgetSessionID: "ws-1", Reason: "timeout"}))
+	s.apply(delivery("k1", at(10), store.Event{Kind: store.EventAuthFailure, WidgetSessionID: terraID("ws-1"), Reason: "timeout"}))
 	d := authSuccess("k2", at(20), snap("u1", "alice", "OURA"))
-	d.Event.WidgetSessionID = "ws-1"
+	d.Event.WidgetSessionID = terraID("ws-1")
 	s.apply(d)
 	got := s.session("ws-1")
 	if got.Status != store.SessionCompleted || got.TerraUserID != "u1" || got.FailureReason != "" {
 		t.Errorf("session = %+v; want COMPLETED by u1, no failure reason", got)
 	}
 	// A second failure does not reopen it.
-	s.apply(delivery("k3", at(30), store.Event{Kind: store.EventAuthFailure, WidgetSessionID: "ws-1", Reason: "again"}))
+	s.apply(delivery("k3", at(30), store.Event{Kind: store.EventAuthFailure, WidgetSessionID: terraID("ws-1"), Reason: "again"}))
 	if got := s.session("ws-1"); got.Status != store.SessionCompleted {
 		t.Errorf("Status = %s; want COMPLETED", got.Status)
 	}
@@ -912,6 +999,10 @@ func testContextCanceled(t *testing.T, s *suite) {
 	_, checks["TerraUser"] = s.s.TerraUser(ctx, "u1")
 	_, checks["ListTerraUsers"] = s.s.ListTerraUsers(ctx, "alice", true)
 	_, checks["ApplyWebhook"] = s.s.ApplyWebhook(ctx, authSuccess("k1", at(1), snap("u1", "alice", "OURA")))
+	_, checks["ReusableWidgetSession"] = s.s.ReusableWidgetSession(ctx, "alice", "key", at(0))
+	checks["ConsumeWidgetReturn"] = s.s.ConsumeWidgetReturn(ctx, "ws-1", at(1))
+	_, checks["ExpireWidgetSessions"] = s.s.ExpireWidgetSessions(ctx, at(10_000))
+	_, checks["ReferenceIDs"] = s.s.ReferenceIDs(ctx)
 	checks["Ping"] = s.s.Ping(ctx)
 	for name, err := range checks {
 		if !errors.Is(err, context.Canceled) {
@@ -925,8 +1016,8 @@ func testContextCanceled(t *testing.T, s *suite) {
 	if inbox := s.inbox(); len(inbox) != 0 {
 		t.Errorf("inbox has %d rows; want 0", len(inbox))
 	}
-	if s.session("ws-1").Status != store.SessionCreated {
-		t.Error("session changed despite the canceled context")
+	if got := s.session("ws-1"); got.Status != store.SessionCreated || got.ReturnUsedAt != nil {
+		t.Errorf("session changed despite the canceled context: %+v", got)
 	}
 }
 

@@ -34,6 +34,7 @@ type WebhookEvent struct {
 	Body       []byte
 	AppliedAt  *time.Time
 	Outcome    *string
+	Source     string
 }
 
 type WidgetSession struct {
@@ -51,4 +52,7 @@ type WidgetSession struct {
 	ExpiresAt          time.Time
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	TerraSessionID     string
+	InputKey           string
+	ReturnUsedAt       *time.Time
 }

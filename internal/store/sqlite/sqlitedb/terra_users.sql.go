@@ -79,6 +79,39 @@ func (q *Queries) ListActiveTerraUsers(ctx context.Context, referenceID string) 
 	return items, nil
 }
 
+const listReferenceIDs = `-- name: ListReferenceIDs :many
+SELECT DISTINCT reference_id FROM terra_users
+WHERE reference_id <> ''
+  AND replaced_by = ''
+  AND active
+ORDER BY reference_id
+`
+
+// The end users with at least one live connection. SQLite compares text byte by byte, the
+// order the store promises.
+func (q *Queries) ListReferenceIDs(ctx context.Context) ([]string, error) {
+	rows, err := q.db.QueryContext(ctx, listReferenceIDs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var reference_id string
+		if err := rows.Scan(&reference_id); err != nil {
+			return nil, err
+		}
+		items = append(items, reference_id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listTerraUsers = `-- name: ListTerraUsers :many
 SELECT user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at, last_webhook_update, updated_at, state_at, replaced_by FROM terra_users
 WHERE reference_id = ?1

@@ -11,14 +11,15 @@ import (
 )
 
 const insertWebhookEvent = `-- name: InsertWebhookEvent :one
-INSERT INTO webhook_events (dedupe_key, trace_id, type, kind, signed_at, received_at, body)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id
 `
 
 type InsertWebhookEventParams struct {
 	DedupeKey  string
+	Source     string
 	TraceID    string
 	Type       string
 	Kind       string
@@ -31,6 +32,7 @@ type InsertWebhookEventParams struct {
 func (q *Queries) InsertWebhookEvent(ctx context.Context, arg InsertWebhookEventParams) (int64, error) {
 	row := q.db.QueryRowContext(ctx, insertWebhookEvent,
 		arg.DedupeKey,
+		arg.Source,
 		arg.TraceID,
 		arg.Type,
 		arg.Kind,
@@ -44,7 +46,7 @@ func (q *Queries) InsertWebhookEvent(ctx context.Context, arg InsertWebhookEvent
 }
 
 const listWebhookEvents = `-- name: ListWebhookEvents :many
-SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome FROM webhook_events
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source FROM webhook_events
 WHERE id > ?1
 ORDER BY id
 LIMIT ?2
@@ -75,6 +77,7 @@ func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsPa
 			&i.Body,
 			&i.AppliedAt,
 			&i.Outcome,
+			&i.Source,
 		); err != nil {
 			return nil, err
 		}

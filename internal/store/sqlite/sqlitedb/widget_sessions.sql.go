@@ -10,18 +10,41 @@ import (
 	"time"
 )
 
+const consumeWidgetReturn = `-- name: ConsumeWidgetReturn :execrows
+UPDATE widget_sessions
+SET return_used_at = ?1
+WHERE id = ?2
+  AND return_used_at IS NULL
+`
+
+type ConsumeWidgetReturnParams struct {
+	ReturnUsedAt *time.Time
+	ID           string
+}
+
+func (q *Queries) ConsumeWidgetReturn(ctx context.Context, arg ConsumeWidgetReturnParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, consumeWidgetReturn, arg.ReturnUsedAt, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const createWidgetSession = `-- name: CreateWidgetSession :exec
 INSERT INTO widget_sessions (
-    id, reference_id, providers, language, success_redirect_url, failure_redirect_url,
-    url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at
+    id, terra_session_id, reference_id, providers, language, success_redirect_url,
+    failure_redirect_url, url, status, provider, terra_user_id, failure_reason, input_key,
+    return_used_at, expires_at, created_at, updated_at
 ) VALUES (
     ?1, ?2, ?3, ?4, ?5, ?6,
-    ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+    ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+    ?14, ?15, ?16, ?17
 )
 `
 
 type CreateWidgetSessionParams struct {
 	ID                 string
+	TerraSessionID     string
 	ReferenceID        string
 	Providers          string
 	Language           string
@@ -32,6 +55,8 @@ type CreateWidgetSessionParams struct {
 	Provider           string
 	TerraUserID        string
 	FailureReason      string
+	InputKey           string
+	ReturnUsedAt       *time.Time
 	ExpiresAt          time.Time
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
@@ -40,6 +65,7 @@ type CreateWidgetSessionParams struct {
 func (q *Queries) CreateWidgetSession(ctx context.Context, arg CreateWidgetSessionParams) error {
 	_, err := q.db.ExecContext(ctx, createWidgetSession,
 		arg.ID,
+		arg.TerraSessionID,
 		arg.ReferenceID,
 		arg.Providers,
 		arg.Language,
@@ -50,6 +76,8 @@ func (q *Queries) CreateWidgetSession(ctx context.Context, arg CreateWidgetSessi
 		arg.Provider,
 		arg.TerraUserID,
 		arg.FailureReason,
+		arg.InputKey,
+		arg.ReturnUsedAt,
 		arg.ExpiresAt,
 		arg.CreatedAt,
 		arg.UpdatedAt,
@@ -57,8 +85,58 @@ func (q *Queries) CreateWidgetSession(ctx context.Context, arg CreateWidgetSessi
 	return err
 }
 
+const expireWidgetSessions = `-- name: ExpireWidgetSessions :many
+UPDATE widget_sessions
+SET status = 'EXPIRED',
+    updated_at = ?1
+WHERE status = 'CREATED'
+  AND expires_at <= ?1
+RETURNING id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at, terra_session_id, input_key, return_used_at
+`
+
+func (q *Queries) ExpireWidgetSessions(ctx context.Context, now time.Time) ([]WidgetSession, error) {
+	rows, err := q.db.QueryContext(ctx, expireWidgetSessions, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []WidgetSession
+	for rows.Next() {
+		var i WidgetSession
+		if err := rows.Scan(
+			&i.ID,
+			&i.ReferenceID,
+			&i.Providers,
+			&i.Language,
+			&i.SuccessRedirectURL,
+			&i.FailureRedirectURL,
+			&i.URL,
+			&i.Status,
+			&i.Provider,
+			&i.TerraUserID,
+			&i.FailureReason,
+			&i.ExpiresAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.TerraSessionID,
+			&i.InputKey,
+			&i.ReturnUsedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getWidgetSession = `-- name: GetWidgetSession :one
-SELECT id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at FROM widget_sessions
+SELECT id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at, terra_session_id, input_key, return_used_at FROM widget_sessions
 WHERE id = ?1
 `
 
@@ -80,30 +158,23 @@ func (q *Queries) GetWidgetSession(ctx context.Context, id string) (WidgetSessio
 		&i.ExpiresAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.TerraSessionID,
+		&i.InputKey,
+		&i.ReturnUsedAt,
 	)
 	return i, err
 }
 
-const latestCreatedWidgetSession = `-- name: LatestCreatedWidgetSession :one
-SELECT id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at FROM widget_sessions
-WHERE reference_id = ?1
-  AND status = 'CREATED'
-  AND created_at <= ?2
-  AND expires_at >= ?3
-ORDER BY created_at DESC, id DESC
-LIMIT 1
+const getWidgetSessionByTerraID = `-- name: GetWidgetSessionByTerraID :one
+SELECT id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at, terra_session_id, input_key, return_used_at FROM widget_sessions
+WHERE terra_session_id = ?1
+  AND terra_session_id <> ''
 `
 
-type LatestCreatedWidgetSessionParams struct {
-	ReferenceID string
-	CreatedBy   time.Time
-	AliveAt     time.Time
-}
-
-// The end user's newest session still waiting for an outcome, created by the cutoff and
-// not expired at the event's time.
-func (q *Queries) LatestCreatedWidgetSession(ctx context.Context, arg LatestCreatedWidgetSessionParams) (WidgetSession, error) {
-	row := q.db.QueryRowContext(ctx, latestCreatedWidgetSession, arg.ReferenceID, arg.CreatedBy, arg.AliveAt)
+// The repeated "<> ”" lets SQLite use the partial unique index, and never matches a session
+// that has no Terra id.
+func (q *Queries) GetWidgetSessionByTerraID(ctx context.Context, terraSessionID string) (WidgetSession, error) {
+	row := q.db.QueryRowContext(ctx, getWidgetSessionByTerraID, terraSessionID)
 	var i WidgetSession
 	err := row.Scan(
 		&i.ID,
@@ -120,6 +191,97 @@ func (q *Queries) LatestCreatedWidgetSession(ctx context.Context, arg LatestCrea
 		&i.ExpiresAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.TerraSessionID,
+		&i.InputKey,
+		&i.ReturnUsedAt,
+	)
+	return i, err
+}
+
+const latestWaitingWidgetSession = `-- name: LatestWaitingWidgetSession :one
+SELECT id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at, terra_session_id, input_key, return_used_at FROM widget_sessions
+WHERE reference_id = ?1
+  AND status IN ('CREATED', 'EXPIRED')
+  AND created_at <= ?2
+  AND expires_at >= ?3
+ORDER BY created_at DESC, id DESC
+LIMIT 1
+`
+
+type LatestWaitingWidgetSessionParams struct {
+	ReferenceID string
+	CreatedBy   time.Time
+	AliveAt     time.Time
+}
+
+// The end user's newest session that had no outcome yet at the event's time: created by the
+// cutoff, not expired at the event's time, and CREATED or since swept to EXPIRED (the sweep
+// may run between the event and its delivery).
+func (q *Queries) LatestWaitingWidgetSession(ctx context.Context, arg LatestWaitingWidgetSessionParams) (WidgetSession, error) {
+	row := q.db.QueryRowContext(ctx, latestWaitingWidgetSession, arg.ReferenceID, arg.CreatedBy, arg.AliveAt)
+	var i WidgetSession
+	err := row.Scan(
+		&i.ID,
+		&i.ReferenceID,
+		&i.Providers,
+		&i.Language,
+		&i.SuccessRedirectURL,
+		&i.FailureRedirectURL,
+		&i.URL,
+		&i.Status,
+		&i.Provider,
+		&i.TerraUserID,
+		&i.FailureReason,
+		&i.ExpiresAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.TerraSessionID,
+		&i.InputKey,
+		&i.ReturnUsedAt,
+	)
+	return i, err
+}
+
+const reusableWidgetSession = `-- name: ReusableWidgetSession :one
+SELECT id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at, terra_session_id, input_key, return_used_at FROM widget_sessions
+WHERE reference_id = ?1
+  AND input_key = ?2
+  AND status = 'CREATED'
+  AND expires_at > ?3
+  AND return_used_at IS NULL
+ORDER BY created_at DESC, id DESC
+LIMIT 1
+`
+
+type ReusableWidgetSessionParams struct {
+	ReferenceID string
+	InputKey    string
+	LiveAfter   time.Time
+}
+
+// A session whose return URL is spent is not handed out again: its next return would be
+// refused.
+func (q *Queries) ReusableWidgetSession(ctx context.Context, arg ReusableWidgetSessionParams) (WidgetSession, error) {
+	row := q.db.QueryRowContext(ctx, reusableWidgetSession, arg.ReferenceID, arg.InputKey, arg.LiveAfter)
+	var i WidgetSession
+	err := row.Scan(
+		&i.ID,
+		&i.ReferenceID,
+		&i.Providers,
+		&i.Language,
+		&i.SuccessRedirectURL,
+		&i.FailureRedirectURL,
+		&i.URL,
+		&i.Status,
+		&i.Provider,
+		&i.TerraUserID,
+		&i.FailureReason,
+		&i.ExpiresAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.TerraSessionID,
+		&i.InputKey,
+		&i.ReturnUsedAt,
 	)
 	return i, err
 }
@@ -132,7 +294,7 @@ SET status = ?1,
     failure_reason = ?4,
     updated_at = ?5
 WHERE id = ?6
-RETURNING id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at
+RETURNING id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at, terra_session_id, input_key, return_used_at
 `
 
 type UpdateWidgetSessionOutcomeParams struct {
@@ -169,6 +331,9 @@ func (q *Queries) UpdateWidgetSessionOutcome(ctx context.Context, arg UpdateWidg
 		&i.ExpiresAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.TerraSessionID,
+		&i.InputKey,
+		&i.ReturnUsedAt,
 	)
 	return i, err
 }
