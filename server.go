@@ -12,7 +12,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -24,7 +26,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,8 +37,11 @@ import (
 	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/config"
+	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/demo"
+	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/httplog"
+	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/terra"
@@ -47,6 +54,9 @@ const (
 	shutdownTimeout = 10 * time.Second
 	demoTokenTTL    = 24 * time.Hour
 	emulatorPrefix  = "/terra" // where demo mode mounts the emulator
+	// sessionExpiryEvery is how often expired widget sessions are recorded and announced;
+	// reads already show EXPIRED the moment a session expires.
+	sessionExpiryEvery = 30 * time.Second
 )
 
 func main() {
@@ -116,21 +126,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		APIKey:    cfg.TerraAPIKey,
 		Timeout:   cfg.TerraTimeout,
 	}, &http.Client{}, log)
-	hooks, err := webhook.New(cfg.TerraWebhookSecret, st, log)
+	bus := events.NewLocal(log)
+	conns := connection.New(tc, st, bus, log)
+	widgets := widget.NewService(tc, st, conns, widget.Config{
+		PublicURL: cfg.PublicURL,
+		StateKey:  stateKey(cfg.TerraWebhookSecret),
+		Redirects: redirects,
+	}, log)
+	hooks, err := webhook.New(cfg.TerraWebhookSecret, conns, log)
 	if err != nil {
 		return err
 	}
 	gql := graph.NewHandler(&graph.Resolver{
-		Widgets: widget.NewService(tc, st, redirects, log),
-		Store:   st,
-		Log:     log,
+		Widgets:     widgets,
+		Connections: conns,
+		Catalog:     provider.NewCatalog(tc, cfg.ProvidersTTL, log),
+		Store:       st,
+		Bus:         bus,
+		Log:         log,
 	}, graph.Options{
 		Introspection: cfg.Playground,
 		Secrets:       []string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret},
+		Verifier:      verifier,
+		Origins:       cfg.CORSAllowedOrigins,
 		Log:           log,
 	})
+	cors := corsFor(cfg.CORSAllowedOrigins)
 
-	mux.Handle("/graphql", corsFor(cfg.CORSAllowedOrigins).Handler(verifier.Middleware(gql)))
+	mux.Handle("/graphql", cors.Handler(verifier.Middleware(gql)))
+	mux.HandleFunc("GET "+widget.ReturnPath+"{sessionId}", widgets.ServeReturn)
 	mux.Handle("/webhooks/terra", hooks) // the handler answers other methods with a JSON 405
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -143,6 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	var token string
 	if cfg.Demo {
+		mux.Handle(demo.TokenPath, cors.Handler(allowMethods(demo.TokenHandler([]byte(cfg.AuthJWTSecret), cfg.AuthIssuer, cfg.AuthAudience, demoTokenTTL), http.MethodPost)))
 		token, err = auth.Issue([]byte(cfg.AuthJWTSecret), auth.IssueOptions{Subject: demo.User, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, TTL: demoTokenTTL})
 		if err != nil {
 			return err
@@ -167,6 +192,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	background, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { conns.Run(background, cfg.SyncInterval, sessionExpiryEvery) })
+	defer func() {
+		stopBackground()
+		wg.Wait() // before the store closes
+	}()
 
 	fmt.Fprintf(stdout, "terragate listening on %s (public URL %s)\n", self, cfg.PublicURL)
 	if cfg.Demo {
@@ -227,6 +259,27 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 		return nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
 	}
 	return a, nil
+}
+
+// stateKey signs widget return URLs. It is derived from the webhook secret, which every
+// instance shares and which never leaves the server, under a label of its own so the two
+// uses cannot be confused.
+func stateKey(webhookSecret string) []byte {
+	m := hmac.New(sha256.New, []byte(webhookSecret))
+	m.Write([]byte("terragate widget return state v1"))
+	return m.Sum(nil)
+}
+
+// allowMethods answers other methods with a JSON 405 (OPTIONS is left to CORS).
+func allowMethods(h http.Handler, methods ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", strings.Join(methods, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // corsFor admits only the app's own origins. rs/cors treats an empty list as "any

@@ -80,7 +80,7 @@ func TestDemoInBrowser(t *testing.T) {
 	if !strings.HasPrefix(sum.WidgetURL, public+"/terra/widget/session/") {
 		t.Errorf("widget url %s is not on the demo's own origin", sum.WidgetURL)
 	}
-	if !strings.HasPrefix(sum.Redirect, "/demo/return?") || !strings.Contains(sum.Redirect, "resource=OURA") {
+	if !strings.HasPrefix(sum.Redirect, "/demo/return?") || !strings.Contains(sum.Redirect, "provider=OURA") || !strings.Contains(sum.Redirect, "status=COMPLETED") {
 		t.Errorf("redirect = %s", sum.Redirect)
 	}
 

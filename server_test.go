@@ -47,6 +47,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// public is the gateway's PUBLIC_URL: its default, http://localhost:<port>.
+func (g *gateway) public() string { return strings.Replace(g.url, "127.0.0.1", "localhost", 1) }
+
 // gateway is terragate's real run() serving on loopback, with the Terra emulator as a real
 // HTTP server beside it.
 type gateway struct {
@@ -60,9 +63,22 @@ type gateway struct {
 	seen *syncBuffer
 }
 
-type option func(env map[string]string)
+// setup is what a test may change before the gateway and the emulator start.
+type setup struct {
+	env map[string]string
+	emu terrasim.Config
+}
 
-func withEnv(k, v string) option { return func(env map[string]string) { env[k] = v } }
+type option func(*setup)
+
+func withEnv(k, v string) option { return func(s *setup) { s.env[k] = v } }
+
+// withEmulator adjusts the emulator's configuration (its webhook URL is set afterwards
+// unless the option clears noWebhooks).
+func withEmulator(f func(*terrasim.Config)) option { return func(s *setup) { f(&s.emu) } }
+
+// withoutWebhooks keeps the emulator from posting webhooks, as when they are delayed.
+func withoutWebhooks() option { return func(s *setup) { s.emu.WebhookURL = "-" } }
 
 // startGateway runs the gateway and an emulator that posts its webhooks to it.
 func startGateway(t *testing.T, opts ...option) *gateway {
@@ -90,22 +106,28 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 		"CORS_ALLOWED_ORIGINS": appOrigin,
 		"LOG_LEVEL":            "debug",
 	}
+	set := setup{env: env, emu: terrasim.Config{
+		DevID:         testDevID,
+		APIKey:        testAPIKey,
+		WebhookSecret: testWebhookSecret,
+		PublicURL:     g.emuURL,
+		RetryDelays:   []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond},
+	}}
 	for _, o := range opts {
-		o(env)
+		o(&set)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, g.stdout, g.logs) }()
 	g.url = waitListening(t, g.stdout, done)
 
-	g.emu = terrasim.New(terrasim.Config{
-		DevID:         testDevID,
-		APIKey:        testAPIKey,
-		WebhookURL:    g.url + "/webhooks/terra",
-		WebhookSecret: testWebhookSecret,
-		PublicURL:     g.emuURL,
-		RetryDelays:   []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond},
-	})
+	switch set.emu.WebhookURL {
+	case "":
+		set.emu.WebhookURL = g.url + "/webhooks/terra"
+	case "-":
+		set.emu.WebhookURL = ""
+	}
+	g.emu = terrasim.New(set.emu)
 	emuHandler = g.emu
 	go func() { _ = emuSrv.Serve(emuLn) }()
 
@@ -353,15 +375,19 @@ func TestWholeLoop(t *testing.T) {
 	reqs := g.emu.Requests()
 	last := reqs[len(reqs)-1]
 	if last.Path != "/v2/auth/generateWidgetSession" || last.Body["reference_id"] != "alice" ||
-		last.Body["providers"] != "OURA,GARMIN" || last.Body["language"] != "en" ||
-		last.Body["auth_success_redirect_url"] != appOrigin+"/connected?tab=devices" {
+		last.Body["providers"] != "OURA,GARMIN" || last.Body["language"] != "en" {
 		t.Errorf("Terra got %+v", last)
 	}
 
-	loc := connectInBrowser(t, s.URL, "Oura", "allow")
+	// Terra sends the browser back through terragate, which sends it on to the app.
+	back := connectInBrowser(t, s.URL, "Oura", "allow")
+	if !strings.HasPrefix(back.String(), g.public()+"/widget/return/"+s.SessionID) {
+		t.Fatalf("widget redirect = %s", back)
+	}
+	_, loc := follow(t, back.String())
 	q := loc.Query()
 	if loc.Scheme+"://"+loc.Host+loc.Path != appOrigin+"/connected" || q.Get("tab") != "devices" ||
-		q.Get("resource") != "OURA" || q.Get("reference_id") != "alice" || q.Get("user_id") == "" {
+		q.Get("provider") != "OURA" || q.Get("status") != "COMPLETED" || q.Get("user_id") == "" {
 		t.Fatalf("redirect = %s", loc)
 	}
 
@@ -379,10 +405,10 @@ func TestUsersAreIsolated(t *testing.T) {
 
 	sa := g.createSession(alice, map[string]any{"providers": []string{"OURA"}})
 	sb := g.createSession(bob, map[string]any{"providers": []string{"GARMIN"}})
-	if _, err := g.emu.Complete(sa.SessionID, "OURA", true); err != nil {
+	if _, err := g.emu.Complete(terraSessionID(t, sa), "OURA", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.emu.Complete(sb.SessionID, "GARMIN", true); err != nil {
+	if _, err := g.emu.Complete(terraSessionID(t, sb), "GARMIN", true); err != nil {
 		t.Fatal(err)
 	}
 	ua := g.waitUsers(alice, true, "alice's connection", func(u []terraUser) bool { return len(u) == 1 })
@@ -599,8 +625,8 @@ func TestLegacyEndpointGone(t *testing.T) {
 	g := startGateway(t)
 	alice := token(t, "alice")
 	g.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: http.StatusGone, Body: `{"status":"error","message":"use the new widget endpoint"}`, ContentType: "application/json", Times: 100})
-	for i := 0; i < 3; i++ {
-		s := g.createSession(alice, map[string]any{"providers": []string{"OURA"}})
+	for _, p := range []string{"OURA", "GARMIN", "FITBIT"} { // different input: no session is reused
+		s := g.createSession(alice, map[string]any{"providers": []string{p}})
 		if s.URL == "" {
 			t.Fatal("no url")
 		}
@@ -747,7 +773,7 @@ func TestWebhookEventsThroughTheEmulator(t *testing.T) {
 	connect := func(provider string) string {
 		t.Helper()
 		s := g.createSession(alice, map[string]any{"providers": []string{provider}})
-		if _, err := g.emu.Complete(s.SessionID, provider, true); err != nil {
+		if _, err := g.emu.Complete(terraSessionID(t, s), provider, true); err != nil {
 			t.Fatal(err)
 		}
 		var id string
@@ -819,7 +845,7 @@ func TestWebhookEventsThroughTheEmulator(t *testing.T) {
 
 	// Deny: auth_cancelled is recorded, nothing connects.
 	s := g.createSession(alice, map[string]any{"providers": []string{"POLAR"}})
-	if _, err := g.emu.Complete(s.SessionID, "POLAR", false); err != nil {
+	if _, err := g.emu.Complete(terraSessionID(t, s), "POLAR", false); err != nil {
 		t.Fatal(err)
 	}
 	waitDelivered(t, g.emu, "auth_cancelled")
@@ -1064,8 +1090,9 @@ func TestDemo(t *testing.T) {
 	if !strings.HasPrefix(s.URL, public+"/terra/widget/session/") {
 		t.Fatalf("widget url %s is not on the demo's own port", s.URL)
 	}
-	loc := connectInBrowser(t, strings.Replace(s.URL, "localhost", "127.0.0.1", 1), "Oura", "allow")
-	if loc.Path != "/demo/return" || loc.Query().Get("resource") != "OURA" {
+	back := connectInBrowser(t, strings.Replace(s.URL, "localhost", "127.0.0.1", 1), "Oura", "allow")
+	_, loc := follow(t, strings.Replace(back.String(), "localhost", "127.0.0.1", 1))
+	if loc.Path != "/demo/return" || loc.Query().Get("provider") != "OURA" || loc.Query().Get("status") != "COMPLETED" {
 		t.Errorf("redirect = %s", loc)
 	}
 	resp, err := http.Get(base + loc.RequestURI())

@@ -12,6 +12,32 @@ import (
 	"github.com/terragate/terragate/internal/auth"
 )
 
+// DisconnectUser is the resolver for the disconnectUser field.
+func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string) (*model.TerraUser, error) {
+	user, err := auth.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := r.Connections.Disconnect(ctx, user.ID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return terraUser(u), nil
+}
+
+// SyncConnections is the resolver for the syncConnections field.
+func (r *mutationResolver) SyncConnections(ctx context.Context) ([]*model.TerraUser, error) {
+	user, err := auth.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	users, err := r.Connections.Sync(ctx, user.ID)
+	if err != nil {
+		return nil, err
+	}
+	return terraUsers(users), nil
+}
+
 // ConnectedUsers is the resolver for the connectedUsers field.
 func (r *queryResolver) ConnectedUsers(ctx context.Context, includeInactive *bool) ([]*model.TerraUser, error) {
 	user, err := auth.Require(ctx)
@@ -22,9 +48,30 @@ func (r *queryResolver) ConnectedUsers(ctx context.Context, includeInactive *boo
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*model.TerraUser, 0, len(users))
-	for _, u := range users {
-		out = append(out, terraUser(u))
+	return terraUsers(users), nil
+}
+
+// Providers is the resolver for the providers field.
+func (r *queryResolver) Providers(ctx context.Context) ([]*model.Provider, error) {
+	if _, err := auth.Require(ctx); err != nil {
+		return nil, err
+	}
+	list, err := r.Catalog.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*model.Provider, 0, len(list))
+	for _, p := range list {
+		out = append(out, &model.Provider{Name: p.Name, DisplayName: p.DisplayName, SdkOnly: p.SDKOnly})
 	}
 	return out, nil
+}
+
+// ConnectionEvents is the resolver for the connectionEvents field.
+func (r *subscriptionResolver) ConnectionEvents(ctx context.Context) (<-chan *model.ConnectionEvent, error) {
+	user, err := auth.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.watchConnections(ctx, user.ID)
 }

@@ -26,6 +26,7 @@ const (
 	CodeUpstreamError       = "UPSTREAM_ERROR"
 	CodeUpstreamUnavailable = "UPSTREAM_UNAVAILABLE"
 	CodeInternal            = "INTERNAL"
+	CodeTooManySubs         = "TOO_MANY_SUBSCRIPTIONS"
 )
 
 // presentError maps domain error kinds to extensions.code. Anything unknown is logged with
@@ -64,6 +65,8 @@ func classify(err error) (code, msg string, ext map[string]any) {
 		return CodeUnauthenticated, "not signed in: " + unauthReason(err), nil
 	case errors.As(err, &input):
 		return CodeBadUserInput, input.Error(), map[string]any{"field": input.Field}
+	case errors.Is(err, ErrTooManySubscriptions):
+		return CodeTooManySubs, err.Error(), nil
 	case errors.Is(err, store.ErrNotFound):
 		return CodeNotFound, "not found", nil
 	case errors.As(err, &apiErr):

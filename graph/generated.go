@@ -31,18 +31,41 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
+	Subscription() SubscriptionResolver
+	WidgetSession() WidgetSessionResolver
 }
 
 type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	ConnectionEvent struct {
+		At        func(childComplexity int) int
+		TerraUser func(childComplexity int) int
+		Type      func(childComplexity int) int
+	}
+
 	Mutation struct {
 		CreateWidgetSession func(childComplexity int, input *model.CreateWidgetSessionInput) int
+		DisconnectUser      func(childComplexity int, userID string) int
+		SyncConnections     func(childComplexity int) int
+	}
+
+	Provider struct {
+		DisplayName func(childComplexity int) int
+		Name        func(childComplexity int) int
+		SdkOnly     func(childComplexity int) int
 	}
 
 	Query struct {
 		ConnectedUsers func(childComplexity int, includeInactive *bool) int
+		Providers      func(childComplexity int) int
+		WidgetSession  func(childComplexity int, id string) int
+	}
+
+	Subscription struct {
+		ConnectionEvents func(childComplexity int) int
+		WidgetSession    func(childComplexity int, id string) int
 	}
 
 	TerraUser struct {
@@ -58,10 +81,15 @@ type ComplexityRoot struct {
 	}
 
 	WidgetSession struct {
-		CreatedAt func(childComplexity int) int
-		ExpiresAt func(childComplexity int) int
-		SessionID func(childComplexity int) int
-		URL       func(childComplexity int) int
+		AlreadyConnected func(childComplexity int) int
+		CreatedAt        func(childComplexity int) int
+		ExpiresAt        func(childComplexity int) int
+		FailureReason    func(childComplexity int) int
+		Provider         func(childComplexity int) int
+		SessionID        func(childComplexity int) int
+		Status           func(childComplexity int) int
+		TerraUser        func(childComplexity int) int
+		URL              func(childComplexity int) int
 	}
 }
 
@@ -70,10 +98,23 @@ type ComplexityRoot struct {
 // region    ************************** generated!.gotpl **************************
 
 type MutationResolver interface {
+	DisconnectUser(ctx context.Context, userID string) (*model.TerraUser, error)
+	SyncConnections(ctx context.Context) ([]*model.TerraUser, error)
 	CreateWidgetSession(ctx context.Context, input *model.CreateWidgetSessionInput) (*model.WidgetSession, error)
 }
 type QueryResolver interface {
 	ConnectedUsers(ctx context.Context, includeInactive *bool) ([]*model.TerraUser, error)
+	Providers(ctx context.Context) ([]*model.Provider, error)
+	WidgetSession(ctx context.Context, id string) (*model.WidgetSession, error)
+}
+type SubscriptionResolver interface {
+	ConnectionEvents(ctx context.Context) (<-chan *model.ConnectionEvent, error)
+	WidgetSession(ctx context.Context, id string) (<-chan *model.WidgetSession, error)
+}
+type WidgetSessionResolver interface {
+	TerraUser(ctx context.Context, obj *model.WidgetSession) (*model.TerraUser, error)
+
+	AlreadyConnected(ctx context.Context, obj *model.WidgetSession) ([]string, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -94,6 +135,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "ConnectionEvent.at":
+		if e.ComplexityRoot.ConnectionEvent.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionEvent.At(childComplexity), true
+	case "ConnectionEvent.terraUser":
+		if e.ComplexityRoot.ConnectionEvent.TerraUser == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionEvent.TerraUser(childComplexity), true
+	case "ConnectionEvent.type":
+		if e.ComplexityRoot.ConnectionEvent.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionEvent.Type(childComplexity), true
+
 	case "Mutation.createWidgetSession":
 		if e.ComplexityRoot.Mutation.CreateWidgetSession == nil {
 			break
@@ -105,6 +165,42 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWidgetSession(childComplexity, args["input"].(*model.CreateWidgetSessionInput)), true
+	case "Mutation.disconnectUser":
+		if e.ComplexityRoot.Mutation.DisconnectUser == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_disconnectUser_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DisconnectUser(childComplexity, args["userId"].(string)), true
+	case "Mutation.syncConnections":
+		if e.ComplexityRoot.Mutation.SyncConnections == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.SyncConnections(childComplexity), true
+
+	case "Provider.displayName":
+		if e.ComplexityRoot.Provider.DisplayName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Provider.DisplayName(childComplexity), true
+	case "Provider.name":
+		if e.ComplexityRoot.Provider.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Provider.Name(childComplexity), true
+	case "Provider.sdkOnly":
+		if e.ComplexityRoot.Provider.SdkOnly == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Provider.SdkOnly(childComplexity), true
 
 	case "Query.connectedUsers":
 		if e.ComplexityRoot.Query.ConnectedUsers == nil {
@@ -117,6 +213,42 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ConnectedUsers(childComplexity, args["includeInactive"].(*bool)), true
+
+	case "Query.providers":
+		if e.ComplexityRoot.Query.Providers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Providers(childComplexity), true
+	case "Query.widgetSession":
+		if e.ComplexityRoot.Query.WidgetSession == nil {
+			break
+		}
+
+		args, err := ec.field_Query_widgetSession_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.WidgetSession(childComplexity, args["id"].(string)), true
+
+	case "Subscription.connectionEvents":
+		if e.ComplexityRoot.Subscription.ConnectionEvents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Subscription.ConnectionEvents(childComplexity), true
+	case "Subscription.widgetSession":
+		if e.ComplexityRoot.Subscription.WidgetSession == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_widgetSession_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.WidgetSession(childComplexity, args["id"].(string)), true
 
 	case "TerraUser.active":
 		if e.ComplexityRoot.TerraUser.Active == nil {
@@ -173,6 +305,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.TerraUser.UserID(childComplexity), true
 
+	case "WidgetSession.alreadyConnected":
+		if e.ComplexityRoot.WidgetSession.AlreadyConnected == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WidgetSession.AlreadyConnected(childComplexity), true
 	case "WidgetSession.createdAt":
 		if e.ComplexityRoot.WidgetSession.CreatedAt == nil {
 			break
@@ -185,12 +323,36 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WidgetSession.ExpiresAt(childComplexity), true
+	case "WidgetSession.failureReason":
+		if e.ComplexityRoot.WidgetSession.FailureReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WidgetSession.FailureReason(childComplexity), true
+	case "WidgetSession.provider":
+		if e.ComplexityRoot.WidgetSession.Provider == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WidgetSession.Provider(childComplexity), true
 	case "WidgetSession.sessionId":
 		if e.ComplexityRoot.WidgetSession.SessionID == nil {
 			break
 		}
 
 		return e.ComplexityRoot.WidgetSession.SessionID(childComplexity), true
+	case "WidgetSession.status":
+		if e.ComplexityRoot.WidgetSession.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WidgetSession.Status(childComplexity), true
+	case "WidgetSession.terraUser":
+		if e.ComplexityRoot.WidgetSession.TerraUser == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WidgetSession.TerraUser(childComplexity), true
 	case "WidgetSession.url":
 		if e.ComplexityRoot.WidgetSession.URL == nil {
 			break
@@ -258,6 +420,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 				Data: buf.Bytes(),
 			}
 		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
 
 	default:
 		return graphql.OneShot(graphql.ErrorResponse(ctx, "unsupported GraphQL operation"))
@@ -305,6 +484,30 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_ConnectionEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "type":
+		return ec.fieldContext_ConnectionEvent_type(ctx, field)
+	case "terraUser":
+		return ec.fieldContext_ConnectionEvent_terraUser(ctx, field)
+	case "at":
+		return ec.fieldContext_ConnectionEvent_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConnectionEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_Provider(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_Provider_name(ctx, field)
+	case "displayName":
+		return ec.fieldContext_Provider_displayName(ctx, field)
+	case "sdkOnly":
+		return ec.fieldContext_Provider_sdkOnly(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Provider", field.Name)
+}
+
 func (ec *executionContext) childFields_TerraUser(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "userId":
@@ -339,6 +542,16 @@ func (ec *executionContext) childFields_WidgetSession(ctx context.Context, field
 		return ec.fieldContext_WidgetSession_expiresAt(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_WidgetSession_createdAt(ctx, field)
+	case "status":
+		return ec.fieldContext_WidgetSession_status(ctx, field)
+	case "provider":
+		return ec.fieldContext_WidgetSession_provider(ctx, field)
+	case "terraUser":
+		return ec.fieldContext_WidgetSession_terraUser(ctx, field)
+	case "failureReason":
+		return ec.fieldContext_WidgetSession_failureReason(ctx, field)
+	case "alreadyConnected":
+		return ec.fieldContext_WidgetSession_alreadyConnected(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type WidgetSession", field.Name)
 }
@@ -473,6 +686,20 @@ func (ec *executionContext) field_Mutation_createWidgetSession_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_disconnectUser_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -498,6 +725,34 @@ func (ec *executionContext) field_Query_connectedUsers_args(ctx context.Context,
 		return nil, err
 	}
 	args["includeInactive"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_widgetSession_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_widgetSession_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -575,6 +830,160 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _ConnectionEvent_type(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionEvent_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ConnectionEventType) graphql.Marshaler {
+			return ec.marshalNConnectionEventType2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐConnectionEventType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionEvent_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionEvent", field, false, false, "ConnectionEventType")
+}
+
+func (ec *executionContext) _ConnectionEvent_terraUser(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionEvent_terraUser(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TerraUser, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TerraUser) graphql.Marshaler {
+			return ec.marshalNTerraUser2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐTerraUser(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionEvent_terraUser(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConnectionEvent",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TerraUser(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ConnectionEvent_at(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionEvent_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionEvent_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Mutation_disconnectUser(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_disconnectUser(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DisconnectUser(ctx, fc.Args["userId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TerraUser) graphql.Marshaler {
+			return ec.marshalNTerraUser2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐTerraUser(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_disconnectUser(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TerraUser(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_disconnectUser_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_syncConnections(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_syncConnections(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().SyncConnections(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.TerraUser) graphql.Marshaler {
+			return ec.marshalNTerraUser2ᚕᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐTerraUserᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_syncConnections(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TerraUser(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createWidgetSession(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -619,6 +1028,75 @@ func (ec *executionContext) fieldContext_Mutation_createWidgetSession(ctx contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Provider_name(ctx context.Context, field graphql.CollectedField, obj *model.Provider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Provider_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Provider_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Provider", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Provider_displayName(ctx context.Context, field graphql.CollectedField, obj *model.Provider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Provider_displayName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DisplayName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Provider_displayName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Provider", field, false, false, "String")
+}
+
+func (ec *executionContext) _Provider_sdkOnly(ctx context.Context, field graphql.CollectedField, obj *model.Provider) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Provider_sdkOnly(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SdkOnly, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Provider_sdkOnly(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Provider", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Query_connectedUsers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -657,6 +1135,82 @@ func (ec *executionContext) fieldContext_Query_connectedUsers(ctx context.Contex
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_connectedUsers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_providers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_providers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Providers(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Provider) graphql.Marshaler {
+			return ec.marshalNProvider2ᚕᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐProviderᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_providers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Provider(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_widgetSession(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_widgetSession(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().WidgetSession(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
+			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐWidgetSession(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_widgetSession(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WidgetSession(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_widgetSession_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -735,6 +1289,82 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Schema(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_connectionEvents(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_connectionEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Subscription().ConnectionEvents(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConnectionEvent) graphql.Marshaler {
+			return ec.marshalNConnectionEvent2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐConnectionEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_connectionEvents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConnectionEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_widgetSession(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_widgetSession(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().WidgetSession(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
+			return ec.marshalNWidgetSession2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐWidgetSession(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_widgetSession(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WidgetSession(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_widgetSession_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -1036,6 +1666,130 @@ func (ec *executionContext) _WidgetSession_createdAt(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_WidgetSession_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, "Time")
+}
+
+func (ec *executionContext) _WidgetSession_status(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WidgetSession_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.WidgetSessionStatus) graphql.Marshaler {
+			return ec.marshalNWidgetSessionStatus2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐWidgetSessionStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WidgetSession_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, "WidgetSessionStatus")
+}
+
+func (ec *executionContext) _WidgetSession_provider(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WidgetSession_provider(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Provider, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WidgetSession_provider(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, "String")
+}
+
+func (ec *executionContext) _WidgetSession_terraUser(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WidgetSession_terraUser(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WidgetSession().TerraUser(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TerraUser) graphql.Marshaler {
+			return ec.marshalOTerraUser2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐTerraUser(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WidgetSession_terraUser(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WidgetSession",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TerraUser(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WidgetSession_failureReason(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WidgetSession_failureReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FailureReason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WidgetSession_failureReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, "String")
+}
+
+func (ec *executionContext) _WidgetSession_alreadyConnected(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WidgetSession_alreadyConnected(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WidgetSession().AlreadyConnected(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WidgetSession_alreadyConnected(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WidgetSession", field, true, true, "String")
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -2182,6 +2936,49 @@ func UnmarshalCreateWidgetSessionInput(ctx context.Context, raw any) (model.Crea
 
 // region    **************************** object.gotpl ****************************
 
+var connectionEventImplementors = []string{"ConnectionEvent"}
+
+func (ec *executionContext) _ConnectionEvent(ctx context.Context, sel ast.SelectionSet, obj *model.ConnectionEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, connectionEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConnectionEvent")
+		case "type":
+			out.Values[i] = ec._ConnectionEvent_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "terraUser":
+			out.Values[i] = ec._ConnectionEvent_terraUser(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._ConnectionEvent_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -2201,10 +2998,67 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("Mutation")
+		case "disconnectUser":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_disconnectUser(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "syncConnections":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_syncConnections(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createWidgetSession":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createWidgetSession(ctx, field)
 			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var providerImplementors = []string{"Provider"}
+
+func (ec *executionContext) _Provider(ctx context.Context, sel ast.SelectionSet, obj *model.Provider) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, providerImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Provider")
+		case "name":
+			out.Values[i] = ec._Provider_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "displayName":
+			out.Values[i] = ec._Provider_displayName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sdkOnly":
+			out.Values[i] = ec._Provider_sdkOnly(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -2250,6 +3104,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_connectedUsers(ctx, field)
 				})
+		case "providers":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_providers(ctx, field)
+				})
+		case "widgetSession":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_widgetSession(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -2279,6 +3145,28 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 	}
 
 	return out
+}
+
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "connectionEvents":
+		return ec._Subscription_connectionEvents(ctx, fields[0])
+	case "widgetSession":
+		return ec._Subscription_widgetSession(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
 }
 
 var terraUserImplementors = []string{"TerraUser"}
@@ -2368,23 +3256,50 @@ func (ec *executionContext) _WidgetSession(ctx context.Context, sel ast.Selectio
 		case "sessionId":
 			out.Values[i] = ec._WidgetSession_sessionId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "url":
 			out.Values[i] = ec._WidgetSession_url(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "expiresAt":
 			out.Values[i] = ec._WidgetSession_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._WidgetSession_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "status":
+			out.Values[i] = ec._WidgetSession_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "provider":
+			out.Values[i] = ec._WidgetSession_provider(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "terraUser":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WidgetSession_terraUser(ctx, field, obj)
+				})
+		case "failureReason":
+			out.Values[i] = ec._WidgetSession_failureReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "alreadyConnected":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WidgetSession_alreadyConnected(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -2778,6 +3693,24 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNConnectionEvent2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐConnectionEvent(ctx context.Context, sel ast.SelectionSet, v *model.ConnectionEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConnectionEvent!")
+		return graphql.Null
+	}
+	return ec._ConnectionEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNConnectionEventType2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐConnectionEventType(ctx context.Context, v any) (model.ConnectionEventType, error) {
+	var res model.ConnectionEventType
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConnectionEventType2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐConnectionEventType(ctx context.Context, sel ast.SelectionSet, v model.ConnectionEventType) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNConnectionStatus2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐConnectionStatus(ctx context.Context, v any) (model.ConnectionStatus, error) {
 	var res model.ConnectionStatus
 	err := res.UnmarshalGQL(v)
@@ -2800,6 +3733,30 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNProvider2ᚕᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐProviderᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Provider) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNProvider2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐProvider(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNProvider2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐProvider(ctx context.Context, sel ast.SelectionSet, v *model.Provider) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Provider!")
+		return graphql.Null
+	}
+	return ec._Provider(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
@@ -2889,6 +3846,16 @@ func (ec *executionContext) marshalNWidgetSession2ᚖgithubᚗcomᚋterragateᚋ
 		return graphql.Null
 	}
 	return ec._WidgetSession(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNWidgetSessionStatus2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐWidgetSessionStatus(ctx context.Context, v any) (model.WidgetSessionStatus, error) {
+	var res model.WidgetSessionStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNWidgetSessionStatus2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐWidgetSessionStatus(ctx context.Context, sel ast.SelectionSet, v model.WidgetSessionStatus) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -3124,6 +4091,13 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) marshalOTerraUser2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐTerraUser(ctx context.Context, sel ast.SelectionSet, v *model.TerraUser) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._TerraUser(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
 	if v == nil {
 		return nil, nil
@@ -3140,6 +4114,13 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := graphql.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOWidgetSession2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐWidgetSession(ctx context.Context, sel ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._WidgetSession(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValueᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.EnumValue) graphql.Marshaler {

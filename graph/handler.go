@@ -1,8 +1,12 @@
 package graph
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
@@ -10,6 +14,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/terragate/terragate/internal/auth"
 )
 
 // Limits of the GraphQL endpoint.
@@ -25,12 +31,36 @@ type Options struct {
 	Introspection bool
 	// Secrets are scrubbed from every error message, whatever produced it.
 	Secrets []string
-	Log     *slog.Logger
+	// Verifier authenticates WebSocket connections from their connection_init payload.
+	Verifier *auth.Verifier
+	// Origins may open WebSocket connections from a browser (besides this server's own
+	// origin); rs/cors does not see WebSocket upgrades, so they are checked here.
+	Origins []string
+	// MaxSubscriptions caps the subscriptions of one WebSocket connection (default 10).
+	MaxSubscriptions int
+	// KeepAlive is the interval of the server's pings (default 15 s).
+	KeepAlive time.Duration
+	Log       *slog.Logger
 }
 
-// NewHandler returns the GraphQL endpoint: POST JSON, and GET for queries.
+// NewHandler returns the GraphQL endpoint: POST JSON, GET for queries, and WebSocket
+// (graphql-ws) for subscriptions.
 func NewHandler(r *Resolver, opts Options) http.Handler {
+	if opts.MaxSubscriptions <= 0 {
+		opts.MaxSubscriptions = 10
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = 15 * time.Second
+	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
+	srv.AddTransport(transport.Websocket{
+		Implementation: transport.CoderWebsocketImplementation{
+			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.Origins},
+		},
+		InitFunc:              wsInit(opts.Verifier, opts.MaxSubscriptions),
+		InitTimeout:           10 * time.Second,
+		KeepAlivePingInterval: opts.KeepAlive,
+	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -43,6 +73,29 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))
 	return srv
+}
+
+// wsInit authenticates a WebSocket connection from its connection_init payload
+// ({"Authorization": "Bearer ..."}), since browsers cannot set headers on WebSocket
+// requests, and gives the connection its subscription budget. A bad token closes the
+// connection before any subscription starts.
+func wsInit(v *auth.Verifier, maxSubs int) transport.WebsocketInitFunc {
+	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		if header := payload.Authorization(); header != "" {
+			token, err := auth.ParseBearer(header)
+			if err != nil {
+				return ctx, nil, err
+			}
+			user, err := v.Verify(token)
+			if err != nil {
+				return ctx, nil, err
+			}
+			ctx = auth.WithUser(ctx, user)
+		} else if _, err := auth.Require(ctx); err != nil {
+			return ctx, nil, err
+		}
+		return withSlots(ctx, maxSubs), nil, nil
+	}
 }
 
 // Playground serves GraphiQL for endpoint. headers are shown pre-filled in its header

@@ -4,14 +4,30 @@ package graph
 
 import (
 	"log/slog"
+	"time"
 
+	"github.com/terragate/terragate/internal/connection"
+	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
 )
 
 // Resolver holds the dependencies of every resolver.
 type Resolver struct {
-	Widgets *widget.Service
-	Store   store.Store
-	Log     *slog.Logger
+	Widgets     *widget.Service
+	Connections *connection.Service
+	Catalog     *provider.Catalog
+	Store       store.Store
+	Bus         events.Bus
+	Log         *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
 }

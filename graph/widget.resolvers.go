@@ -7,9 +7,11 @@ package graph
 
 import (
 	"context"
+	"errors"
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
 )
 
@@ -32,5 +34,59 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 	if err != nil {
 		return nil, err
 	}
-	return widgetSession(s), nil
+	return widgetSession(s, r.now()), nil
 }
+
+// WidgetSession is the resolver for the widgetSession field.
+func (r *queryResolver) WidgetSession(ctx context.Context, id string) (*model.WidgetSession, error) {
+	user, err := auth.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := r.Widgets.Session(ctx, user.ID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return widgetSession(s, r.now()), nil
+}
+
+// WidgetSession is the resolver for the widgetSession field.
+func (r *subscriptionResolver) WidgetSession(ctx context.Context, id string) (<-chan *model.WidgetSession, error) {
+	user, err := auth.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.watchSession(ctx, user.ID, id)
+}
+
+// TerraUser is the resolver for the terraUser field.
+func (r *widgetSessionResolver) TerraUser(ctx context.Context, obj *model.WidgetSession) (*model.TerraUser, error) {
+	if obj.TerraUserID == "" {
+		return nil, nil
+	}
+	u, err := r.Store.TerraUser(ctx, obj.TerraUserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.ReferenceID != obj.ReferenceID) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return terraUser(u), nil
+}
+
+// AlreadyConnected is the resolver for the alreadyConnected field.
+func (r *widgetSessionResolver) AlreadyConnected(ctx context.Context, obj *model.WidgetSession) ([]string, error) {
+	active, err := r.Store.ListTerraUsers(ctx, obj.ReferenceID, false)
+	if err != nil {
+		return nil, err
+	}
+	return widget.AlreadyConnected(store.WidgetSession{Providers: obj.Providers}, active), nil
+}
+
+// WidgetSession returns WidgetSessionResolver implementation.
+func (r *Resolver) WidgetSession() WidgetSessionResolver { return &widgetSessionResolver{r} }
+
+type widgetSessionResolver struct{ *Resolver }

@@ -10,6 +10,16 @@ import (
 	"time"
 )
 
+// A change to one of the end user's connections.
+type ConnectionEvent struct {
+	// What happened.
+	Type ConnectionEventType `json:"type"`
+	// The connection as it is after the change.
+	TerraUser *TerraUser `json:"terraUser"`
+	// When terragate recorded the change.
+	At time.Time `json:"at"`
+}
+
 // Options for a widget session. The end user is always the signed-in one: there is no way to
 // name another.
 type CreateWidgetSessionInput struct {
@@ -30,9 +40,24 @@ type CreateWidgetSessionInput struct {
 type Mutation struct {
 }
 
+// A provider Terra offers.
+type Provider struct {
+	// Terra's name for it, as used in `createWidgetSession(providers:)`, e.g. `OURA`.
+	Name string `json:"name"`
+	// A name to show people, e.g. `Oura`.
+	DisplayName string `json:"displayName"`
+	// True for sources that need Terra's mobile SDK (Apple Health, Samsung Health, Health Connect) rather than the widget.
+	SdkOnly bool `json:"sdkOnly"`
+}
+
 // Reads. Every operation needs a signed-in end user: send `Authorization: Bearer <JWT>`.
 // Fields are defined beside their domain (connection.graphqls, widget.graphqls).
 type Query struct {
+}
+
+// Live updates over WebSocket at `/graphql` (the graphql-ws protocol, `graphql-transport-ws`).
+// Authenticate in `connection_init` with `{"Authorization": "Bearer <JWT>"}`.
+type Subscription struct {
 }
 
 // A Terra user: one provider account (Oura, Garmin, ...) that the end user connected through
@@ -58,17 +83,74 @@ type TerraUser struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-// A Terra widget session: a short-lived page where the end user picks a provider and signs
-// in to it.
-type WidgetSession struct {
-	// Terra's id for this session.
-	SessionID string `json:"sessionId"`
-	// The widget page to open in a new tab or an in-app browser (never an iframe or WebView).
-	URL string `json:"url"`
-	// When the url stops working.
-	ExpiresAt time.Time `json:"expiresAt"`
-	// When the session was created.
-	CreatedAt time.Time `json:"createdAt"`
+// What happened to a connection.
+type ConnectionEventType string
+
+const (
+	// A provider was connected.
+	ConnectionEventTypeConnected ConnectionEventType = "CONNECTED"
+	// The connection was removed (by the end user, the app or Terra).
+	ConnectionEventTypeDisconnected ConnectionEventType = "DISCONNECTED"
+	// The end user revoked access at the provider.
+	ConnectionEventTypeRevoked ConnectionEventType = "REVOKED"
+	// The provider rejected Terra's token; this may be transient.
+	ConnectionEventTypeError ConnectionEventType = "ERROR"
+	// The end user granted or withdrew permissions.
+	ConnectionEventTypePermissionsChanged ConnectionEventType = "PERMISSIONS_CHANGED"
+	// The same provider account was connected again; `terraUser` is the new connection, which replaces the old one.
+	ConnectionEventTypeReauthenticated ConnectionEventType = "REAUTHENTICATED"
+)
+
+var AllConnectionEventType = []ConnectionEventType{
+	ConnectionEventTypeConnected,
+	ConnectionEventTypeDisconnected,
+	ConnectionEventTypeRevoked,
+	ConnectionEventTypeError,
+	ConnectionEventTypePermissionsChanged,
+	ConnectionEventTypeReauthenticated,
+}
+
+func (e ConnectionEventType) IsValid() bool {
+	switch e {
+	case ConnectionEventTypeConnected, ConnectionEventTypeDisconnected, ConnectionEventTypeRevoked, ConnectionEventTypeError, ConnectionEventTypePermissionsChanged, ConnectionEventTypeReauthenticated:
+		return true
+	}
+	return false
+}
+
+func (e ConnectionEventType) String() string {
+	return string(e)
+}
+
+func (e *ConnectionEventType) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConnectionEventType(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConnectionEventType", str)
+	}
+	return nil
+}
+
+func (e ConnectionEventType) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConnectionEventType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConnectionEventType) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // The state of a connection.
@@ -130,6 +212,70 @@ func (e *ConnectionStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e ConnectionStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The state of a widget session. Transitions are one-way: a COMPLETED session never falls back.
+type WidgetSessionStatus string
+
+const (
+	// Created; the end user has not finished yet.
+	WidgetSessionStatusCreated WidgetSessionStatus = "CREATED"
+	// The end user connected a provider; confirmed by Terra's signed webhook or by asking Terra.
+	WidgetSessionStatusCompleted WidgetSessionStatus = "COMPLETED"
+	// The end user cancelled, or the provider refused.
+	WidgetSessionStatusFailed WidgetSessionStatus = "FAILED"
+	// The url expired before the end user finished.
+	WidgetSessionStatusExpired WidgetSessionStatus = "EXPIRED"
+)
+
+var AllWidgetSessionStatus = []WidgetSessionStatus{
+	WidgetSessionStatusCreated,
+	WidgetSessionStatusCompleted,
+	WidgetSessionStatusFailed,
+	WidgetSessionStatusExpired,
+}
+
+func (e WidgetSessionStatus) IsValid() bool {
+	switch e {
+	case WidgetSessionStatusCreated, WidgetSessionStatusCompleted, WidgetSessionStatusFailed, WidgetSessionStatusExpired:
+		return true
+	}
+	return false
+}
+
+func (e WidgetSessionStatus) String() string {
+	return string(e)
+}
+
+func (e *WidgetSessionStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = WidgetSessionStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid WidgetSessionStatus", str)
+	}
+	return nil
+}
+
+func (e WidgetSessionStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *WidgetSessionStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e WidgetSessionStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

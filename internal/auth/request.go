@@ -19,7 +19,13 @@ func FromRequest(r *http.Request) (string, error) {
 		// Proxies and servers disagree on which of several headers counts.
 		return "", unauthenticated("more than one authorization header")
 	}
-	header := strings.TrimSpace(values[0])
+	return ParseBearer(values[0])
+}
+
+// ParseBearer returns the token of an Authorization value such as "Bearer x": the header
+// of an HTTP request, or the Authorization field of a WebSocket connection_init payload.
+func ParseBearer(header string) (string, error) {
+	header = strings.TrimSpace(header)
 	if header == "" {
 		return "", unauthenticated("missing bearer token")
 	}

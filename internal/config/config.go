@@ -47,6 +47,9 @@ type Config struct {
 	CORSAllowedOrigins  []string // CORS_ALLOWED_ORIGINS: comma separated
 	AllowedRedirectURLs string   // ALLOWED_REDIRECT_URLS: comma separated URL prefixes
 
+	SyncInterval time.Duration // SYNC_INTERVAL: period of the reconciliation sweep; 0 turns it off
+	ProvidersTTL time.Duration // PROVIDERS_TTL: how long Terra's provider list is cached
+
 	Playground bool   // PLAYGROUND: the GraphQL playground at / and introspection
 	LogLevel   string // LOG_LEVEL: debug, info, warn, error
 	LogFormat  string // LOG_FORMAT: json or text
@@ -74,14 +77,7 @@ func settings() []setting {
 		{env: "TERRA_WEBHOOK_SECRET", usage: "Terra webhook signing secret", secret: true, set: str(func(c *Config) *string { return &c.TerraWebhookSecret })},
 		{env: "TERRA_API_URL", usage: "Terra API base URL", set: str(func(c *Config) *string { return &c.TerraAPIURL })},
 		{env: "TERRA_WIDGET_URL", usage: "Terra widget session endpoint used once the legacy one answers 410", set: str(func(c *Config) *string { return &c.TerraWidgetURL })},
-		{env: "TERRA_TIMEOUT", usage: "deadline of each Terra call, e.g. 10s", set: func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				return fmt.Errorf("want a positive duration such as 10s, got %q", v)
-			}
-			c.TerraTimeout = d
-			return nil
-		}},
+		{env: "TERRA_TIMEOUT", usage: "deadline of each Terra call, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.TerraTimeout }, false)},
 		{env: "AUTH_JWT_SECRET", usage: "HS256 secret of end-user tokens", secret: true, set: str(func(c *Config) *string { return &c.AuthJWTSecret })},
 		{env: "AUTH_ISSUER", usage: "required token issuer (iss), when set", set: str(func(c *Config) *string { return &c.AuthIssuer })},
 		{env: "AUTH_AUDIENCE", usage: "required token audience (aud), when set", set: str(func(c *Config) *string { return &c.AuthAudience })},
@@ -91,6 +87,8 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
+		{env: "SYNC_INTERVAL", usage: "period of the sweep that reconciles every connection with Terra's user list, e.g. 6h; 0 turns it off", set: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, true)},
+		{env: "PROVIDERS_TTL", usage: "how long Terra's provider list is cached, e.g. 1h", set: duration(func(c *Config) *time.Duration { return &c.ProvidersTTL }, false)},
 		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: func(c *Config, v string) error {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -101,6 +99,21 @@ func settings() []setting {
 		}},
 		{env: "LOG_LEVEL", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{env: "LOG_FORMAT", usage: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
+	}
+}
+
+// duration parses a duration setting; zeroOK admits 0 (meaning off).
+func duration(p func(*Config) *time.Duration, zeroOK bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if v == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 || (d == 0 && !zeroOK) {
+			return fmt.Errorf("want a positive duration such as 10s, got %q", v)
+		}
+		*p(c) = d
+		return nil
 	}
 }
 
@@ -119,6 +132,8 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		TerraAPIURL:    DefaultTerraAPI,
 		TerraWidgetURL: DefaultTerraWidget,
 		TerraTimeout:   DefaultTerraTimeout,
+		SyncInterval:   6 * time.Hour,
+		ProvidersTTL:   time.Hour,
 		Playground:     true,
 		LogLevel:       "info",
 		LogFormat:      "json",
@@ -216,6 +231,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("auth_audience", c.AuthAudience),
 		slog.Any("cors_allowed_origins", c.CORSAllowedOrigins),
 		slog.String("allowed_redirect_urls", c.AllowedRedirectURLs),
+		slog.Duration("sync_interval", c.SyncInterval),
+		slog.Duration("providers_ttl", c.ProvidersTTL),
 		slog.Bool("playground", c.Playground),
 	)
 }

@@ -3,11 +3,16 @@
 package demo
 
 import (
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"time"
+
+	"github.com/terragate/terragate/internal/auth"
 )
 
 // User is the end user the demo's token signs in as.
@@ -58,4 +63,47 @@ received is the truth, so ask terragate:</p>
 func ReturnPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = returnPage.Execute(w, url.Values(r.URL.Query()))
+}
+
+// TokenPath is where demo mode hands out end-user tokens to example apps.
+const TokenPath = "/demo/token"
+
+var demoUserName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
+
+// TokenHandler signs a token for any demo end user an example app asks for: POST
+// {"user": "name"} (default demo-user) answers {"token", "user", "expiresAt"}. It exists
+// only in demo mode, where there is no real sign-in.
+func TokenHandler(secret []byte, issuer, audience string, ttl time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			User string `json:"user"`
+		}
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want JSON such as {\"user\": \"alice\"}"})
+				return
+			}
+		}
+		if in.User == "" {
+			in.User = User
+		}
+		if !demoUserName.MatchString(in.User) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "user: 1 to 64 letters, digits or ._@-"})
+			return
+		}
+		now := time.Now()
+		token, err := auth.Issue(secret, auth.IssueOptions{Subject: in.User, Issuer: issuer, Audience: audience, TTL: ttl, Now: now})
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "could not sign a token"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"token": token, "user": in.User, "expiresAt": now.Add(ttl).UTC()})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }

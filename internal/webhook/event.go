@@ -2,8 +2,8 @@ package webhook
 
 import (
 	"strings"
-	"time"
 
+	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/terra"
 )
@@ -63,32 +63,7 @@ func snapshot(u *terra.User) *store.UserSnapshot {
 	if u == nil || u.UserID == "" {
 		return nil
 	}
-	s := &store.UserSnapshot{
-		UserID:      u.UserID,
-		Provider:    strings.ToUpper(u.Provider),
-		ReferenceID: deref(u.ReferenceID),
-		Active:      u.Active,
-	}
-	if u.Scopes != nil {
-		s.Scopes = terra.SplitScopes(*u.Scopes)
-		if s.Scopes == nil {
-			s.Scopes = []string{} // known to be empty, not unknown
-		}
-	}
-	s.CreatedAt = parseTime(u.CreatedAt)
-	s.LastWebhookUpdate = parseTime(u.LastWebhookUpdate)
-	return s
-}
-
-func parseTime(s *string) *time.Time {
-	if s == nil {
-		return nil
-	}
-	t, ok := terra.ParseTime(*s)
-	if !ok {
-		return nil
-	}
-	return &t
+	return connection.SnapshotOf(*u)
 }
 
 func deref(s *string) string {

@@ -4,6 +4,7 @@
 package webhook
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,26 +23,28 @@ import (
 // data events, which terragate ignores, can be larger and are refused with 413.
 const MaxBody = 1 << 20
 
+// Applier records a delivery in the inbox and applies it in one transaction: the store
+// itself, or a service that also tells subscribers what changed.
+type Applier interface {
+	ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error)
+}
+
 // Handler serves POST /webhooks/terra.
 type Handler struct {
-	secret  []byte
-	store   store.Store
-	log     *slog.Logger
-	now     func() time.Time
-	applied func(store.Outcome) // optional observer of applied events
+	secret []byte
+	apply  Applier
+	log    *slog.Logger
+	now    func() time.Time
 }
 
 // New returns a Handler verifying signatures with secret. It refuses an empty secret: a
 // webhook endpoint that cannot verify must not exist.
-func New(secret string, st store.Store, log *slog.Logger) (*Handler, error) {
+func New(secret string, apply Applier, log *slog.Logger) (*Handler, error) {
 	if secret == "" {
 		return nil, errors.New("webhook: a signing secret is required")
 	}
-	return &Handler{secret: []byte(secret), store: st, log: log, now: time.Now}, nil
+	return &Handler{secret: []byte(secret), apply: apply, log: log, now: time.Now}, nil
 }
-
-// OnApplied registers f to be called after each event that changed something is committed.
-func (h *Handler) OnApplied(f func(store.Outcome)) { h.applied = f }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -80,9 +83,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		SignedAt:   signedAt.UTC(),
 		ReceivedAt: h.now().UTC(),
 		Body:       body,
+		Source:     store.SourceWebhook,
 		Event:      ToStoreEvent(ev),
 	}
-	out, err := h.store.ApplyWebhook(r.Context(), d)
+	out, err := h.apply.ApplyWebhook(r.Context(), d)
 	if err != nil {
 		// Terra retries any non-2xx, so a store failure loses nothing.
 		h.log.ErrorContext(r.Context(), "webhook not stored", "type", ev.Type, "trace_id", d.TraceID, "err", err)
@@ -91,9 +95,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.InfoContext(r.Context(), "webhook received", "type", ev.Type, "trace_id", d.TraceID,
 		"duplicate", out.Duplicate, "users_changed", len(out.Users))
-	if h.applied != nil && !out.Duplicate && (len(out.Users) > 0 || out.Session != nil) {
-		h.applied(out)
-	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "duplicate": out.Duplicate})

@@ -4,11 +4,17 @@ package widget
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/store"
@@ -29,6 +35,12 @@ var (
 // Terra is the part of the Terra client the service needs.
 type Terra interface {
 	GenerateWidgetSession(ctx context.Context, p terra.WidgetSessionParams) (terra.WidgetSession, error)
+	UserInfo(ctx context.Context, userID string) (terra.UserInfo, error)
+}
+
+// Applier applies what terragate learns through the store's rules and tells subscribers.
+type Applier interface {
+	ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error)
 }
 
 // InputError is a problem with the caller's input. Its message is safe to show the caller.
@@ -47,22 +59,40 @@ type Input struct {
 	FailureRedirectURL string
 }
 
-// Service creates widget sessions.
-type Service struct {
-	terra     Terra
-	store     store.Store
-	redirects *redirect.Allowlist
-	log       *slog.Logger
-	now       func() time.Time
+// reuseMargin is how much life a session must have left to be handed out again: enough for
+// a person to pick a provider and sign in.
+const reuseMargin = 2 * time.Minute
+
+// Config configures a Service.
+type Config struct {
+	// PublicURL is where browsers reach terragate; redirects come back to
+	// PublicURL/widget/return/{sessionId}.
+	PublicURL string
+	// StateKey signs the return URLs' state.
+	StateKey []byte
+	// Redirects lists the URLs callers may be sent back to.
+	Redirects *redirect.Allowlist
 }
 
-// NewService returns a Service. redirects lists the URLs the caller may be sent back to.
-func NewService(t Terra, st store.Store, redirects *redirect.Allowlist, log *slog.Logger) *Service {
-	return &Service{terra: t, store: st, redirects: redirects, log: log, now: time.Now}
+// Service creates widget sessions and handles the browser's return from the widget.
+type Service struct {
+	terra Terra
+	store store.Store
+	apply Applier
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// NewService returns a Service.
+func NewService(t Terra, st store.Store, apply Applier, cfg Config, log *slog.Logger) *Service {
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	return &Service{terra: t, store: st, apply: apply, cfg: cfg, log: log, now: time.Now}
 }
 
 // Create starts a widget session for the end user referenceID (the authenticated caller).
-// Input is checked before Terra is called: bad input changes nothing anywhere.
+// Input is checked before Terra is called: bad input changes nothing anywhere. The same
+// input while an earlier session is still live gets that session back, without a Terra call.
 func (s *Service) Create(ctx context.Context, referenceID string, in Input) (store.WidgetSession, error) {
 	providers, err := normaliseProviders(in.Providers)
 	if err != nil {
@@ -79,24 +109,39 @@ func (s *Service) Create(ctx context.Context, referenceID string, in Input) (sto
 		if r.url == "" {
 			continue
 		}
-		if err := s.redirects.Check(r.url); err != nil {
+		if err := s.cfg.Redirects.Check(r.url); err != nil {
 			return store.WidgetSession{}, &InputError{Field: r.field, Reason: err.Error()}
 		}
 	}
 
-	ws, err := s.terra.GenerateWidgetSession(ctx, terra.WidgetSessionParams{
-		Providers:              strings.Join(providers, ","),
-		Language:               lang,
-		ReferenceID:            referenceID,
-		AuthSuccessRedirectURL: in.SuccessRedirectURL,
-		AuthFailureRedirectURL: in.FailureRedirectURL,
-	})
+	now := s.now().UTC().Truncate(time.Millisecond)
+	key := inputKey(providers, lang, in.SuccessRedirectURL, in.FailureRedirectURL)
+	if live, err := s.store.ReusableWidgetSession(ctx, referenceID, key, now.Add(reuseMargin)); err == nil {
+		return live, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return store.WidgetSession{}, fmt.Errorf("look up live sessions: %w", err)
+	}
+
+	// terragate's own id, known before Terra is called, so the return URLs can carry it.
+	id := uuid.NewString()
+	params := terra.WidgetSessionParams{
+		Providers:   strings.Join(providers, ","),
+		Language:    lang,
+		ReferenceID: referenceID,
+	}
+	if in.SuccessRedirectURL != "" {
+		params.AuthSuccessRedirectURL = s.returnURL(id, outcomeSuccess, now)
+	}
+	if in.FailureRedirectURL != "" {
+		params.AuthFailureRedirectURL = s.returnURL(id, outcomeFailure, now)
+	}
+	ws, err := s.terra.GenerateWidgetSession(ctx, params)
 	if err != nil {
 		return store.WidgetSession{}, fmt.Errorf("create widget session: %w", err)
 	}
-	now := s.now().UTC().Truncate(time.Millisecond)
 	sess := store.WidgetSession{
-		ID:                 ws.SessionID,
+		ID:                 id,
+		TerraSessionID:     ws.SessionID,
 		ReferenceID:        referenceID,
 		Providers:          providers,
 		Language:           lang,
@@ -107,12 +152,60 @@ func (s *Service) Create(ctx context.Context, referenceID string, in Input) (sto
 		UpdatedAt:          now,
 		ExpiresAt:          now.Add(time.Duration(ws.ExpiresIn * float64(time.Second))),
 		Status:             store.SessionCreated,
+		InputKey:           key,
 	}
 	if err := s.store.CreateWidgetSession(ctx, sess); err != nil {
 		return store.WidgetSession{}, fmt.Errorf("record widget session: %w", err)
 	}
-	s.log.InfoContext(ctx, "widget session created", "session_id", sess.ID, "providers", sess.Providers)
+	s.log.InfoContext(ctx, "widget session created", "session_id", sess.ID, "terra_session_id", ws.SessionID, "providers", sess.Providers)
 	return sess, nil
+}
+
+// Session returns one of the end user's sessions; anyone else's is ErrNotFound, exactly as
+// an unknown one.
+func (s *Service) Session(ctx context.Context, referenceID, id string) (store.WidgetSession, error) {
+	sess, err := s.store.WidgetSession(ctx, id)
+	if err != nil {
+		return store.WidgetSession{}, err
+	}
+	if sess.ReferenceID != referenceID {
+		return store.WidgetSession{}, fmt.Errorf("widget session: %w", store.ErrNotFound)
+	}
+	return sess, nil
+}
+
+// EffectiveStatus is the session's status as of now: a CREATED session past its expiry is
+// EXPIRED even before the background expiry has recorded it.
+func EffectiveStatus(sess store.WidgetSession, now time.Time) store.SessionStatus {
+	if sess.Status == store.SessionCreated && !now.Before(sess.ExpiresAt) {
+		return store.SessionExpired
+	}
+	return sess.Status
+}
+
+// Final reports whether a status can no longer change.
+func Final(st store.SessionStatus) bool { return st != store.SessionCreated }
+
+// AlreadyConnected lists the session's requested providers (every provider when none were
+// requested) that the end user has an active connection to.
+func AlreadyConnected(sess store.WidgetSession, active []store.TerraUser) []string {
+	out := []string{}
+	for _, u := range active {
+		if (len(sess.Providers) == 0 || slices.Contains(sess.Providers, u.Provider)) && !slices.Contains(out, u.Provider) {
+			out = append(out, u.Provider)
+		}
+	}
+	return out
+}
+
+// inputKey identifies a request's input, for handing out a live session again.
+func inputKey(providers []string, lang, success, failure string) string {
+	h := sha256.New()
+	for _, part := range []string{strings.Join(providers, ","), lang, success, failure} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // normaliseProviders upper-cases, trims and de-duplicates provider names, keeping order.

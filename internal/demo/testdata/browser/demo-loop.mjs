@@ -118,7 +118,10 @@ async function main() {
     await tab.waitForURL((u) => u.pathname === '/demo/return');
     await tab.getByRole('cell', { name: 'OURA', exact: true }).waitFor();
     const landed = new URL(tab.url());
-    if (landed.searchParams.get('resource') !== 'OURA') throw new Error(`redirect carries no OURA: ${landed}`);
+    // terragate's return page sends the browser on with what it confirmed with Terra.
+    if (landed.searchParams.get('provider') !== 'OURA' || landed.searchParams.get('status') !== 'COMPLETED') {
+      throw new Error(`redirect does not confirm OURA: ${landed}`);
+    }
     await tab.screenshot({ path: screenshot, fullPage: true });
 
     // Back in the app: the connection is known once the signed webhook has arrived.

@@ -1,0 +1,148 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/terragate/terragate/graph/model"
+	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/widget"
+)
+
+// ErrTooManySubscriptions refuses a subscription beyond the per-connection cap.
+var ErrTooManySubscriptions = errors.New("too many subscriptions on this connection")
+
+type slotsKey struct{}
+
+// slots counts one WebSocket connection's running subscriptions.
+type slots struct {
+	max  int64
+	used atomic.Int64
+}
+
+// withSlots gives a WebSocket connection its subscription budget.
+func withSlots(ctx context.Context, max int) context.Context {
+	return context.WithValue(ctx, slotsKey{}, &slots{max: int64(max)})
+}
+
+// acquire takes one subscription slot of the connection; release gives it back.
+func acquire(ctx context.Context) (release func(), err error) {
+	s, _ := ctx.Value(slotsKey{}).(*slots)
+	if s == nil {
+		return func() {}, nil
+	}
+	if s.used.Add(1) > s.max {
+		s.used.Add(-1)
+		return nil, fmt.Errorf("%w (at most %d)", ErrTooManySubscriptions, s.max)
+	}
+	return func() { s.used.Add(-1) }, nil
+}
+
+// watchConnections streams the end user's connection events. Every event is read back from
+// the store and checked to be the caller's before it is sent.
+func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-chan *model.ConnectionEvent, error) {
+	release, err := acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in, err := r.Bus.Subscribe(ctx, referenceID)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	out := make(chan *model.ConnectionEvent, 1)
+	go func() {
+		defer release()
+		defer close(out)
+		for ev := range in {
+			if ev.Type == events.SessionChanged || ev.UserID == "" {
+				continue
+			}
+			u, err := r.Store.TerraUser(ctx, ev.UserID)
+			if err != nil || u.ReferenceID != referenceID {
+				if err != nil && ctx.Err() == nil {
+					r.Log.WarnContext(ctx, "connection event not sent", "err", err)
+				}
+				continue
+			}
+			msg := &model.ConnectionEvent{Type: model.ConnectionEventType(ev.Type), TerraUser: terraUser(u), At: ev.At}
+			select {
+			case out <- msg:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	return out, nil
+}
+
+// watchSession pushes one of the end user's sessions each time its status changes, the
+// current state first, and completes once the status is final. Someone else's session is
+// NOT_FOUND, exactly as an unknown one.
+func (r *Resolver) watchSession(ctx context.Context, referenceID, id string) (<-chan *model.WidgetSession, error) {
+	release, err := acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Subscribe before the first read, so a change between the two is not missed.
+	subCtx, cancel := context.WithCancel(ctx)
+	in, err := r.Bus.Subscribe(subCtx, referenceID)
+	if err != nil {
+		cancel()
+		release()
+		return nil, err
+	}
+	sess, err := r.Widgets.Session(ctx, referenceID, id)
+	if err != nil {
+		cancel()
+		release()
+		return nil, err
+	}
+	out := make(chan *model.WidgetSession, 1)
+	go func() {
+		defer release()
+		defer cancel()
+		defer close(out)
+		var last store.SessionStatus
+		expiry := time.NewTimer(time.Until(sess.ExpiresAt))
+		defer expiry.Stop()
+		for {
+			status := widget.EffectiveStatus(sess, r.now())
+			if status != last {
+				last = status
+				select {
+				case out <- widgetSession(sess, r.now()):
+				case <-ctx.Done():
+					return
+				}
+			}
+			if widget.Final(status) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-expiry.C:
+			case ev, ok := <-in:
+				if !ok {
+					return
+				}
+				if ev.Type != events.SessionChanged || ev.SessionID != id {
+					continue
+				}
+			}
+			fresh, err := r.Widgets.Session(ctx, referenceID, id)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.Log.WarnContext(ctx, "widget session not re-read", "err", err)
+				}
+				continue
+			}
+			sess = fresh
+		}
+	}()
+	return out, nil
+}

@@ -1,0 +1,350 @@
+// Package connection keeps end users' Terra connections current: it applies what terragate
+// learns (webhooks, confirmed redirects, its own API calls, reconciliation with Terra's
+// lists) through the store's rules and tells subscribers what changed.
+package connection
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/terra"
+)
+
+// ErrNotFound is returned for a connection that does not exist or is not the caller's:
+// the two are indistinguishable on purpose.
+var ErrNotFound = fmt.Errorf("connection %w", store.ErrNotFound)
+
+// Terra is the part of the Terra client the service needs.
+type Terra interface {
+	UserInfoByReferenceID(ctx context.Context, referenceID string) ([]terra.User, error)
+	DeauthenticateUser(ctx context.Context, userID string) error
+	SubscriptionsPage(ctx context.Context, page, perPage int) (terra.SubscriptionsPage, error)
+}
+
+// Service applies connection changes and publishes them.
+type Service struct {
+	terra Terra
+	store store.Store
+	bus   events.Bus
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns a Service.
+func New(t Terra, st store.Store, bus events.Bus, log *slog.Logger) *Service {
+	return &Service{terra: t, store: st, bus: bus, log: log, now: time.Now}
+}
+
+// ApplyWebhook applies a delivery through the store's rules and publishes what changed. It
+// has the store's signature so the webhook handler can use either.
+func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error) {
+	out, err := s.store.ApplyWebhook(ctx, d)
+	if err != nil || out.Duplicate {
+		return out, err
+	}
+	s.publish(ctx, d.Event.Kind, out)
+	return out, nil
+}
+
+// publish tells subscribers about each changed connection and session. The event type
+// follows from the kind of event and the row's resulting state, so a late or repeated event
+// that changed nothing visible says what the row is, never what it is not.
+func (s *Service) publish(ctx context.Context, kind store.EventKind, out store.Outcome) {
+	at := s.now().UTC()
+	for _, u := range out.Users {
+		typ, ok := eventType(kind, u)
+		if !ok || u.ReferenceID == "" {
+			continue
+		}
+		s.send(ctx, events.Event{ReferenceID: u.ReferenceID, Type: typ, UserID: u.UserID, At: at})
+	}
+	if out.Session != nil && out.Session.ReferenceID != "" {
+		s.send(ctx, events.Event{ReferenceID: out.Session.ReferenceID, Type: events.SessionChanged, SessionID: out.Session.ID, At: at})
+	}
+}
+
+// PublishSessions tells subscribers that these sessions changed (e.g. expired).
+func (s *Service) PublishSessions(ctx context.Context, sessions []store.WidgetSession) {
+	at := s.now().UTC()
+	for _, ws := range sessions {
+		s.send(ctx, events.Event{ReferenceID: ws.ReferenceID, Type: events.SessionChanged, SessionID: ws.ID, At: at})
+	}
+}
+
+func (s *Service) send(ctx context.Context, ev events.Event) {
+	if err := s.bus.Publish(ctx, ev); err != nil {
+		// The change is committed; a subscriber that misses it sees it on its next read.
+		s.log.WarnContext(ctx, "event not published", "type", ev.Type, "err", err)
+	}
+}
+
+func eventType(kind store.EventKind, u store.TerraUser) (events.Type, bool) {
+	if u.ReplacedBy != "" {
+		return "", false // the new user's REAUTHENTICATED says it
+	}
+	switch kind {
+	case store.EventAuthSuccess:
+		if u.Status == store.StatusConnected {
+			return events.Connected, true
+		}
+	case store.EventDeauth, store.EventAccessRevoked:
+		switch u.Status {
+		case store.StatusDisconnected:
+			return events.Disconnected, true
+		case store.StatusRevoked:
+			return events.Revoked, true
+		}
+	case store.EventConnectionError:
+		if u.Status == store.StatusError {
+			return events.Error, true
+		}
+	case store.EventPermissionChange:
+		return events.PermissionsChanged, true
+	case store.EventReauth:
+		return events.Reauthenticated, true
+	}
+	return "", false
+}
+
+// Disconnect removes one of the end user's connections: Terra first (so nothing keeps
+// flowing), then the store. Terra answering 404 means it is already gone there. When Terra
+// cannot be reached the row is left as it was.
+func (s *Service) Disconnect(ctx context.Context, referenceID, userID string) (store.TerraUser, error) {
+	u, err := s.own(ctx, referenceID, userID)
+	if err != nil {
+		return store.TerraUser{}, err
+	}
+	if u.Status == store.StatusDisconnected {
+		return u, nil
+	}
+	if err := s.terra.DeauthenticateUser(ctx, userID); err != nil && !terra.IsNotFound(err) {
+		return store.TerraUser{}, upstreamFailure("deauthenticate user", err)
+	}
+	if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceAPI, "disconnect:"+userID, s.now(), store.Event{
+		Kind: store.EventDeauth, Type: terra.EventDeauth, User: snapshotOf(u), ReferenceID: referenceID,
+	})); err != nil {
+		return store.TerraUser{}, err
+	}
+	return s.store.TerraUser(ctx, userID)
+}
+
+// own returns the end user's connection, or ErrNotFound for anyone else's.
+func (s *Service) own(ctx context.Context, referenceID, userID string) (store.TerraUser, error) {
+	u, err := s.store.TerraUser(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (u.ReferenceID != referenceID || u.ReplacedBy != "")) {
+		return store.TerraUser{}, ErrNotFound
+	}
+	return u, err
+}
+
+// Sync reconciles one end user's connections with Terra's userInfo?reference_id= and returns
+// them as they are afterwards, inactive ones included.
+func (s *Service) Sync(ctx context.Context, referenceID string) ([]store.TerraUser, error) {
+	users, err := s.terra.UserInfoByReferenceID(ctx, referenceID)
+	if err != nil {
+		return nil, fmt.Errorf("sync connections: %w", err)
+	}
+	if err := s.reconcile(ctx, referenceID, users); err != nil {
+		return nil, err
+	}
+	return s.store.ListTerraUsers(ctx, referenceID, true)
+}
+
+// reconcile makes the store agree with Terra's list of one end user's users: missing ones
+// are added as connected, and active ones Terra no longer has become DISCONNECTED. It goes
+// through the same rules as webhooks, so a user_id that ended is never revived.
+func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers []terra.User) error {
+	now := s.now()
+	atTerra := map[string]bool{}
+	for _, tu := range terraUsers {
+		if tu.UserID == "" || (tu.Active != nil && !*tu.Active) {
+			continue
+		}
+		if tu.ReferenceID != nil && *tu.ReferenceID != "" && *tu.ReferenceID != referenceID {
+			continue
+		}
+		atTerra[tu.UserID] = true
+		if _, err := s.store.TerraUser(ctx, tu.UserID); err == nil {
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		snap := SnapshotOf(tu)
+		snap.ReferenceID = referenceID
+		if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceSync, "add:"+tu.UserID, now, store.Event{
+			Kind: store.EventAuthSuccess, Type: terra.EventAuth, User: snap, ReferenceID: referenceID,
+		})); err != nil {
+			return err
+		}
+	}
+	ours, err := s.store.ListTerraUsers(ctx, referenceID, false)
+	if err != nil {
+		return err
+	}
+	for _, u := range ours {
+		if atTerra[u.UserID] || !u.Active {
+			continue
+		}
+		if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceSync, "gone:"+u.UserID, now, store.Event{
+			Kind: store.EventDeauth, Type: terra.EventDeauth, User: snapshotOf(u), ReferenceID: referenceID,
+		})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepPageSize is Terra's default page size for /subscriptions.
+const sweepPageSize = 500
+
+// maxSweepPages bounds one sweep; at 500 a page that is 5 million users.
+const maxSweepPages = 10000
+
+// Sweep reconciles every end user with Terra's full user list, read page by page. A sweep
+// that cannot read every page changes nothing: a partial list would look like disconnections.
+func (s *Service) Sweep(ctx context.Context) error {
+	byRef := map[string][]terra.User{}
+	for page := 0; ; page++ {
+		if page >= maxSweepPages {
+			return fmt.Errorf("sync sweep: more than %d pages", maxSweepPages)
+		}
+		p, err := s.terra.SubscriptionsPage(ctx, page, sweepPageSize)
+		if err != nil {
+			return fmt.Errorf("sync sweep, page %d: %w", page, err)
+		}
+		for _, u := range p.Users {
+			if u.ReferenceID != nil && *u.ReferenceID != "" {
+				byRef[*u.ReferenceID] = append(byRef[*u.ReferenceID], u)
+			}
+		}
+		if p.Next == nil || *p.Next <= page {
+			break
+		}
+	}
+	refs, err := s.store.ReferenceIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if _, ok := byRef[r]; !ok {
+			byRef[r] = nil
+		}
+	}
+	for ref, users := range byRef {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.reconcile(ctx, ref, users); err != nil {
+			return fmt.Errorf("sync sweep: %w", err)
+		}
+	}
+	s.log.InfoContext(ctx, "sync sweep done", "end_users", len(byRef))
+	return nil
+}
+
+// ExpireSessions marks sessions past their expiry as EXPIRED and tells their subscribers.
+func (s *Service) ExpireSessions(ctx context.Context) error {
+	expired, err := s.store.ExpireWidgetSessions(ctx, s.now())
+	if err != nil {
+		return err
+	}
+	s.PublishSessions(ctx, expired)
+	return nil
+}
+
+// Run does the background work until ctx ends: session expiry every expiryEvery, and the
+// sync sweep every syncEvery (0 turns it off). Neither blocks requests.
+func (s *Service) Run(ctx context.Context, syncEvery, expiryEvery time.Duration) {
+	expiry := time.NewTicker(expiryEvery)
+	defer expiry.Stop()
+	var sweep <-chan time.Time
+	if syncEvery > 0 {
+		t := time.NewTicker(syncEvery)
+		defer t.Stop()
+		sweep = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expiry.C:
+			if err := s.ExpireSessions(ctx); err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "session expiry failed", "err", err)
+			}
+		case <-sweep:
+			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "sync sweep failed", "err", err)
+			}
+		}
+	}
+}
+
+// upstreamFailure reports Terra failing for a reason that is not the caller's: the caller
+// sees UPSTREAM_UNAVAILABLE, and the status when Terra answered.
+func upstreamFailure(op string, err error) error {
+	var apiErr *terra.APIError
+	if errors.As(err, &apiErr) && apiErr.StatusCode < http.StatusInternalServerError && apiErr.StatusCode != http.StatusTooManyRequests {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if errors.As(err, &apiErr) {
+		return fmt.Errorf("%s: %w: Terra answered %d", op, terra.ErrUnavailable, apiErr.StatusCode)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// synthetic builds a delivery for something terragate learned itself, so it goes through
+// the same rules and the same inbox as Terra's webhooks.
+func synthetic(source store.DeliverySource, key string, at time.Time, ev store.Event) store.Delivery {
+	body, _ := json.Marshal(map[string]any{"source": source, "type": ev.Type, "kind": ev.Kind, "user": ev.User, "reference_id": ev.ReferenceID})
+	at = at.UTC()
+	return store.Delivery{
+		DedupeKey:  string(source) + ":" + key + ":" + uuid.NewString(),
+		Source:     source,
+		SignedAt:   at,
+		ReceivedAt: at,
+		Body:       body,
+		Event:      ev,
+	}
+}
+
+// SnapshotOf is a Terra user in the store's terms.
+func SnapshotOf(u terra.User) *store.UserSnapshot {
+	snap := &store.UserSnapshot{UserID: u.UserID, Provider: strings.ToUpper(u.Provider), Active: u.Active}
+	if u.ReferenceID != nil && *u.ReferenceID != "null" {
+		snap.ReferenceID = strings.TrimSpace(*u.ReferenceID)
+	}
+	if u.Scopes != nil {
+		snap.Scopes = terra.SplitScopes(*u.Scopes)
+		if snap.Scopes == nil {
+			snap.Scopes = []string{}
+		}
+	}
+	snap.CreatedAt = parseTime(u.CreatedAt)
+	snap.LastWebhookUpdate = parseTime(u.LastWebhookUpdate)
+	return snap
+}
+
+func parseTime(s *string) *time.Time {
+	if s == nil {
+		return nil
+	}
+	t, ok := terra.ParseTime(*s)
+	if !ok {
+		return nil
+	}
+	return &t
+}
+
+func snapshotOf(u store.TerraUser) *store.UserSnapshot {
+	return &store.UserSnapshot{UserID: u.UserID, Provider: u.Provider, ReferenceID: u.ReferenceID}
+}

@@ -1,0 +1,116 @@
+// Package events carries changes to end users' connections and widget sessions to the
+// subscribers of the same end user. Events hold ids only: a receiver reads the current row
+// from the store, so a bus spanning several instances (PostgreSQL LISTEN/NOTIFY) can carry
+// them as they are.
+package events
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Type is what happened.
+type Type string
+
+// Connection event types (the GraphQL ConnectionEventType) and the session change type.
+const (
+	Connected          Type = "CONNECTED"
+	Disconnected       Type = "DISCONNECTED"
+	Revoked            Type = "REVOKED"
+	Error              Type = "ERROR"
+	PermissionsChanged Type = "PERMISSIONS_CHANGED"
+	Reauthenticated    Type = "REAUTHENTICATED"
+	SessionChanged     Type = "SESSION_CHANGED"
+)
+
+// Event is one change for one end user.
+type Event struct {
+	ReferenceID string    `json:"r"`           // the end user it belongs to
+	Type        Type      `json:"t"`           // what happened
+	UserID      string    `json:"u,omitempty"` // the Terra user, for connection events
+	SessionID   string    `json:"s,omitempty"` // the widget session, for SessionChanged
+	At          time.Time `json:"a"`
+}
+
+// Bus delivers events to the subscribers of the event's end user.
+type Bus interface {
+	// Publish hands the event to every current subscriber of its end user.
+	Publish(ctx context.Context, ev Event) error
+	// Subscribe returns the end user's events until ctx ends, when the channel is closed.
+	Subscribe(ctx context.Context, referenceID string) (<-chan Event, error)
+}
+
+// subscriberBuffer is how many events a slow subscriber may fall behind before it misses
+// some; a connection changes a few times a day, so this is never reached in practice.
+const subscriberBuffer = 64
+
+// Local is the in-process Bus: enough for one instance.
+type Local struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	subs    map[string]map[*subscriber]struct{}
+	dropped atomic.Int64
+}
+
+type subscriber struct{ ch chan Event }
+
+// NewLocal returns an empty in-process bus.
+func NewLocal(log *slog.Logger) *Local {
+	return &Local{log: log, subs: map[string]map[*subscriber]struct{}{}}
+}
+
+// Publish never blocks: a subscriber whose buffer is full misses the event (and it is
+// logged), rather than holding up the webhook that caused it.
+func (b *Local) Publish(ctx context.Context, ev Event) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs[ev.ReferenceID] {
+		select {
+		case s.ch <- ev:
+		default:
+			b.dropped.Add(1)
+			b.log.WarnContext(ctx, "event dropped for a slow subscriber", "type", ev.Type)
+		}
+	}
+	return nil
+}
+
+// Subscribe registers a subscriber until ctx ends.
+func (b *Local) Subscribe(ctx context.Context, referenceID string) (<-chan Event, error) {
+	s := &subscriber{ch: make(chan Event, subscriberBuffer)}
+	b.mu.Lock()
+	if b.subs[referenceID] == nil {
+		b.subs[referenceID] = map[*subscriber]struct{}{}
+	}
+	b.subs[referenceID][s] = struct{}{}
+	b.mu.Unlock()
+
+	context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.subs[referenceID], s)
+		if len(b.subs[referenceID]) == 0 {
+			delete(b.subs, referenceID)
+		}
+		// Closed under the lock, so Publish can never send on a closed channel.
+		close(s.ch)
+	})
+	return s.ch, nil
+}
+
+// Subscribers counts the current subscriptions (for tests and metrics).
+func (b *Local) Subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, set := range b.subs {
+		n += len(set)
+	}
+	return n
+}
+
+// Dropped counts events missed by slow subscribers.
+func (b *Local) Dropped() int64 { return b.dropped.Load() }
