@@ -201,11 +201,12 @@ func Apply(d Delivery, cur Current, now time.Time) (Changes, error) {
 	}
 	ev := d.Event
 	a := applier{
-		ev:   ev,
-		at:   StoredTime(d.SignedAt),
-		now:  StoredTime(now),
-		cur:  cur.Users,
-		next: map[string]TerraUser{},
+		ev:      ev,
+		webhook: SourceOf(d) == SourceWebhook,
+		at:      StoredTime(d.SignedAt),
+		now:     StoredTime(now),
+		cur:     cur.Users,
+		next:    map[string]TerraUser{},
 	}
 	needUser := ev.Kind != EventAuthFailure && ev.Kind != EventIgnored
 	if needUser && (ev.User == nil || ev.User.UserID == "") {
@@ -246,12 +247,13 @@ func Apply(d Delivery, cur Current, now time.Time) (Changes, error) {
 
 // applier holds the rows of one delivery while its rules run.
 type applier struct {
-	ev    Event
-	at    time.Time // the event's signed time
-	now   time.Time
-	cur   map[string]TerraUser
-	next  map[string]TerraUser
-	order []string // ids in the order first changed, for a stable result
+	ev      Event
+	webhook bool      // the event is a Terra webhook, not something terragate learned itself
+	at      time.Time // the event's signed time
+	now     time.Time
+	cur     map[string]TerraUser
+	next    map[string]TerraUser
+	order   []string // ids in the order first changed, for a stable result
 }
 
 // row returns the working copy of a user, or a new row (known false) in the given status for
@@ -290,14 +292,20 @@ func (a *applier) save(u TerraUser, snap *UserSnapshot, referenceID, provider st
 		u.ConnectedAt = earlier(u.ConnectedAt, StoredTime(*snap.CreatedAt))
 	}
 	u.ConnectedAt = earlier(u.ConnectedAt, a.at)
-	latest := a.at
-	if snap.LastWebhookUpdate != nil {
-		latest = later(latest, StoredTime(*snap.LastWebhookUpdate))
+	// last_webhook_update says when Terra last sent a webhook: terragate's own events
+	// (redirects, API calls, syncs) only carry over what Terra reported.
+	var latest *time.Time
+	if a.webhook {
+		at := a.at
+		latest = &at
 	}
-	if u.LastWebhookUpdate != nil {
-		latest = later(latest, *u.LastWebhookUpdate)
+	for _, t := range []*time.Time{snap.LastWebhookUpdate, u.LastWebhookUpdate} {
+		if t != nil && (latest == nil || t.After(*latest)) {
+			v := StoredTime(*t)
+			latest = &v
+		}
 	}
-	u.LastWebhookUpdate = &latest
+	u.LastWebhookUpdate = latest
 	if _, ok := a.next[u.UserID]; !ok {
 		a.order = append(a.order, u.UserID)
 	}

@@ -296,3 +296,22 @@ func TestSyntheticSameRules(t *testing.T) {
 		}
 	}
 }
+
+// Only Terra's webhooks move last_webhook_update; what terragate learns itself carries over
+// what Terra reported and nothing more.
+func TestLastWebhookUpdateComesFromTerraOnly(t *testing.T) {
+	redirect := dl(EventAuthSuccess, 1, us("u1"))
+	redirect.Source = SourceRedirect
+	if u := run(t, redirect)["u1"]; u.LastWebhookUpdate != nil {
+		t.Errorf("a confirmed redirect set last_webhook_update to %v", u.LastWebhookUpdate)
+	}
+	u := run(t, redirect, dl(EventPermissionChange, 4, us("u1", "a")))["u1"]
+	if u.LastWebhookUpdate == nil || !u.LastWebhookUpdate.Equal(sec(4)) {
+		t.Errorf("after a webhook: %v, want %v", u.LastWebhookUpdate, sec(4))
+	}
+	sync := dl(EventDeauth, 9, us("u1"))
+	sync.Source = SourceSync
+	if u := run(t, redirect, dl(EventPermissionChange, 4, us("u1", "a")), sync)["u1"]; !u.LastWebhookUpdate.Equal(sec(4)) {
+		t.Errorf("a sync moved last_webhook_update to %v", u.LastWebhookUpdate)
+	}
+}
