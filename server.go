@@ -29,9 +29,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/cors"
 
 	"github.com/terragate/terragate/graph"
@@ -40,6 +43,7 @@ import (
 	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/demo"
 	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/events/pgnotify"
 	"github.com/terragate/terragate/internal/httplog"
 	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/redirect"
@@ -76,6 +80,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "terra-emulator" {
 		return runEmulator(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "migrate" {
+		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -105,11 +112,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("starting terragate", "config", cfg)
 
-	st, err := engine.Open(ctx, cfg.DatabaseURL, log)
+	st, err := engine.Open(ctx, cfg.DatabaseURL, engine.Options{MaxConns: cfg.DBMaxConns, Migrate: cfg.MigrateOnStart}, log)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
+	bus, busReady, closeBus, err := newBus(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeBus()
 
 	verifier, err := auth.NewVerifier(auth.Config{Secret: []byte(cfg.AuthJWTSecret), Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience})
 	if err != nil {
@@ -126,7 +138,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		APIKey:    cfg.TerraAPIKey,
 		Timeout:   cfg.TerraTimeout,
 	}, &http.Client{}, log)
-	bus := events.NewLocal(log)
 	conns := connection.New(tc, st, bus, log)
 	widgets := widget.NewService(tc, st, conns, widget.Config{
 		PublicURL: cfg.PublicURL,
@@ -156,14 +167,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux.Handle("/graphql", cors.Handler(verifier.Middleware(gql)))
 	mux.HandleFunc("GET "+widget.ReturnPath+"{sessionId}", widgets.ServeReturn)
 	mux.Handle("/webhooks/terra", hooks) // the handler answers other methods with a JSON 405
+	// healthz: the process is alive. readyz: it can serve (database reachable, schema
+	// current, event bus listening, not shutting down); load balancers route on it.
+	var shuttingDown atomic.Bool
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := st.Ping(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
-			return
+		switch {
+		case shuttingDown.Load():
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		case st.Ready(ctx) != nil:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "database unavailable"})
+		case !busReady():
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "event bus unavailable"})
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	var token string
 	if cfg.Demo {
@@ -194,7 +216,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { serveErr <- srv.Serve(ln) }()
 	background, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { conns.Run(background, cfg.SyncInterval, sessionExpiryEvery) })
+	wg.Go(func() { conns.Run(background, uuid.NewString(), cfg.SyncInterval, sessionExpiryEvery) })
 	defer func() {
 		stopBackground()
 		wg.Wait() // before the store closes
@@ -211,6 +233,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	shuttingDown.Store(true)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -259,6 +282,48 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 		return nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
 	}
 	return a, nil
+}
+
+// newBus picks the event bus: PostgreSQL's LISTEN/NOTIFY, so that a subscriber on one
+// instance hears of a webhook received by another, or the in-process bus for SQLite, which
+// serves one instance. ready reports whether the bus is delivering.
+func newBus(ctx context.Context, databaseURL string, log *slog.Logger) (bus events.Bus, ready func() bool, closeBus func(), err error) {
+	kind, target, err := engine.Parse(databaseURL)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if kind != engine.Postgres {
+		return events.NewLocal(log), func() bool { return true }, func() {}, nil
+	}
+	poolCfg, err := pgxpool.ParseConfig(target)
+	if err != nil {
+		return nil, nil, nil, errors.New("DATABASE_URL: not a valid PostgreSQL URL")
+	}
+	poolCfg.MaxConns = 2 // NOTIFY is one short statement
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("event bus: %w", err)
+	}
+	b, err := pgnotify.New(ctx, pool, target, log.With("component", "event-bus"), pgnotify.Options{})
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, fmt.Errorf("event bus: %w", err)
+	}
+	return b, b.Connected, func() { b.Close(); pool.Close() }, nil
+}
+
+// runMigrate runs `terragate migrate up|down|status` on DATABASE_URL (or -database-url),
+// for operators who migrate separately (MIGRATE_ON_START=false).
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "down" && args[0] != "status") {
+		return errors.New("usage: terragate migrate up|down|status [-database-url URL]")
+	}
+	cfg, err := config.Load(args[1:], getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	return engine.Migrate(ctx, cfg.DatabaseURL, args[0], stdout, log)
 }
 
 // stateKey signs widget return URLs. It is derived from the webhook secret, which every

@@ -13,3 +13,14 @@ var SQLiteMigrations embed.FS
 
 // SQLiteMigrationsDir is the directory of SQLiteMigrations that holds the migration files.
 const SQLiteMigrationsDir = "sqlite/migrations"
+
+// PostgresMigrations holds the PostgreSQL migrations under postgres/migrations. Their
+// versions name the same schema as SQLite's from version 3 on; PostgreSQL's 00001 is
+// SQLite's 00001 and 00002 together, so it has no 00002.
+//
+//go:embed postgres/migrations/*.sql
+var PostgresMigrations embed.FS
+
+// PostgresMigrationsDir is the directory of PostgresMigrations that holds the migration
+// files.
+const PostgresMigrationsDir = "postgres/migrations"

@@ -80,19 +80,25 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 // requests, and gives the connection its subscription budget. A bad token closes the
 // connection before any subscription starts.
 func wsInit(v *auth.Verifier, maxSubs int) transport.WebsocketInitFunc {
+	// 4403 Forbidden is graphql-ws's close code for a refused connection_init: clients
+	// then stop instead of reconnecting at once, as they would after a normal close.
+	forbidden := func(ctx context.Context, err error) (context.Context, *transport.InitPayload, error) {
+		ctx = transport.WithWebsocketCloseCode(transport.AppendCloseReason(ctx, "Forbidden"), 4403)
+		return ctx, nil, err
+	}
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		if header := payload.Authorization(); header != "" {
 			token, err := auth.ParseBearer(header)
 			if err != nil {
-				return ctx, nil, err
+				return forbidden(ctx, err)
 			}
 			user, err := v.Verify(token)
 			if err != nil {
-				return ctx, nil, err
+				return forbidden(ctx, err)
 			}
 			ctx = auth.WithUser(ctx, user)
 		} else if _, err := auth.Require(ctx); err != nil {
-			return ctx, nil, err
+			return forbidden(ctx, err)
 		}
 		return withSlots(ctx, maxSubs), nil, nil
 	}

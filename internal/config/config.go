@@ -29,9 +29,11 @@ const (
 type Config struct {
 	Demo bool // run with the Terra emulator mounted on the same port, no Terra account needed
 
-	Addr        string // ADDR: where to listen
-	PublicURL   string // PUBLIC_URL: how browsers and Terra reach this server
-	DatabaseURL string // DATABASE_URL
+	Addr           string // ADDR: where to listen
+	PublicURL      string // PUBLIC_URL: how browsers and Terra reach this server
+	DatabaseURL    string // DATABASE_URL
+	DBMaxConns     int    // DB_MAX_CONNS: PostgreSQL pool size
+	MigrateOnStart bool   // MIGRATE_ON_START: apply migrations at start (else require them applied)
 
 	TerraDevID         string        // TERRA_DEV_ID
 	TerraAPIKey        string        // TERRA_API_KEY
@@ -71,7 +73,16 @@ func settings() []setting {
 	return []setting{
 		{env: "ADDR", usage: "address to listen on", set: str(func(c *Config) *string { return &c.Addr })},
 		{env: "PUBLIC_URL", usage: "base URL browsers and Terra reach this server at (default http://localhost:<port>)", set: str(func(c *Config) *string { return &c.PublicURL })},
-		{env: "DATABASE_URL", usage: "store: sqlite:PATH", set: str(func(c *Config) *string { return &c.DatabaseURL })},
+		{env: "DATABASE_URL", usage: "store: sqlite:PATH (or a bare path), or postgres://...", set: str(func(c *Config) *string { return &c.DatabaseURL })},
+		{env: "DB_MAX_CONNS", usage: "PostgreSQL connection pool size", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return fmt.Errorf("want a number from 1 to 1000, got %q", v)
+			}
+			c.DBMaxConns = n
+			return nil
+		}},
+		{env: "MIGRATE_ON_START", usage: "apply database migrations at start; false: run `terragate migrate up` yourself", set: boolean(func(c *Config) *bool { return &c.MigrateOnStart })},
 		{env: "TERRA_DEV_ID", usage: "Terra dev-id", set: str(func(c *Config) *string { return &c.TerraDevID })},
 		{env: "TERRA_API_KEY", usage: "Terra API key", secret: true, set: str(func(c *Config) *string { return &c.TerraAPIKey })},
 		{env: "TERRA_WEBHOOK_SECRET", usage: "Terra webhook signing secret", secret: true, set: str(func(c *Config) *string { return &c.TerraWebhookSecret })},
@@ -89,16 +100,21 @@ func settings() []setting {
 		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
 		{env: "SYNC_INTERVAL", usage: "period of the sweep that reconciles every connection with Terra's user list, e.g. 6h; 0 turns it off", set: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, true)},
 		{env: "PROVIDERS_TTL", usage: "how long Terra's provider list is cached, e.g. 1h", set: duration(func(c *Config) *time.Duration { return &c.ProvidersTTL }, false)},
-		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: func(c *Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return fmt.Errorf("want true or false, got %q", v)
-			}
-			c.Playground = b
-			return nil
-		}},
+		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: boolean(func(c *Config) *bool { return &c.Playground })},
 		{env: "LOG_LEVEL", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{env: "LOG_FORMAT", usage: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
+	}
+}
+
+// boolean parses a true/false setting.
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*p(c) = b
+		return nil
 	}
 }
 
@@ -129,6 +145,8 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 	c := Config{
 		Addr:           DefaultAddr,
 		DatabaseURL:    DefaultDatabaseURL,
+		DBMaxConns:     10,
+		MigrateOnStart: true,
 		TerraAPIURL:    DefaultTerraAPI,
 		TerraWidgetURL: DefaultTerraWidget,
 		TerraTimeout:   DefaultTerraTimeout,
@@ -220,6 +238,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("public_url", c.PublicURL),
 		slog.String("database", databaseKind(c.DatabaseURL)),
+		slog.Int("db_max_conns", c.DBMaxConns),
+		slog.Bool("migrate_on_start", c.MigrateOnStart),
 		slog.String("terra_api_url", c.TerraAPIURL),
 		slog.String("terra_widget_url", c.TerraWidgetURL),
 		slog.Duration("terra_timeout", c.TerraTimeout),
@@ -243,7 +263,7 @@ func databaseKind(u string) string {
 	if i := strings.Index(u, ":"); i > 0 {
 		return u[:i]
 	}
-	return "unknown"
+	return "sqlite" // a bare path
 }
 
 func checkBaseURL(raw string) error {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,9 +67,12 @@ func (s *Service) publish(ctx context.Context, kind store.EventKind, out store.O
 		if !ok || u.ReferenceID == "" {
 			continue
 		}
+		if before, known := out.Before[u.UserID]; known && !visiblyChanged(before, u) {
+			continue // the same news again (a webhook after a confirmed redirect, a retry)
+		}
 		s.send(ctx, events.Event{ReferenceID: u.ReferenceID, Type: typ, UserID: u.UserID, At: at})
 	}
-	if out.Session != nil && out.Session.ReferenceID != "" {
+	if out.SessionChanged && out.Session != nil && out.Session.ReferenceID != "" {
 		s.send(ctx, events.Event{ReferenceID: out.Session.ReferenceID, Type: events.SessionChanged, SessionID: out.Session.ID, At: at})
 	}
 }
@@ -86,6 +90,12 @@ func (s *Service) send(ctx context.Context, ev events.Event) {
 		// The change is committed; a subscriber that misses it sees it on its next read.
 		s.log.WarnContext(ctx, "event not published", "type", ev.Type, "err", err)
 	}
+}
+
+// visiblyChanged reports whether a subscriber would see a difference.
+func visiblyChanged(before, after store.TerraUser) bool {
+	return before.Status != after.Status || before.Active != after.Active || before.ReplacedBy != after.ReplacedBy ||
+		!slices.Equal(before.Scopes, after.Scopes)
 }
 
 func eventType(kind store.EventKind, u store.TerraUser) (events.Type, bool) {
@@ -262,9 +272,17 @@ func (s *Service) ExpireSessions(ctx context.Context) error {
 	return nil
 }
 
+// Leases name the background jobs that run on one instance of a cluster at a time.
+const (
+	leaseExpiry = "session-expiry"
+	leaseSweep  = "sync-sweep"
+)
+
 // Run does the background work until ctx ends: session expiry every expiryEvery, and the
-// sync sweep every syncEvery (0 turns it off). Neither blocks requests.
-func (s *Service) Run(ctx context.Context, syncEvery, expiryEvery time.Duration) {
+// sync sweep every syncEvery (0 turns it off). Neither blocks requests. With several
+// instances on one database, each job runs on whichever instance holds its lease (holder
+// names this instance); the lease outlives two periods, so a dead holder is replaced.
+func (s *Service) Run(ctx context.Context, holder string, syncEvery, expiryEvery time.Duration) {
 	expiry := time.NewTicker(expiryEvery)
 	defer expiry.Stop()
 	var sweep <-chan time.Time
@@ -273,20 +291,42 @@ func (s *Service) Run(ctx context.Context, syncEvery, expiryEvery time.Duration)
 		defer t.Stop()
 		sweep = t.C
 	}
+	defer func() {
+		// Hand the leases over at once rather than after they expire.
+		release, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		for _, name := range []string{leaseExpiry, leaseSweep} {
+			_ = s.store.ReleaseLease(release, name, holder)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-expiry.C:
-			if err := s.ExpireSessions(ctx); err != nil && ctx.Err() == nil {
-				s.log.WarnContext(ctx, "session expiry failed", "err", err)
+			if s.lease(ctx, leaseExpiry, holder, 2*expiryEvery) {
+				if err := s.ExpireSessions(ctx); err != nil && ctx.Err() == nil {
+					s.log.WarnContext(ctx, "session expiry failed", "err", err)
+				}
 			}
 		case <-sweep:
-			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				s.log.WarnContext(ctx, "sync sweep failed", "err", err)
+			if s.lease(ctx, leaseSweep, holder, 2*syncEvery) {
+				if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+					s.log.WarnContext(ctx, "sync sweep failed", "err", err)
+				}
 			}
 		}
 	}
+}
+
+// lease takes or renews the named lease for holder.
+func (s *Service) lease(ctx context.Context, name, holder string, ttl time.Duration) bool {
+	now := s.now()
+	ok, err := s.store.AcquireLease(ctx, name, holder, now, now.Add(ttl))
+	if err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "lease not taken", "lease", name, "err", err)
+	}
+	return ok && err == nil
 }
 
 // upstreamFailure reports Terra failing for a reason that is not the caller's: the caller

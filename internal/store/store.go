@@ -1,6 +1,6 @@
 // Package store holds terragate's domain records (widget sessions, Terra users, the webhook
 // inbox), the Store interface the rest of the program depends on, and the error kinds it
-// returns. Engines (store/sqlite, later store/postgres) implement Store over the sqlc code
+// returns. Engines (store/sqlite, store/postgres) implement Store over the sqlc code
 // they own; store/storetest is the conformance suite every engine passes.
 package store
 
@@ -15,6 +15,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid")
+	// ErrSchemaOutdated reports a database whose schema lacks migrations this build needs:
+	// Open refuses it unless told to migrate, and Ready reports it.
+	ErrSchemaOutdated = errors.New("database schema is older than this build")
 )
 
 // ConnectionStatus is the state of one Terra user (one provider connection).
@@ -161,6 +164,11 @@ type Outcome struct {
 	Duplicate bool           // already in the inbox: nothing applied
 	Users     []TerraUser    // Terra users whose row changed, as they are now
 	Session   *WidgetSession // the widget session the event was recorded against, if any
+	// Before holds the changed users as they were, by user_id (absent: new), so callers
+	// can tell a visible change from a refreshed timestamp.
+	Before map[string]TerraUser
+	// SessionChanged is true when the event moved Session.
+	SessionChanged bool
 }
 
 // Store is the persistence terragate depends on. Every method honours ctx.
@@ -189,6 +197,16 @@ type Store interface {
 	ExpireWidgetSessions(ctx context.Context, now time.Time) ([]WidgetSession, error)
 	// ReferenceIDs lists the end users that have at least one active Terra user, in order.
 	ReferenceIDs(ctx context.Context) ([]string, error)
+	// AcquireLease gives holder the named lease until the given time when it is free,
+	// expired (at or before now) or already holder's, and reports whether holder has it.
+	// Background work that must run once per cluster (the sync sweep, session expiry)
+	// runs only while its instance holds the lease.
+	AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
+	// ReleaseLease gives the lease up if holder has it.
+	ReleaseLease(ctx context.Context, name, holder string) error
+	// Ready reports whether the store can serve: the database answers and its schema is
+	// at the version this build expects.
+	Ready(ctx context.Context) error
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the database.

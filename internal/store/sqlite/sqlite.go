@@ -12,10 +12,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/terragate/terragate/db"
 	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/migration"
 	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
 )
 
@@ -46,33 +49,51 @@ var (
 	_ store.Inbox = (*DB)(nil)
 )
 
+// Options tunes OpenWith.
+type Options struct {
+	// MaxConns caps the read pool; zero or less means one connection per CPU (at least two).
+	// Writes always use one connection: SQLite has one writer.
+	MaxConns int
+	// Migrate applies pending migrations at open. Without it, Open refuses a database whose
+	// schema lacks a migration of this build (store.ErrSchemaOutdated).
+	Migrate bool
+}
+
 // Open opens (creating if needed) the SQLite database at path and applies pending
 // migrations. path is a file name; an in-memory database is refused because each pooled
 // connection would see its own empty one. A nil log discards.
 func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
+	return OpenWith(ctx, path, Options{Migrate: true}, log)
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
-		return nil, fmt.Errorf("sqlite: open %q: a database file path is required: %w", path, store.ErrInvalid)
-	}
-	write, err := sql.Open("sqlite", dsn(path, false))
+	write, err := openWriter(path)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return nil, err
 	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxLifetime(0)
-	write.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, write, log); err != nil {
-		return nil, errors.Join(fmt.Errorf("sqlite: migrate %s: %w", path, err), write.Close())
+	op := "migrate"
+	if opts.Migrate {
+		err = migrateUp(ctx, write, log)
+	} else {
+		op = "check schema of"
+		err = checkSchema(ctx, write)
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: %s %s: %w", op, path, err), write.Close())
 	}
 	// The reader opens after the migration so the file exists and is already in WAL mode.
 	read, err := sql.Open("sqlite", dsn(path, true))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: open %s: %w", path, err), write.Close())
 	}
-	n := max(2, runtime.GOMAXPROCS(0))
+	n := opts.MaxConns
+	if n <= 0 {
+		n = max(2, runtime.GOMAXPROCS(0))
+	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 	d := &DB{
@@ -87,6 +108,40 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 		return nil, errors.Join(err, d.Close())
 	}
 	return d, nil
+}
+
+// openWriter opens the pool of the one writing connection.
+func openWriter(path string) (*sql.DB, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
+		return nil, fmt.Errorf("sqlite: open %q: a database file path is required: %w", path, store.ErrInvalid)
+	}
+	write, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	return write, nil
+}
+
+// Migrate runs one migration command (see migration.Run) on the database at path, for the
+// CLI, and writes what it did to out. SQLite's file lock lets one writer at a time, and a
+// SQLite database serves one instance, so goose needs no lock of its own here.
+func Migrate(ctx context.Context, path, command string, out io.Writer) error {
+	write, err := openWriter(path)
+	if err != nil {
+		return err
+	}
+	p, err := provider(write)
+	if err == nil {
+		err = migration.Run(ctx, p, command, out)
+	}
+	if err := errors.Join(err, write.Close()); err != nil {
+		return fmt.Errorf("sqlite: migrate %s: %w", path, err)
+	}
+	return nil
 }
 
 // dsn is the modernc DSN for path. Pragmas go in the DSN because the driver runs them on
@@ -105,23 +160,77 @@ func dsn(path string, readOnly bool) string {
 	return "file:" + path + "?" + q + "&_time_format=sqlite"
 }
 
-// migrate applies the embedded migrations that are not applied yet.
-func migrate(ctx context.Context, conn *sql.DB, log *slog.Logger) error {
+// embedded lists the versions of the embedded migrations.
+var embedded = sync.OnceValues(func() ([]int64, error) {
 	fsys, err := fs.Sub(db.SQLiteMigrations, db.SQLiteMigrationsDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, conn, fsys)
+	return migration.Versions(fsys)
+})
+
+// provider is goose over the embedded migrations. Closing it would close conn, which its
+// callers keep using or close themselves.
+func provider(conn *sql.DB) (*goose.Provider, error) {
+	fsys, err := fs.Sub(db.SQLiteMigrations, db.SQLiteMigrationsDir)
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(goose.DialectSQLite3, conn, fsys)
+}
+
+// migrateUp applies the embedded migrations that are not applied yet.
+func migrateUp(ctx context.Context, conn *sql.DB, log *slog.Logger) error {
+	p, err := provider(conn)
 	if err != nil {
 		return err
 	}
-	// p.Close would close conn, which stays in use.
-	results, err := p.Up(ctx)
-	for _, r := range results {
-		log.InfoContext(ctx, "database migrated", "engine", "sqlite", "version", r.Source.Version,
-			"file", r.Source.Path, "duration", r.Duration)
+	return migration.Up(ctx, p, "sqlite", log)
+}
+
+// checkSchema returns store.ErrSchemaOutdated unless every embedded migration is applied.
+// It only reads: goose's own checks would create its version table.
+func checkSchema(ctx context.Context, conn *sql.DB) error {
+	want, err := embedded()
+	if err != nil {
+		return err
 	}
-	return err
+	var applied []int64
+	var tables int
+	err = conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+		migration.VersionTable).Scan(&tables)
+	if err != nil {
+		return err
+	}
+	if tables > 0 {
+		rows, err := conn.QueryContext(ctx, "SELECT version_id FROM "+migration.VersionTable+" WHERE version_id > 0")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int64
+			if err := rows.Scan(&v); err != nil {
+				return err
+			}
+			applied = append(applied, v)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return migration.Check(applied, want)
+}
+
+// Ready checks the database answers and its schema has every migration of this build.
+func (d *DB) Ready(ctx context.Context) error {
+	if err := d.Ping(ctx); err != nil {
+		return err
+	}
+	if err := checkSchema(ctx, d.read); err != nil {
+		return wrap(ctx, "ready", err)
+	}
+	return nil
 }
 
 // Ping checks both pools reach the database.

@@ -168,6 +168,7 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 		out.Users = append(out.Users, userFromRow(r))
 	}
 	out.Session = cur.Session
+	out.Before = cur.Users
 	if s := ch.Session; s != nil {
 		r, err := q.UpdateWidgetSessionOutcome(ctx, sqlitedb.UpdateWidgetSessionOutcomeParams{
 			ID:            s.ID,
@@ -182,6 +183,7 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 		}
 		saved := sessionFromRow(r)
 		out.Session = &saved
+		out.SessionChanged = true
 	}
 	if d.afterApply != nil {
 		if err := d.afterApply(); err != nil {
@@ -305,4 +307,31 @@ func (d *DB) ReferenceIDs(ctx context.Context) ([]string, error) {
 		return nil, wrap(ctx, "reference ids", err)
 	}
 	return ids, nil
+}
+
+// AcquireLease gives holder the named lease until until when it is free, expired at now or
+// already holder's, and reports whether holder has it.
+func (d *DB) AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
+	if err := store.CheckLease(name, holder, now, until); err != nil {
+		return false, err
+	}
+	_, err := d.wq.AcquireLease(ctx, sqlitedb.AcquireLeaseParams{
+		Name:   name,
+		Holder: holder,
+		Until:  store.StoredTime(until),
+		Now:    store.StoredTime(now),
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrap(ctx, fmt.Sprintf("acquire lease %q", name), err)
+	}
+	return true, nil
+}
+
+// ReleaseLease gives the lease up if holder has it; otherwise it does nothing.
+func (d *DB) ReleaseLease(ctx context.Context, name, holder string) error {
+	err := d.wq.ReleaseLease(ctx, sqlitedb.ReleaseLeaseParams{Name: name, Holder: holder})
+	return wrap(ctx, fmt.Sprintf("release lease %q", name), err)
 }

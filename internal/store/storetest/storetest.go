@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Order", h(testListOrder))
 		t.Run("Filter", h(testListFilter))
 		t.Run("Isolation", h(testListIsolation))
+		t.Run("Many", h(testListMany))
 	})
 	t.Run("Events", func(t *testing.T) {
 		t.Run("AuthSuccess", h(testAuthSuccess))
@@ -90,7 +91,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Rollback", h(testRollback))
 	t.Run("ContextCanceled", h(testContextCanceled))
 	t.Run("Concurrent", h(testConcurrent))
+	t.Run("ConcurrentSameEvents", func(t *testing.T) {
+		t.Parallel()
+		testConcurrentSameEvents(t, open)
+	})
 	t.Run("TimesUTC", h(testTimesUTC))
+	t.Run("Leases", h(testLeases))
+	t.Run("Ready", h(testReady))
+	t.Run("InboxPaging", h(testInboxPaging))
 }
 
 // suite is one store under test with helpers bound to it.
@@ -1004,6 +1012,9 @@ func testContextCanceled(t *testing.T, s *suite) {
 	_, checks["ExpireWidgetSessions"] = s.s.ExpireWidgetSessions(ctx, at(10_000))
 	_, checks["ReferenceIDs"] = s.s.ReferenceIDs(ctx)
 	checks["Ping"] = s.s.Ping(ctx)
+	checks["Ready"] = s.s.Ready(ctx)
+	_, checks["AcquireLease"] = s.s.AcquireLease(ctx, "sweep", "a", at(0), at(30))
+	checks["ReleaseLease"] = s.s.ReleaseLease(ctx, "sweep", "a")
 	for name, err := range checks {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a canceled context: %v; want context.Canceled", name, err)

@@ -8,6 +8,12 @@ import (
 	"time"
 )
 
+type Lease struct {
+	Name      string
+	Holder    string
+	ExpiresAt time.Time
+}
+
 type TerraUser struct {
 	UserID            string
 	ReferenceID       string

@@ -1,0 +1,26 @@
+-- name: InsertWebhookEvent :one
+-- No row comes back when the dedupe key is already in the inbox: a retried delivery. A second
+-- instance inserting the same key waits for the first one's transaction and then gets no row
+-- (or the row, if the first rolled back).
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
+VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body)
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING id;
+
+-- name: RecordWebhookOutcome :exec
+UPDATE webhook_events
+SET applied_at = @applied_at,
+    outcome = @outcome
+WHERE id = @id;
+
+-- name: ListWebhookEvents :many
+SELECT * FROM webhook_events
+WHERE id > @after_id
+ORDER BY id
+LIMIT @max_rows;
+
+-- name: LockKey :exec
+-- Serializes the transactions that take the same key until they end. ApplyWebhook takes one
+-- per Terra user and per end user it touches, so that deliveries about a row that does not
+-- exist yet (which FOR UPDATE cannot lock) still apply one after the other.
+SELECT pg_advisory_xact_lock(@key::bigint);

@@ -1,0 +1,127 @@
+package postgres
+
+import (
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/postgres/pgdb"
+)
+
+// pgx reads timestamptz in the local zone; the store hands out UTC. Lists are text arrays:
+// written normalized (as SQLite's comma-separated form would read back) and never NULL, read
+// back as nil when empty, as ParseList gives.
+
+func utc(t time.Time) time.Time { return t.UTC() }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func storedPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := store.StoredTime(*t)
+	return &u
+}
+
+func listToRow(items []string) []string {
+	if list := store.ParseList(store.JoinList(items)); list != nil {
+		return list
+	}
+	return []string{}
+}
+
+func listFromRow(items []string) []string {
+	if len(items) == 0 {
+		return nil
+	}
+	return items
+}
+
+func sessionFromRow(r pgdb.WidgetSession) store.WidgetSession {
+	return store.WidgetSession{
+		ID:                 r.ID,
+		TerraSessionID:     r.TerraSessionID,
+		ReferenceID:        r.ReferenceID,
+		Providers:          listFromRow(r.Providers),
+		Language:           r.Language,
+		SuccessRedirectURL: r.SuccessRedirectURL,
+		FailureRedirectURL: r.FailureRedirectURL,
+		URL:                r.URL,
+		ExpiresAt:          utc(r.ExpiresAt),
+		CreatedAt:          utc(r.CreatedAt),
+		UpdatedAt:          utc(r.UpdatedAt),
+		Status:             store.SessionStatus(r.Status),
+		Provider:           r.Provider,
+		TerraUserID:        r.TerraUserID,
+		FailureReason:      r.FailureReason,
+		InputKey:           r.InputKey,
+		ReturnUsedAt:       utcPtr(r.ReturnUsedAt),
+	}
+}
+
+func userFromRow(r pgdb.TerraUser) store.TerraUser {
+	return store.TerraUser{
+		UserID:            r.UserID,
+		Provider:          r.Provider,
+		ReferenceID:       r.ReferenceID,
+		Active:            r.Active,
+		Status:            store.ConnectionStatus(r.Status),
+		Scopes:            listFromRow(r.Scopes),
+		ScopesAt:          utcPtr(r.ScopesAt),
+		ConnectedAt:       utc(r.ConnectedAt),
+		LastWebhookUpdate: utcPtr(r.LastWebhookUpdate),
+		UpdatedAt:         utc(r.UpdatedAt),
+		StateAt:           utc(r.StateAt),
+		ReplacedBy:        r.ReplacedBy,
+	}
+}
+
+func usersFromRows(rows []pgdb.TerraUser) []store.TerraUser {
+	users := make([]store.TerraUser, 0, len(rows))
+	for _, r := range rows {
+		users = append(users, userFromRow(r))
+	}
+	return users
+}
+
+func upsertParams(u store.TerraUser) pgdb.UpsertTerraUserParams {
+	return pgdb.UpsertTerraUserParams{
+		UserID:            u.UserID,
+		ReferenceID:       u.ReferenceID,
+		Provider:          u.Provider,
+		Active:            u.Active,
+		Status:            string(u.Status),
+		Scopes:            listToRow(u.Scopes),
+		ScopesAt:          storedPtr(u.ScopesAt),
+		ConnectedAt:       store.StoredTime(u.ConnectedAt),
+		LastWebhookUpdate: storedPtr(u.LastWebhookUpdate),
+		UpdatedAt:         store.StoredTime(u.UpdatedAt),
+		StateAt:           store.StoredTime(u.StateAt),
+		ReplacedBy:        u.ReplacedBy,
+	}
+}
+
+func inboxFromRow(r pgdb.WebhookEvent) store.InboxEvent {
+	e := store.InboxEvent{
+		ID:         r.ID,
+		DedupeKey:  r.DedupeKey,
+		Source:     store.DeliverySource(r.Source),
+		TraceID:    r.TraceID,
+		Type:       r.Type,
+		Kind:       store.EventKind(r.Kind),
+		SignedAt:   utc(r.SignedAt),
+		ReceivedAt: utc(r.ReceivedAt),
+		Body:       r.Body,
+		AppliedAt:  utcPtr(r.AppliedAt),
+	}
+	if r.Outcome != nil {
+		e.Outcome = store.InboxOutcome(*r.Outcome)
+	}
+	return e
+}
