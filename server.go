@@ -304,7 +304,19 @@ func newBus(ctx context.Context, databaseURL string, log *slog.Logger) (bus even
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("event bus: %w", err)
 	}
-	b, err := pgnotify.New(ctx, pool, target, log.With("component", "event-bus"), pgnotify.Options{})
+	// One channel per schema: clusters that share a database in separate schemas must not
+	// hear each other.
+	var schema string
+	if err := pool.QueryRow(ctx, "select current_schema()").Scan(&schema); err != nil {
+		pool.Close()
+		return nil, nil, nil, fmt.Errorf("event bus: %w", err)
+	}
+	channel := pgnotify.DefaultChannel
+	if schema != "public" {
+		sum := sha256.Sum256([]byte(schema))
+		channel += "_" + hex.EncodeToString(sum[:8])
+	}
+	b, err := pgnotify.New(ctx, pool, target, log.With("component", "event-bus"), pgnotify.Options{Channel: channel})
 	if err != nil {
 		pool.Close()
 		return nil, nil, nil, fmt.Errorf("event bus: %w", err)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/store/postgres/pgtest"
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
 )
@@ -95,7 +97,7 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 
 	env := map[string]string{
 		"ADDR":                 "127.0.0.1:0",
-		"DATABASE_URL":         "sqlite:" + filepath.Join(t.TempDir(), "terragate.db"),
+		"DATABASE_URL":         testDatabaseURL(t),
 		"TERRA_DEV_ID":         testDevID,
 		"TERRA_API_KEY":        testAPIKey,
 		"TERRA_WEBHOOK_SECRET": testWebhookSecret,
@@ -145,6 +147,24 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 		}
 	})
 	return g
+}
+
+// testEngineVar picks the store the end-to-end suite runs on: unset or "sqlite" for a
+// SQLite file per test, "postgres" for a schema per test on the test PostgreSQL server.
+// CI runs the suite both ways.
+const testEngineVar = "TERRAGATE_TEST_DATABASE"
+
+func testDatabaseURL(t *testing.T) string {
+	t.Helper()
+	switch e := os.Getenv(testEngineVar); e {
+	case "", "sqlite":
+		return "sqlite:" + filepath.Join(t.TempDir(), "terragate.db")
+	case "postgres":
+		return pgtest.NewSchema(t)
+	default:
+		t.Fatalf("%s=%q: want sqlite or postgres", testEngineVar, e)
+		return ""
+	}
 }
 
 var listeningLine = regexp.MustCompile(`listening on (http://\S+)`)

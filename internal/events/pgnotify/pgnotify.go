@@ -182,11 +182,25 @@ func (b *Bus) Publish(ctx context.Context, ev events.Event) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
-	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.opts.Channel, string(payload)); err != nil {
-		return fmt.Errorf("pgnotify: notify: %w", err)
+	// After the database went away and came back, the pool may still hold connections
+	// that died with it; the first statement on one fails and the pool drops it. NOTIFY is
+	// safe to send again (it either reached the server or did not), so try a fresh one.
+	var lastErr error
+	for attempt := 0; attempt < publishAttempts; attempt++ {
+		_, lastErr = b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.opts.Channel, string(payload))
+		if lastErr == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		return fmt.Errorf("pgnotify: notify: %w", lastErr)
 	}
 	return nil
 }
+
+// publishAttempts bounds Publish's tries: enough to get past every stale pooled connection
+// of a small pool, few enough to give up quickly when the database is really down.
+const publishAttempts = 3
 
 // Subscribe returns the end user's events, from every instance, until ctx ends, when the
 // channel is closed. Subscribing while the listener reconnects is fine: events resume

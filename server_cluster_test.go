@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/terragate/terragate/internal/store/postgres/pgtest"
+	"github.com/terragate/terragate/internal/terrasim"
+)
+
+// runMainVar makes the test binary run terragate's main instead of the tests, so a test
+// can start real gateway processes without building a binary.
+const runMainVar = "TERRAGATE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainVar) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// dbProxy stands between the gateways and PostgreSQL so a test can take the database away
+// and bring it back without stopping the server other tests use.
+type dbProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+}
+
+func newDBProxy(t *testing.T, target string) *dbProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dbProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.setDown(true) })
+	return p
+}
+
+func (p *dbProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
+	}
+}
+
+// setDown drops every connection and refuses new ones (down), or lets them through again.
+func (p *dbProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+		}
+		p.conns = map[net.Conn]struct{}{}
+	}
+}
+
+// startProcess runs terragate as a separate process and returns its address.
+func startProcess(t *testing.T, env map[string]string) (string, *syncBuffer) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), runMainVar+"=1")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stdout, logs := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway process: %v\n%s", err, logs.String())
+			}
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("gateway process did not stop on SIGTERM")
+		}
+	})
+	return waitListening(t, stdout, done), logs
+}
+
+func readyStatus(t *testing.T, base string) int {
+	t.Helper()
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitReady(t *testing.T, base string, want int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		if readyStatus(t, base) == want {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s/readyz never answered %d", base, want)
+	return 0
+}
+
+// TestTwoInstancesOnPostgres runs two gateway processes on one PostgreSQL: a webhook
+// received by A reaches a subscriber on B, and both ride out a database outage.
+func TestTwoInstancesOnPostgres(t *testing.T) {
+	schemaURL := pgtest.NewSchema(t)
+	u, err := url.Parse(schemaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newDBProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+
+	emuLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emuURL := "http://" + emuLn.Addr().String()
+	env := map[string]string{
+		"ADDR":                 "127.0.0.1:0",
+		"DATABASE_URL":         u.String(),
+		"TERRA_DEV_ID":         testDevID,
+		"TERRA_API_KEY":        testAPIKey,
+		"TERRA_WEBHOOK_SECRET": testWebhookSecret,
+		"AUTH_JWT_SECRET":      testJWTSecret,
+		"TERRA_API_URL":        emuURL + "/v2",
+		"TERRA_TIMEOUT":        "2s",
+	}
+	a, logsA := startProcess(t, env)
+	b, logsB := startProcess(t, env)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("A's log:\n%s\nB's log:\n%s", logsA, logsB)
+		}
+	})
+
+	emu := terrasim.New(terrasim.Config{DevID: testDevID, APIKey: testAPIKey, WebhookURL: a + "/webhooks/terra",
+		WebhookSecret: testWebhookSecret, PublicURL: emuURL, RetryDelays: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second}})
+	emuSrv := &http.Server{Handler: emu, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = emuSrv.Serve(emuLn) }()
+	t.Cleanup(func() { emu.Close(); _ = emuSrv.Close() })
+
+	ga := &gateway{t: t, url: a, emu: emu, seen: &syncBuffer{}}
+	gb := &gateway{t: t, url: b, emu: emu, seen: &syncBuffer{}}
+	alice := token(t, "alice")
+	ws, err := gb.dialWS(alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.subscribe("e", connectionEventsSub, nil)
+	time.Sleep(200 * time.Millisecond)
+
+	s := ga.createSession(alice, map[string]any{"providers": []string{"OURA"}})
+	sent := time.Now()
+	if _, err := emu.Complete(terraSessionID(t, s), "OURA", true); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := ws.next("e", 5*time.Second)
+	if !ok {
+		t.Fatal("B heard nothing of the webhook A received")
+	}
+	took := time.Since(sent)
+	ev := decodeNext[connectionEvent](t, m).ConnectionEvents
+	if ev.Type != "CONNECTED" || ev.TerraUser.Provider != "OURA" {
+		t.Errorf("B got %+v", ev)
+	}
+	if took > time.Second {
+		t.Errorf("B heard of it after %v, want within a second", took)
+	}
+	t.Logf("webhook on A to subscriber on B: %v", took)
+
+	// The database goes away for a moment: both instances say they are not ready, then
+	// recover on their own.
+	proxy.setDown(true)
+	for _, base := range []string{a, b} {
+		t.Logf("%s not ready after %v", base, waitReady(t, base, http.StatusServiceUnavailable, 15*time.Second))
+	}
+	proxy.setDown(false)
+	for _, base := range []string{a, b} {
+		t.Logf("%s ready again after %v", base, waitReady(t, base, http.StatusOK, 30*time.Second))
+	}
+	// And events flow again, from A's webhook to B's subscriber.
+	users := gb.waitUsers(alice, false, "the connection, read on B", func(u []terraUser) bool { return len(u) == 1 })
+	if err := emu.Deauth(users[0].UserID); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := ws.next("e", 10*time.Second); !ok || decodeNext[connectionEvent](t, m).ConnectionEvents.Type != "DISCONNECTED" {
+		t.Errorf("after the outage B got %s %s", m.Type, m.Payload)
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "migrate.db")
+	getenv := func(k string) string {
+		return map[string]string{
+			"DATABASE_URL": dbURL, "TERRA_DEV_ID": "d", "TERRA_API_KEY": "k", "TERRA_WEBHOOK_SECRET": "w",
+			"AUTH_JWT_SECRET": "j", "ADDR": "127.0.0.1:0", "MIGRATE_ON_START": "false",
+		}[k]
+	}
+	migrate := func(cmd string) string {
+		t.Helper()
+		out := &syncBuffer{}
+		if err := run(context.Background(), []string{"migrate", cmd}, getenv, out, io.Discard); err != nil {
+			t.Fatalf("migrate %s: %v", cmd, err)
+		}
+		return out.String()
+	}
+	// Not migrated, and told not to migrate: the gateway refuses to start and says why.
+	err := run(context.Background(), nil, getenv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "terragate migrate up") {
+		t.Fatalf("start on an unmigrated database: %v", err)
+	}
+	if st := migrate("status"); !strings.Contains(st, "00001") || !strings.Contains(strings.ToLower(st), "pending") {
+		t.Errorf("status before up:\n%s", st)
+	}
+	migrate("up")
+	if st := migrate("status"); strings.Contains(strings.ToLower(st), "pending") {
+		t.Errorf("status after up:\n%s", st)
+	}
+	// Now it starts without migrating.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	stdout := &syncBuffer{}
+	go func() { done <- run(ctx, nil, getenv, stdout, io.Discard) }()
+	base := waitListening(t, stdout, done)
+	if code := readyStatus(t, base); code != http.StatusOK {
+		t.Errorf("readyz = %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	migrate("down")
+	if st := migrate("status"); !strings.Contains(strings.ToLower(st), "pending") {
+		t.Errorf("status after down:\n%s", st)
+	}
+	if err := run(context.Background(), []string{"migrate", "sideways"}, getenv, io.Discard, io.Discard); err == nil {
+		t.Error("an unknown migrate command was accepted")
+	}
+}
