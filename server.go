@@ -141,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	conns := connection.New(tc, st, bus, log)
 	widgets := widget.NewService(tc, st, conns, widget.Config{
 		PublicURL: cfg.PublicURL,
-		StateKey:  stateKey(cfg.TerraWebhookSecret),
+		StateKey:  stateKey(webhook.Secrets(cfg.TerraWebhookSecret)[0]),
 		Redirects: redirects,
 	}, log)
 	hooks, err := webhook.New(cfg.TerraWebhookSecret, conns, log)
@@ -157,7 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Log:         log,
 	}, graph.Options{
 		Introspection: cfg.Playground,
-		Secrets:       []string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret},
+		Secrets:       append([]string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret}, webhook.Secrets(cfg.TerraWebhookSecret)...),
 		Verifier:      verifier,
 		Origins:       cfg.CORSAllowedOrigins,
 		Log:           log,

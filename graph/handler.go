@@ -22,7 +22,7 @@ import (
 const (
 	queryCacheSize = 1000 // parsed documents kept: parsing and validating is most of a small request's cost
 	apqCacheSize   = 1000
-	maxComplexity  = 500 // the deepest real operation scores well under 50
+	maxComplexity  = 200 // the costliest real operation (a session with everything) scores under 40
 )
 
 // Options configure the GraphQL handler.
@@ -52,7 +52,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 15 * time.Second
 	}
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: r, Complexity: complexity()}))
 	srv.AddTransport(transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.Origins},
@@ -69,6 +69,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
+	srv.Use(shapeLimit{})
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
 	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))

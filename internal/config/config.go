@@ -192,7 +192,7 @@ func (c *Config) Validate() error {
 			{"TERRA_WEBHOOK_SECRET", c.TerraWebhookSecret},
 			{"AUTH_JWT_SECRET", c.AuthJWTSecret},
 		} {
-			if strings.TrimSpace(s.v) == "" {
+			if strings.Trim(s.v, ", \t") == "" { // a list of nothing is nothing
 				errs = append(errs, fmt.Errorf("%s is required (environment variable or -%s flag)", s.env, FlagName(s.env)))
 			}
 		}

@@ -31,19 +31,53 @@ type Applier interface {
 
 // Handler serves POST /webhooks/terra.
 type Handler struct {
-	secret []byte
-	apply  Applier
-	log    *slog.Logger
-	now    func() time.Time
+	secrets [][]byte
+	apply   Applier
+	log     *slog.Logger
+	now     func() time.Time
 }
 
-// New returns a Handler verifying signatures with secret. It refuses an empty secret: a
-// webhook endpoint that cannot verify must not exist.
-func New(secret string, apply Applier, log *slog.Logger) (*Handler, error) {
-	if secret == "" {
+// New returns a Handler verifying signatures with secrets: one, or several separated by
+// commas (while a secret is rotated, or when several Terra environments post to one URL).
+// It refuses an empty list: a webhook endpoint that cannot verify must not exist.
+func New(secrets string, apply Applier, log *slog.Logger) (*Handler, error) {
+	list := Secrets(secrets)
+	if len(list) == 0 {
 		return nil, errors.New("webhook: a signing secret is required")
 	}
-	return &Handler{secret: []byte(secret), apply: apply, log: log, now: time.Now}, nil
+	h := &Handler{apply: apply, log: log, now: time.Now}
+	for _, s := range list {
+		h.secrets = append(h.secrets, []byte(s))
+	}
+	return h, nil
+}
+
+// Secrets splits a comma-separated secret list, dropping empty entries.
+func Secrets(list string) []string {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// verify checks the signature against every secret. It reports which one matched, by index
+// only: a secret never reaches a log line.
+func (h *Handler) verify(r *http.Request, body []byte) (signedAt time.Time, index int, err error) {
+	err = terra.ErrBadSignature
+	for i, secret := range h.secrets {
+		at, e := terra.VerifySignature(secret, r.Header, body, h.now())
+		if e == nil {
+			return at, i, nil
+		}
+		// "stale" says more than "bad", and "missing" more than either.
+		if errors.Is(e, terra.ErrNoSignature) || (errors.Is(e, terra.ErrStaleSignature) && !errors.Is(err, terra.ErrNoSignature)) {
+			err = e
+		}
+	}
+	return time.Time{}, -1, err
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +97,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	signedAt, err := terra.VerifySignature(h.secret, r.Header, body, h.now())
+	signedAt, secretIndex, err := h.verify(r, body)
 	if err != nil {
 		h.log.WarnContext(r.Context(), "webhook refused", "reason", signatureReason(err), "trace_id", traceID(r))
 		writeJSON(w, http.StatusUnauthorized, "invalid signature: "+signatureReason(err))
@@ -94,7 +128,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.InfoContext(r.Context(), "webhook received", "type", ev.Type, "trace_id", d.TraceID,
-		"duplicate", out.Duplicate, "users_changed", len(out.Users))
+		"duplicate", out.Duplicate, "users_changed", len(out.Users), "secret_index", secretIndex)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "duplicate": out.Duplicate})

@@ -221,3 +221,48 @@ func TestToStoreEvent(t *testing.T) {
 		t.Errorf("snapshot = %+v", got.User)
 	}
 }
+
+func TestSeveralSecrets(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logs := &bytes.Buffer{}
+	const old, current = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
+	h, err := webhook.New(" "+old+" , "+current+" ,", st, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	post := func(secret, userID string) int {
+		body, _ := json.Marshal(map[string]any{"type": "auth", "status": "success", "user": user(userID, "OURA", "alice")})
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+		req.Header.Set("terra-signature", terra.Sign([]byte(secret), time.Now(), body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(old, "u-old"); code != 200 {
+		t.Errorf("old secret: %d", code)
+	}
+	if code := post(current, "u-new"); code != 200 {
+		t.Errorf("new secret: %d", code)
+	}
+	if code := post("whsec_someone_else_entirely", "u-x"); code != 401 {
+		t.Errorf("unknown secret: %d", code)
+	}
+	if !strings.Contains(logs.String(), `"secret_index":1`) || !strings.Contains(logs.String(), `"secret_index":0`) {
+		t.Errorf("the matching secret is not logged by index:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), old) || strings.Contains(logs.String(), current) {
+		t.Error("a secret reached the log")
+	}
+	if _, err := webhook.New(" , ,", st, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("a list of no secrets was accepted")
+	}
+}

@@ -1,0 +1,107 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/terragate/terragate/graph/model"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// Query shape limits. terragate's deepest real operation (a session with its Terra user)
+// nests 3 levels and uses no aliases, so these leave room for any honest client while
+// making deep or alias-amplified queries cheap to refuse.
+const (
+	maxDepth   = 8
+	maxAliases = 15
+)
+
+// Codes of the shape refusals.
+const (
+	CodeQueryTooDeep   = "QUERY_TOO_DEEP"
+	CodeTooManyAliases = "TOO_MANY_ALIASES"
+)
+
+// shapeLimit refuses operations nested deeper than maxDepth or using more than maxAliases
+// aliases, before anything runs. Fragments count where they are spread.
+type shapeLimit struct{}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = shapeLimit{}
+
+func (shapeLimit) ExtensionName() string                          { return "ShapeLimit" }
+func (shapeLimit) Validate(schema graphql.ExecutableSchema) error { return nil }
+
+func (shapeLimit) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
+	if rc.Operation == nil {
+		return nil
+	}
+	w := walker{fragments: rc.Doc.Fragments}
+	w.walk(rc.Operation.SelectionSet, 1, map[string]bool{})
+	switch {
+	case w.depth > maxDepth:
+		return refusal(CodeQueryTooDeep, fmt.Sprintf("the operation nests %d levels deep; at most %d are allowed", w.depth, maxDepth))
+	case w.aliases > maxAliases:
+		return refusal(CodeTooManyAliases, fmt.Sprintf("the operation uses %d aliases; at most %d are allowed", w.aliases, maxAliases))
+	}
+	return nil
+}
+
+func refusal(code, msg string) *gqlerror.Error {
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": code}}
+}
+
+type walker struct {
+	fragments ast.FragmentDefinitionList
+	depth     int
+	aliases   int
+}
+
+// walk records the deepest field level and counts aliases. A fragment already being walked
+// is not entered again (validation refuses cycles, but the walker must not rely on it).
+func (w *walker) walk(set ast.SelectionSet, level int, inFragment map[string]bool) {
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if level > w.depth {
+				w.depth = level
+			}
+			if s.Alias != "" && s.Alias != s.Name {
+				w.aliases++
+			}
+			w.walk(s.SelectionSet, level+1, inFragment)
+		case *ast.InlineFragment:
+			w.walk(s.SelectionSet, level, inFragment)
+		case *ast.FragmentSpread:
+			if inFragment[s.Name] {
+				continue
+			}
+			if def := w.fragments.ForName(s.Name); def != nil {
+				inFragment[s.Name] = true
+				w.walk(def.SelectionSet, level, inFragment)
+				delete(inFragment, s.Name)
+			}
+		}
+		if w.depth > maxDepth || w.aliases > maxAliases {
+			return
+		}
+	}
+}
+
+// complexity gives each field its cost: most fields cost 1; fields that call Terra or scan
+// a user's connections cost more, so that the complexity limit bounds real work.
+func complexity() ComplexityRoot {
+	var c ComplexityRoot
+	c.Mutation.CreateWidgetSession = func(child int, _ *model.CreateWidgetSessionInput) int { return 10 + child }
+	c.Mutation.SyncConnections = func(child int) int { return 20 + child }
+	c.Mutation.DisconnectUser = func(child int, _ string) int { return 10 + child }
+	c.Query.Providers = func(child int) int { return 5 + child }
+	c.Query.ConnectedUsers = func(child int, _ *bool) int { return 5 + child }
+	c.WidgetSession.AlreadyConnected = func(child int) int { return 5 + child }
+	c.WidgetSession.TerraUser = func(child int) int { return 2 + child }
+	return c
+}
