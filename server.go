@@ -157,6 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Log:         log,
 	}, graph.Options{
 		Introspection: cfg.Playground,
+		HideDetails:   cfg.Production(),
 		Secrets:       append([]string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret}, webhook.Secrets(cfg.TerraWebhookSecret)...),
 		Verifier:      verifier,
 		Origins:       cfg.CORSAllowedOrigins,

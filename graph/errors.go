@@ -32,7 +32,7 @@ const (
 // presentError maps domain error kinds to extensions.code. Anything unknown is logged with
 // the request id and shown as a generic internal error, so driver errors and internals
 // never reach a client. secrets are scrubbed from every message as a last line of defence.
-func presentError(log *slog.Logger, secrets []string) graphql.ErrorPresenterFunc {
+func presentError(log *slog.Logger, secrets []string, hideDetails bool) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		e := graphql.DefaultErrorPresenter(ctx, err)
 		var gqlErr *gqlerror.Error
@@ -41,13 +41,16 @@ func presentError(log *slog.Logger, secrets []string) graphql.ErrorPresenterFunc
 			e.Message = scrub(e.Message, secrets)
 			return e
 		}
-		code, msg, ext := classify(err)
+		code, msg, ext := classify(err, hideDetails)
 		if code == CodeInternal {
 			log.ErrorContext(ctx, "graphql internal error", "request_id", httplog.RequestID(ctx),
 				"path", e.Path.String(), "err", scrub(err.Error(), secrets))
 		}
 		e.Message = scrub(msg, secrets)
 		e.Extensions = map[string]any{"code": code}
+		if id := httplog.RequestID(ctx); id != "" {
+			e.Extensions["requestId"] = id // what support asks for; the log has the rest
+		}
 		for k, v := range ext {
 			e.Extensions[k] = v
 		}
@@ -55,7 +58,9 @@ func presentError(log *slog.Logger, secrets []string) graphql.ErrorPresenterFunc
 	}
 }
 
-func classify(err error) (code, msg string, ext map[string]any) {
+// classify maps an error to its code, message and extensions. hideDetails (production)
+// leaves out what Terra said, keeping only its status.
+func classify(err error, hideDetails bool) (code, msg string, ext map[string]any) {
 	var (
 		input  *widget.InputError
 		apiErr *terra.APIError
@@ -72,7 +77,7 @@ func classify(err error) (code, msg string, ext map[string]any) {
 	case errors.As(err, &apiErr):
 		ext := map[string]any{"status": apiErr.StatusCode}
 		msg := fmt.Sprintf("Terra answered %d %s", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
-		if apiErr.Message != "" && apiErr.Message != http.StatusText(apiErr.StatusCode) {
+		if !hideDetails && apiErr.Message != "" && apiErr.Message != http.StatusText(apiErr.StatusCode) {
 			msg += ": " + apiErr.Message
 		}
 		if apiErr.RetryAfter > 0 {

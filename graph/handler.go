@@ -31,6 +31,8 @@ type Options struct {
 	Introspection bool
 	// Secrets are scrubbed from every error message, whatever produced it.
 	Secrets []string
+	// HideDetails keeps upstream error details out of responses (production).
+	HideDetails bool
 	// Verifier authenticates WebSocket connections from their connection_init payload.
 	Verifier *auth.Verifier
 	// Origins may open WebSocket connections from a browser (besides this server's own
@@ -71,7 +73,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
 	srv.Use(shapeLimit{})
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
-	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets))
+	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets, opts.HideDetails))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))
 	return srv
 }

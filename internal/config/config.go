@@ -42,9 +42,14 @@ type Config struct {
 	TerraWidgetURL     string        // TERRA_WIDGET_URL: the widget endpoint used after a 410 on the legacy one
 	TerraTimeout       time.Duration // TERRA_TIMEOUT: deadline of every Terra call
 
-	AuthJWTSecret string // AUTH_JWT_SECRET: HS256 key of end-user tokens
-	AuthIssuer    string // AUTH_ISSUER: required iss, when set
-	AuthAudience  string // AUTH_AUDIENCE: required aud, when set
+	Env string // ENV: "production" turns on the strict defaults and checks
+
+	AuthJWTSecret    string // AUTH_JWT_SECRET: HS256 key of end-user tokens
+	AuthJWKSURL      string // AUTH_JWKS_URL: an identity provider's JWKS, for RS256/ES256 tokens
+	AuthSubjectClaim string // AUTH_SUBJECT_CLAIM: the claim naming the end user (default sub)
+	ServiceAPIKeys   string // SERVICE_API_KEYS: the app backend's keys, name:key,...
+	AuthIssuer       string // AUTH_ISSUER: required iss, when set
+	AuthAudience     string // AUTH_AUDIENCE: required aud, when set
 
 	CORSAllowedOrigins  []string // CORS_ALLOWED_ORIGINS: comma separated
 	AllowedRedirectURLs string   // ALLOWED_REDIRECT_URLS: comma separated URL prefixes
@@ -52,9 +57,18 @@ type Config struct {
 	SyncInterval time.Duration // SYNC_INTERVAL: period of the reconciliation sweep; 0 turns it off
 	ProvidersTTL time.Duration // PROVIDERS_TTL: how long Terra's provider list is cached
 
-	Playground bool   // PLAYGROUND: the GraphQL playground at / and introspection
-	LogLevel   string // LOG_LEVEL: debug, info, warn, error
-	LogFormat  string // LOG_FORMAT: json or text
+	MaxBodyBytes           int64  // MAX_BODY_BYTES: largest GraphQL request body
+	RateLimitUser          string // RATE_LIMIT_USER, e.g. 120/m
+	RateLimitIP            string // RATE_LIMIT_IP, e.g. 600/m
+	RateLimitCreateSession string // RATE_LIMIT_CREATE_SESSION, e.g. 10/m
+	TrustedProxies         string // TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed
+	WebhookAllowedIPs      string // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
+
+	Playground bool // PLAYGROUND: the GraphQL playground at / and introspection
+	// playgroundSet records that PLAYGROUND was given, which production honours.
+	playgroundSet bool
+	LogLevel      string // LOG_LEVEL: debug, info, warn, error
+	LogFormat     string // LOG_FORMAT: json or text
 }
 
 // setting describes one configuration value: its environment name, which is also its flag
@@ -90,6 +104,23 @@ func settings() []setting {
 		{env: "TERRA_WIDGET_URL", usage: "Terra widget session endpoint used once the legacy one answers 410", set: str(func(c *Config) *string { return &c.TerraWidgetURL })},
 		{env: "TERRA_TIMEOUT", usage: "deadline of each Terra call, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.TerraTimeout }, false)},
 		{env: "AUTH_JWT_SECRET", usage: "HS256 secret of end-user tokens", secret: true, set: str(func(c *Config) *string { return &c.AuthJWTSecret })},
+		{env: "AUTH_JWKS_URL", usage: "JWKS URL of the identity provider whose RS256/ES256 tokens are accepted", set: str(func(c *Config) *string { return &c.AuthJWKSURL })},
+		{env: "AUTH_SUBJECT_CLAIM", usage: "token claim that names the end user (default sub)", set: str(func(c *Config) *string { return &c.AuthSubjectClaim })},
+		{env: "SERVICE_API_KEYS", usage: "API keys of the app's own backend, comma-separated name:key pairs", secret: true, set: str(func(c *Config) *string { return &c.ServiceAPIKeys })},
+		{env: "ENV", usage: "production: playground off unless PLAYGROUND=true, error details hidden, unsafe settings refused", set: str(func(c *Config) *string { return &c.Env })},
+		{env: "MAX_BODY_BYTES", usage: "largest GraphQL request body, in bytes", set: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1024 || n > 64<<20 {
+				return fmt.Errorf("want a number of bytes from 1024 to 67108864, got %q", v)
+			}
+			c.MaxBodyBytes = n
+			return nil
+		}},
+		{env: "RATE_LIMIT_USER", usage: "requests per end user, e.g. 120/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitUser })},
+		{env: "RATE_LIMIT_IP", usage: "requests per client IP, e.g. 600/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitIP })},
+		{env: "RATE_LIMIT_CREATE_SESSION", usage: "createWidgetSession calls per end user, e.g. 10/m (each costs a Terra call)", set: str(func(c *Config) *string { return &c.RateLimitCreateSession })},
+		{env: "TRUSTED_PROXIES", usage: "IPs or CIDRs of proxies whose X-Forwarded-For is believed", set: str(func(c *Config) *string { return &c.TrustedProxies })},
+		{env: "WEBHOOK_ALLOWED_IPS", usage: "CIDRs allowed to post webhooks (empty: any, signatures still required)", set: str(func(c *Config) *string { return &c.WebhookAllowedIPs })},
 		{env: "AUTH_ISSUER", usage: "required token issuer (iss), when set", set: str(func(c *Config) *string { return &c.AuthIssuer })},
 		{env: "AUTH_AUDIENCE", usage: "required token audience (aud), when set", set: str(func(c *Config) *string { return &c.AuthAudience })},
 		{env: "CORS_ALLOWED_ORIGINS", usage: "comma-separated origins allowed to call the API from a browser", set: func(c *Config, v string) error {
@@ -100,7 +131,10 @@ func settings() []setting {
 		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
 		{env: "SYNC_INTERVAL", usage: "period of the sweep that reconciles every connection with Terra's user list, e.g. 6h; 0 turns it off", set: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, true)},
 		{env: "PROVIDERS_TTL", usage: "how long Terra's provider list is cached, e.g. 1h", set: duration(func(c *Config) *time.Duration { return &c.ProvidersTTL }, false)},
-		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: boolean(func(c *Config) *bool { return &c.Playground })},
+		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: func(c *Config, v string) error {
+			c.playgroundSet = true
+			return boolean(func(c *Config) *bool { return &c.Playground })(c, v)
+		}},
 		{env: "LOG_LEVEL", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{env: "LOG_FORMAT", usage: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
 	}
@@ -153,8 +187,13 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		SyncInterval:   6 * time.Hour,
 		ProvidersTTL:   time.Hour,
 		Playground:     true,
-		LogLevel:       "info",
-		LogFormat:      "json",
+		MaxBodyBytes:   1 << 20,
+		RateLimitUser:  "300/m",
+		RateLimitIP:    "1200/m",
+		// Each session costs a Terra call; a person needs a handful a minute at most.
+		RateLimitCreateSession: "20/m",
+		LogLevel:               "info",
+		LogFormat:              "json",
 	}
 	var errs []error
 	for _, s := range settings() {
@@ -190,10 +229,10 @@ func (c *Config) Validate() error {
 			{"TERRA_DEV_ID", c.TerraDevID},
 			{"TERRA_API_KEY", c.TerraAPIKey},
 			{"TERRA_WEBHOOK_SECRET", c.TerraWebhookSecret},
-			{"AUTH_JWT_SECRET", c.AuthJWTSecret},
+			{"AUTH_JWT_SECRET or AUTH_JWKS_URL", c.AuthJWTSecret + c.AuthJWKSURL},
 		} {
 			if strings.Trim(s.v, ", \t") == "" { // a list of nothing is nothing
-				errs = append(errs, fmt.Errorf("%s is required (environment variable or -%s flag)", s.env, FlagName(s.env)))
+				errs = append(errs, fmt.Errorf("%s is required (environment variable or -%s flag)", s.env, FlagName(strings.Fields(s.env)[0])))
 			}
 		}
 	}
@@ -216,12 +255,58 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: want debug, info, warn or error, got %q", c.LogLevel))
 	}
+	switch c.Env {
+	case "", "development":
+	case "production":
+		errs = append(errs, c.production()...)
+	default:
+		errs = append(errs, fmt.Errorf("ENV: want production or development, got %q", c.Env))
+	}
 	switch c.LogFormat {
 	case "json", "text":
 	default:
 		errs = append(errs, fmt.Errorf("LOG_FORMAT: want json or text, got %q", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// Production reports whether ENV=production.
+func (c *Config) Production() bool { return c.Env == "production" }
+
+// placeholders are values seen in examples and tutorials; production refuses them.
+var placeholders = []string{"secret", "changeme", "change-me", "password", "test", "demo", "example", "xxx", "..."}
+
+// production applies production's defaults and refuses what is unsafe there.
+func (c *Config) production() []error {
+	var errs []error
+	if !c.playgroundSet {
+		c.Playground = false
+	}
+	if c.Demo {
+		errs = append(errs, errors.New("ENV=production: demo mode is for trying terragate, not for production"))
+	}
+	if len(c.CORSAllowedOrigins) == 0 {
+		errs = append(errs, errors.New("ENV=production: CORS_ALLOWED_ORIGINS must list the app's origins"))
+	}
+	weak := func(v string, minLen int) bool {
+		l := strings.ToLower(strings.TrimSpace(v))
+		for _, p := range placeholders {
+			if strings.Contains(l, p) {
+				return true
+			}
+		}
+		return len(l) < minLen
+	}
+	if c.AuthJWTSecret != "" && weak(c.AuthJWTSecret, 32) {
+		errs = append(errs, errors.New("ENV=production: AUTH_JWT_SECRET must be at least 32 random characters, not an example value"))
+	}
+	for _, s := range strings.Split(c.TerraWebhookSecret, ",") {
+		if strings.TrimSpace(s) != "" && weak(s, 16) {
+			errs = append(errs, errors.New("ENV=production: every TERRA_WEBHOOK_SECRET must be the real signing secret (16 characters or more), not an example value"))
+			break
+		}
+	}
+	return errs
 }
 
 // LogValue lists the settings for the start-up log line, with secrets shown only as set or
@@ -247,6 +332,15 @@ func (c Config) LogValue() slog.Value {
 		slog.String("terra_api_key", mark(c.TerraAPIKey)),
 		slog.String("terra_webhook_secret", mark(c.TerraWebhookSecret)),
 		slog.String("auth_jwt_secret", mark(c.AuthJWTSecret)),
+		slog.String("auth_jwks_url", c.AuthJWKSURL),
+		slog.String("service_api_keys", mark(c.ServiceAPIKeys)),
+		slog.String("env", c.Env),
+		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.String("rate_limit_user", c.RateLimitUser),
+		slog.String("rate_limit_ip", c.RateLimitIP),
+		slog.String("rate_limit_create_session", c.RateLimitCreateSession),
+		slog.String("trusted_proxies", c.TrustedProxies),
+		slog.String("webhook_allowed_ips", c.WebhookAllowedIPs),
 		slog.String("auth_issuer", c.AuthIssuer),
 		slog.String("auth_audience", c.AuthAudience),
 		slog.Any("cors_allowed_origins", c.CORSAllowedOrigins),

@@ -105,3 +105,47 @@ func TestLogValueHidesSecrets(t *testing.T) {
 		t.Errorf("log line does not say the key is set: %s", buf.String())
 	}
 }
+
+func TestProduction(t *testing.T) {
+	strong := map[string]string{
+		"TERRA_DEV_ID": "dev", "TERRA_API_KEY": "key-123456", "TERRA_WEBHOOK_SECRET": "whsec_9f8e7d6c5b4a3928",
+		"AUTH_JWT_SECRET": "Zq3v8Lw1Rt6Yp0Ns4Km7Hb2Jd5Gf9Xc1", "ENV": "production", "CORS_ALLOWED_ORIGINS": "https://app.example.com",
+	}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range strong {
+			m[a] = b
+		}
+		m[k] = v
+		return m
+	}
+	c, _ := Load(nil, env(strong), io.Discard)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Playground {
+		t.Error("production left the playground on without PLAYGROUND=true")
+	}
+	c, _ = Load(nil, env(with("PLAYGROUND", "true")), io.Discard)
+	if err := c.Validate(); err != nil || !c.Playground {
+		t.Errorf("PLAYGROUND=true in production: %v, %v", c.Playground, err)
+	}
+	for name, e := range map[string]map[string]string{
+		"no origins":          with("CORS_ALLOWED_ORIGINS", ""),
+		"example jwt secret":  with("AUTH_JWT_SECRET", "my-super-secret-key-for-the-demo-app"),
+		"short jwt secret":    with("AUTH_JWT_SECRET", "short"),
+		"example webhook":     with("TERRA_WEBHOOK_SECRET", "whsec_9f8e7d6c5b4a3928,changeme"),
+		"unknown environment": with("ENV", "prod"),
+	} {
+		c, _ := Load(nil, env(e), io.Discard)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), e["AUTH_JWT_SECRET"]) || strings.Contains(err.Error(), "changeme") {
+			t.Errorf("%s: the error repeats a secret: %v", name, err)
+		}
+	}
+	c, _ = Load([]string{"-demo"}, env(strong), io.Discard)
+	if err := c.Validate(); err == nil {
+		t.Error("demo mode accepted in production")
+	}
+}
