@@ -13,9 +13,12 @@ import (
 // Query shape limits. terragate's deepest real operation (a session with its Terra user)
 // nests 3 levels and uses no aliases, so these leave room for any honest client while
 // making deep or alias-amplified queries cheap to refuse.
+// Introspection nests by design (GraphiQL's query reaches 14 levels through its ofType
+// chain) and is allowed only where PLAYGROUND is, so it gets a limit of its own.
 const (
-	maxDepth   = 8
-	maxAliases = 15
+	maxDepth              = 8
+	maxIntrospectionDepth = 16
+	maxAliases            = 15
 )
 
 // Codes of the shape refusals.
@@ -41,10 +44,12 @@ func (shapeLimit) MutateOperationContext(ctx context.Context, rc *graphql.Operat
 		return nil
 	}
 	w := walker{fragments: rc.Doc.Fragments}
-	w.walk(rc.Operation.SelectionSet, 1, map[string]bool{})
+	w.walk(rc.Operation.SelectionSet, 1, false, map[string]bool{})
 	switch {
 	case w.depth > maxDepth:
 		return refusal(CodeQueryTooDeep, fmt.Sprintf("the operation nests %d levels deep; at most %d are allowed", w.depth, maxDepth))
+	case w.introspectionDepth > maxIntrospectionDepth:
+		return refusal(CodeQueryTooDeep, fmt.Sprintf("the introspection query nests %d levels deep; at most %d are allowed", w.introspectionDepth, maxIntrospectionDepth))
 	case w.aliases > maxAliases:
 		return refusal(CodeTooManyAliases, fmt.Sprintf("the operation uses %d aliases; at most %d are allowed", w.aliases, maxAliases))
 	}
@@ -56,37 +61,41 @@ func refusal(code, msg string) *gqlerror.Error {
 }
 
 type walker struct {
-	fragments ast.FragmentDefinitionList
-	depth     int
-	aliases   int
+	fragments          ast.FragmentDefinitionList
+	depth              int // deepest level outside introspection
+	introspectionDepth int // deepest level under __schema or __type
+	aliases            int
 }
 
 // walk records the deepest field level and counts aliases. A fragment already being walked
 // is not entered again (validation refuses cycles, but the walker must not rely on it).
-func (w *walker) walk(set ast.SelectionSet, level int, inFragment map[string]bool) {
+func (w *walker) walk(set ast.SelectionSet, level int, introspection bool, inFragment map[string]bool) {
 	for _, sel := range set {
 		switch s := sel.(type) {
 		case *ast.Field:
-			if level > w.depth {
-				w.depth = level
+			in := introspection || s.Name == "__schema" || s.Name == "__type"
+			if in {
+				w.introspectionDepth = max(w.introspectionDepth, level)
+			} else {
+				w.depth = max(w.depth, level)
 			}
 			if s.Alias != "" && s.Alias != s.Name {
 				w.aliases++
 			}
-			w.walk(s.SelectionSet, level+1, inFragment)
+			w.walk(s.SelectionSet, level+1, in, inFragment)
 		case *ast.InlineFragment:
-			w.walk(s.SelectionSet, level, inFragment)
+			w.walk(s.SelectionSet, level, introspection, inFragment)
 		case *ast.FragmentSpread:
 			if inFragment[s.Name] {
 				continue
 			}
 			if def := w.fragments.ForName(s.Name); def != nil {
 				inFragment[s.Name] = true
-				w.walk(def.SelectionSet, level, inFragment)
+				w.walk(def.SelectionSet, level, introspection, inFragment)
 				delete(inFragment, s.Name)
 			}
 		}
-		if w.depth > maxDepth || w.aliases > maxAliases {
+		if w.depth > maxDepth || w.introspectionDepth > maxIntrospectionDepth || w.aliases > maxAliases {
 			return
 		}
 	}

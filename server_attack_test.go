@@ -1,0 +1,194 @@
+package main
+
+// Attacks on the running gateway, each expected to fail. Token forgery, cross-user access
+// and redirect bypasses are in server_test.go and server_lifecycle_test.go beside the
+// features they attack; the ones here are about request shape, CSRF and webhook replay.
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/terragate/terragate/internal/terra"
+)
+
+func (g *gateway) raw(method, contentType, body string, header http.Header) (int, string) {
+	g.t.Helper()
+	req, _ := http.NewRequest(method, g.url+"/graphql", strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAttackQueryShape(t *testing.T) {
+	g := startGateway(t)
+	alice := token(t, "alice")
+	calls := len(g.emu.Requests())
+
+	deep := `{ widgetSession(id: "x") { terraUser { userId } } }`
+	if r := g.gql(alice, deep, nil); len(r.Errors) > 0 {
+		t.Fatalf("an honest nested query was refused: %+v", r.Errors)
+	}
+	// The playground's own introspection query (graphql-js's, with its 7-deep ofType chain)
+	// must pass.
+	if r := g.gql(alice, graphiqlIntrospection, nil); len(r.Errors) > 0 {
+		t.Fatalf("the playground's introspection was refused: %+v", r.Errors)
+	}
+	// Fragments cannot hide depth or aliases.
+	var spread strings.Builder
+	spread.WriteString(`query { connectedUsers { ...a } } fragment a on TerraUser { userId `)
+	for i := 0; i < 20; i++ {
+		spread.WriteString(`a` + string(rune('a'+i)) + `: userId `)
+	}
+	spread.WriteString(`}`)
+
+	var aliases strings.Builder
+	aliases.WriteString("mutation {")
+	for i := 0; i < 30; i++ {
+		aliases.WriteString(" s" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + `: createWidgetSession { url }`)
+	}
+	aliases.WriteString("}")
+
+	for name, c := range map[string]struct{ query, code string }{
+		"aliases in a fragment":  {spread.String(), CodeTooManyAliasesForTest},
+		"alias-amplified Terra":  {aliases.String(), CodeTooManyAliasesForTest},
+		"introspection too deep": {`{ __schema { types { fields { type { ` + strings.Repeat("ofType { ", 14) + "name" + strings.Repeat(" }", 18) + " }", "QUERY_TOO_DEEP"},
+	} {
+		r := g.gql(alice, c.query, nil)
+		if r.code() != c.code {
+			t.Errorf("%s: got %+v, want %s", name, r, c.code)
+		}
+	}
+	// Costly fields: few aliases, but each calls Terra.
+	var costly strings.Builder
+	costly.WriteString("mutation {")
+	for i := 0; i < 12; i++ {
+		costly.WriteString(" s" + string(rune('a'+i)) + `: syncConnections { userId }`)
+	}
+	costly.WriteString("}")
+	if r := g.gql(alice, costly.String(), nil); r.code() != "COMPLEXITY_LIMIT_EXCEEDED" {
+		t.Errorf("12 syncs in one operation: %+v", r)
+	}
+	if n := len(g.emu.Requests()); n != calls {
+		t.Errorf("refused operations reached Terra %d times", n-calls)
+	}
+
+	// Batched requests (a JSON array of operations) are not supported at all.
+	code, body := g.raw(http.MethodPost, "application/json", `[{"query":"{ connectedUsers { userId } }"},{"query":"{ connectedUsers { userId } }"}]`,
+		http.Header{"Authorization": {"Bearer " + alice}})
+	if code < 400 || !strings.Contains(body, "errors") {
+		t.Errorf("a batch was answered %d %s", code, body)
+	}
+}
+
+// CodeTooManyAliasesForTest is the alias refusal's code, spelled out so a rename fails here.
+const CodeTooManyAliasesForTest = "TOO_MANY_ALIASES"
+
+func TestAttackCSRF(t *testing.T) {
+	g := startGateway(t)
+	alice := token(t, "alice")
+	calls := len(g.emu.Requests())
+	mutation := `mutation { createWidgetSession { url } }`
+	// A plain HTML form can only send these content types; none may run an operation.
+	for _, ct := range []string{"application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"} {
+		body := "query=" + mutation
+		if strings.HasPrefix(ct, "text/plain") {
+			b, _ := json.Marshal(map[string]string{"query": mutation})
+			body = string(b)
+		}
+		code, resp := g.raw(http.MethodPost, ct, body, http.Header{"Authorization": {"Bearer " + alice}, "Origin": {"https://evil.example.com"}})
+		if code < 400 || strings.Contains(resp, `"url"`) {
+			t.Errorf("%s: answered %d %s", ct, code, resp)
+		}
+	}
+	// GET carries queries only.
+	req, _ := http.NewRequest(http.MethodGet, g.url+"/graphql?query="+strings.ReplaceAll(mutation, " ", "%20"), nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), `"url"`) {
+		t.Errorf("a GET mutation ran: %s", b)
+	}
+	if n := len(g.emu.Requests()); n != calls {
+		t.Errorf("CSRF-shaped requests reached Terra %d times", n-calls)
+	}
+}
+
+func TestAttackWebhookReplayAndDowngrade(t *testing.T) {
+	g := startGateway(t)
+	alice := token(t, "alice")
+	body := authEvent("u-replay", "OURA", "alice")
+	now := time.Now()
+
+	// A captured delivery replayed later: the timestamp is signed, so it goes stale.
+	captured := signedHeader(body, now.Add(-10*time.Minute), "trace-captured")
+	if resp, raw := g.postWebhook(body, captured); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("replay of a 10-minute-old delivery: %d %s", resp.StatusCode, raw)
+	}
+	// Re-signing with a fresh timestamp needs the secret; swapping t breaks the signature.
+	sig := captured.Get("terra-signature")
+	fresh := strings.Replace(sig, sig[2:strings.Index(sig, ",")], "9999999999", 1)
+	if resp, _ := g.postWebhook(body, http.Header{"Terra-Signature": {fresh}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a timestamp swapped into a captured signature: %d", resp.StatusCode)
+	}
+	// Downgrade: only a v0 (or unknown scheme) signature.
+	v1 := terra.Sign([]byte(testWebhookSecret), now, body)
+	for _, h := range []string{strings.Replace(v1, "v1=", "v0=", 1), strings.Replace(v1, "v1=", "v2=", 1), "t=" + v1[2:strings.Index(v1, ",")]} {
+		if resp, _ := g.postWebhook(body, http.Header{"Terra-Signature": {h}}); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("downgraded header %q: %d", h, resp.StatusCode)
+		}
+	}
+	// A valid delivery sent twice is applied once.
+	ok := signedHeader(body, now, "trace-once")
+	for i := 0; i < 3; i++ {
+		if resp, raw := g.postWebhook(body, ok); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, raw)
+		}
+	}
+	if users := g.connectedUsers(alice, true); len(users) != 1 {
+		t.Errorf("after replays: %+v", users)
+	}
+	// Secrets never appear in what the attacker sees.
+	if strings.Contains(g.seen.String(), testWebhookSecret) {
+		t.Error("a response carried the webhook secret")
+	}
+}
+
+// graphiqlIntrospection is the shape of the introspection query GraphiQL sends.
+const graphiqlIntrospection = `query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}`
