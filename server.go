@@ -39,14 +39,17 @@ import (
 
 	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/config"
 	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/demo"
 	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/events/pgnotify"
 	"github.com/terragate/terragate/internal/httplog"
+	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/redirect"
+	"github.com/terragate/terragate/internal/secheaders"
 	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
@@ -108,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		emu = setUpDemo(&cfg, self, log)
 		defer emu.Close()
 		mux.Handle(emulatorPrefix+"/", http.StripPrefix(emulatorPrefix, emu))
-		mux.HandleFunc("GET "+demo.ReturnPath, demo.ReturnPage)
+		mux.Handle("GET "+demo.ReturnPath, secheaders.HTML(http.HandlerFunc(demo.ReturnPage)))
 	}
 	log.Info("starting terragate", "config", cfg)
 
@@ -131,6 +134,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	clients, err := clientip.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	}
+	webhookIPs, err := clientip.ParseAllowList(cfg.WebhookAllowedIPs)
+	if err != nil {
+		return fmt.Errorf("WEBHOOK_ALLOWED_IPS: %w", err)
+	}
+	ipLimit, err := limiter("RATE_LIMIT_IP", cfg.RateLimitIP)
+	if err != nil {
+		return err
+	}
+	userLimit, err := limiter("RATE_LIMIT_USER", cfg.RateLimitUser)
+	if err != nil {
+		return err
+	}
+	sessionLimit, err := limiter("RATE_LIMIT_CREATE_SESSION", cfg.RateLimitCreateSession)
+	if err != nil {
+		return err
+	}
 	tc := terra.New(terra.Config{
 		BaseURL:   cfg.TerraAPIURL,
 		WidgetURL: cfg.TerraWidgetURL,
@@ -149,13 +172,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	gql := graph.NewHandler(&graph.Resolver{
-		Widgets:     widgets,
-		Connections: conns,
-		Catalog:     provider.NewCatalog(tc, cfg.ProvidersTTL, log),
-		Store:       st,
-		Bus:         bus,
-		Log:         log,
+		Widgets:      widgets,
+		Connections:  conns,
+		Catalog:      provider.NewCatalog(tc, cfg.ProvidersTTL, log),
+		Store:        st,
+		Bus:          bus,
+		Log:          log,
+		SessionLimit: sessionLimit,
 	}, graph.Options{
+		UserLimit:     userLimit,
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
 		Secrets:       append([]string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret}, webhook.Secrets(cfg.TerraWebhookSecret)...),
@@ -165,9 +190,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	cors := corsFor(cfg.CORSAllowedOrigins)
 
-	mux.Handle("/graphql", cors.Handler(verifier.Middleware(gql)))
-	mux.HandleFunc("GET "+widget.ReturnPath+"{sessionId}", widgets.ServeReturn)
-	mux.Handle("/webhooks/terra", hooks) // the handler answers other methods with a JSON 405
+	// /graphql: the app's origins only, a per-IP budget, a body cap, no caching, then who is
+	// calling. Webhooks are not rate limited (Terra retries what it cannot deliver), but may
+	// be restricted to Terra's addresses.
+	mux.Handle("/graphql", cors.Handler(limit.PerIP(ipLimit, clients.ClientIP,
+		limit.MaxBody(cfg.MaxBodyBytes, secheaders.NoStore(verifier.Middleware(gql))))))
+	mux.Handle("GET "+widget.ReturnPath+"{sessionId}", secheaders.HTML(http.HandlerFunc(widgets.ServeReturn)))
+	mux.Handle("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks)) // other methods: a JSON 405
 	// healthz: the process is alive. readyz: it can serve (database reachable, schema
 	// current, event bus listening, not shutting down); load balancers route on it.
 	var shuttingDown atomic.Bool
@@ -201,7 +230,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if token != "" {
 			headers["Authorization"] = "Bearer " + token
 		}
-		mux.Handle("GET /{$}", graph.Playground("/graphql", headers))
+		mux.Handle("GET /{$}", secheaders.Playground(graph.Playground("/graphql", headers)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
@@ -283,6 +312,18 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 		return nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
 	}
 	return a, nil
+}
+
+// limiter builds a rate limiter from a setting such as 60/m; nil when it is off.
+func limiter(name, setting string) (*limit.Limiter, error) {
+	cfg, enabled, err := limit.ParseRate(setting)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if !enabled {
+		return nil, nil
+	}
+	return limit.New(cfg), nil
 }
 
 // newBus picks the event bus: PostgreSQL's LISTEN/NOTIFY, so that a subscriber on one

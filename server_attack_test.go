@@ -192,3 +192,110 @@ fragment TypeRef on __Type {
   kind name
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
 }`
+
+func TestRateLimits(t *testing.T) {
+	g := startGateway(t, withEnv("RATE_LIMIT_CREATE_SESSION", "2/m"), withEnv("RATE_LIMIT_USER", "6/m"), withEnv("RATE_LIMIT_IP", "off"))
+	alice, bob := token(t, "alice"), token(t, "bob")
+	for i, p := range []string{"OURA", "GARMIN"} {
+		if r := g.gql(alice, createSession, map[string]any{"in": map[string]any{"providers": []string{p}}}); len(r.Errors) > 0 {
+			t.Fatalf("session %d: %+v", i, r.Errors)
+		}
+	}
+	calls := len(g.emu.Requests())
+	r := g.gql(alice, createSession, map[string]any{"in": map[string]any{"providers": []string{"FITBIT"}}})
+	if r.code() != "RATE_LIMITED" || r.Errors[0].Extensions["retryAfter"] == nil {
+		t.Errorf("third session in a minute: %+v", r)
+	}
+	if len(g.emu.Requests()) != calls {
+		t.Error("a rate-limited session reached Terra")
+	}
+	// Each user has a budget of their own: bob is unaffected by alice.
+	if r := g.gql(bob, createSession, nil); len(r.Errors) > 0 {
+		t.Errorf("bob: %+v", r.Errors)
+	}
+	// The per-user operation budget: alice has used 3 of 6.
+	limited := 0
+	for i := 0; i < 5; i++ {
+		if g.gql(alice, listUsers, nil).code() == "RATE_LIMITED" {
+			limited++
+		}
+	}
+	if limited != 2 {
+		t.Errorf("%d of alice's next 5 operations were limited, want 2", limited)
+	}
+
+	// Per IP, before anything else: 429 with Retry-After.
+	ip := startGateway(t, withEnv("RATE_LIMIT_IP", "3/m"))
+	codes := []int{}
+	for i := 0; i < 4; i++ {
+		code, _ := ip.raw(http.MethodPost, "application/json", `{"query":"{ connectedUsers { userId } }"}`, http.Header{"Authorization": {"Bearer " + alice}})
+		codes = append(codes, code)
+	}
+	if codes[2] != 200 || codes[3] != http.StatusTooManyRequests {
+		t.Errorf("per-IP codes: %v", codes)
+	}
+	// Webhooks are not limited by user or IP: Terra retries what it cannot deliver.
+	for i := 0; i < 5; i++ {
+		b := []byte(`{"type":"healthcheck","status":"success"}`)
+		if resp, _ := ip.postWebhook(b, signedHeader(b, time.Now(), "")); resp.StatusCode != 200 {
+			t.Errorf("webhook %d: %d", i, resp.StatusCode)
+		}
+	}
+}
+
+func TestBodyLimitAndHeaders(t *testing.T) {
+	g := startGateway(t, withEnv("MAX_BODY_BYTES", "2048"))
+	alice := token(t, "alice")
+	big := `{"query":"{ connectedUsers { userId } }","variables":{"pad":"` + strings.Repeat("x", 4096) + `"}}`
+	code, body := g.raw(http.MethodPost, "application/json", big, http.Header{"Authorization": {"Bearer " + alice}})
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, `"error"`) {
+		t.Errorf("oversized body: %d %s", code, body)
+	}
+	// Chunked, with no length up front.
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", io.MultiReader(strings.NewReader(big)))
+	req.Header.Set("Content-Type", "application/json")
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized chunked body: %d", resp.StatusCode)
+	}
+
+	check := func(path string, want map[string]string) {
+		t.Helper()
+		resp, err := http.Get(g.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for k, v := range want {
+			if got := resp.Header.Get(k); !strings.Contains(got, v) {
+				t.Errorf("%s: %s = %q, want %q", path, k, got, v)
+			}
+		}
+	}
+	page := map[string]string{"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Content-Security-Policy": "frame-ancestors 'none'"}
+	check("/", page)
+	check("/widget/return/x?state=bad", page)
+	check("/graphql?query=%7B__typename%7D", map[string]string{"Cache-Control": "no-store"})
+}
+
+func TestWebhookAllowedIPs(t *testing.T) {
+	g := startGateway(t, withEnv("WEBHOOK_ALLOWED_IPS", "203.0.113.0/24"))
+	b := []byte(`{"type":"healthcheck","status":"success"}`)
+	if resp, raw := g.postWebhook(b, signedHeader(b, time.Now(), "")); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a webhook from outside the allowed ranges: %d %s", resp.StatusCode, raw)
+	}
+	// Behind a trusted proxy, the forwarded address counts; a client cannot forge it
+	// without one.
+	p := startGateway(t, withEnv("WEBHOOK_ALLOWED_IPS", "203.0.113.0/24"), withEnv("TRUSTED_PROXIES", "127.0.0.1/32"))
+	if resp, raw := p.postWebhook(b, http.Header{"X-Forwarded-For": {"203.0.113.7"}, "Terra-Signature": {terra.Sign([]byte(testWebhookSecret), time.Now(), b)}}); resp.StatusCode != 200 {
+		t.Errorf("forwarded from an allowed address: %d %s", resp.StatusCode, raw)
+	}
+	if resp, _ := g.postWebhook(b, http.Header{"X-Forwarded-For": {"203.0.113.7"}, "Terra-Signature": {terra.Sign([]byte(testWebhookSecret), time.Now(), b)}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a forged X-Forwarded-For without a trusted proxy was believed: %d", resp.StatusCode)
+	}
+}

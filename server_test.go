@@ -107,6 +107,10 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 		"TERRA_TIMEOUT":        "2s",
 		"CORS_ALLOWED_ORIGINS": appOrigin,
 		"LOG_LEVEL":            "debug",
+		// The suite makes many calls quickly; TestRateLimits turns the limits on.
+		"RATE_LIMIT_USER":           "off",
+		"RATE_LIMIT_IP":             "off",
+		"RATE_LIMIT_CREATE_SESSION": "off",
 	}
 	set := setup{env: env, emu: terrasim.Config{
 		DevID:         testDevID,

@@ -65,6 +65,9 @@ func classify(err error, hideDetails bool) (code, msg string, ext map[string]any
 		input  *widget.InputError
 		apiErr *terra.APIError
 	)
+	if rl, ok := isRateLimited(err); ok {
+		return CodeRateLimited, rl.Error(), map[string]any{"retryAfter": retrySeconds(rl.RetryAfter)}
+	}
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return CodeUnauthenticated, "not signed in: " + unauthReason(err), nil

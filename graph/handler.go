@@ -16,6 +16,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/limit"
 )
 
 // Limits of the GraphQL endpoint.
@@ -40,6 +41,8 @@ type Options struct {
 	Origins []string
 	// MaxSubscriptions caps the subscriptions of one WebSocket connection (default 10).
 	MaxSubscriptions int
+	// UserLimit is each end user's budget of operations (nil: none).
+	UserLimit *limit.Limiter
 	// KeepAlive is the interval of the server's pings (default 15 s).
 	KeepAlive time.Duration
 	Log       *slog.Logger
@@ -72,6 +75,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
 	srv.Use(shapeLimit{})
+	srv.AroundOperations(userRateLimit(opts.UserLimit))
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
 	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets, opts.HideDetails))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
@@ -21,6 +22,8 @@ type Resolver struct {
 	Store       store.Store
 	Bus         events.Bus
 	Log         *slog.Logger
+	// SessionLimit is each end user's createWidgetSession budget (nil: none).
+	SessionLimit *limit.Limiter
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }

@@ -21,6 +21,9 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 	if err != nil {
 		return nil, err
 	}
+	if err := r.chargeSession(user.ID); err != nil {
+		return nil, err
+	}
 	var in widget.Input
 	if input != nil {
 		in = widget.Input{

@@ -62,6 +62,9 @@ received is the truth, so ask terragate:</p>
 // ReturnPage shows what the widget's redirect carried.
 func ReturnPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Still no scripts, but the page may reach the gateway's own API: it is the demo's
+	// same-origin page for trying GraphQL from the browser console (and the browser test's).
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 	_ = returnPage.Execute(w, url.Values(r.URL.Query()))
 }
 

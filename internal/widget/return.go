@@ -231,8 +231,6 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 func returnError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.WriteHeader(status)
 	_ = errorPage.Execute(w, msg)
 }
