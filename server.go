@@ -126,10 +126,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer closeBus()
 
-	verifier, err := auth.NewVerifier(auth.Config{Secret: []byte(cfg.AuthJWTSecret), Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience})
+	verifier, err := auth.NewVerifierContext(ctx, auth.Config{
+		Secret:       []byte(cfg.AuthJWTSecret),
+		Issuer:       cfg.AuthIssuer,
+		Audience:     cfg.AuthAudience,
+		SubjectClaim: cfg.AuthSubjectClaim,
+		JWKSURL:      cfg.AuthJWKSURL,
+		ServiceKeys:  auth.ParseServiceKeys(cfg.ServiceAPIKeys),
+		Logger:       log.With("component", "auth"),
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("authentication: %w", err)
 	}
+	defer verifier.Close()
 	redirects, err := redirectAllowlist(cfg)
 	if err != nil {
 		return err
@@ -183,7 +192,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		UserLimit:     userLimit,
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
-		Secrets:       append([]string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret}, webhook.Secrets(cfg.TerraWebhookSecret)...),
+		Secrets:       secretsOf(cfg),
 		Verifier:      verifier,
 		Origins:       cfg.CORSAllowedOrigins,
 		Log:           log,
@@ -312,6 +321,16 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 		return nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
 	}
 	return a, nil
+}
+
+// secretsOf lists every secret in the configuration, for scrubbing error messages.
+func secretsOf(cfg config.Config) []string {
+	out := []string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret, cfg.ServiceAPIKeys}
+	out = append(out, webhook.Secrets(cfg.TerraWebhookSecret)...)
+	for _, k := range auth.ParseServiceKeys(cfg.ServiceAPIKeys) {
+		out = append(out, k.Key)
+	}
+	return out
 }
 
 // limiter builds a rate limiter from a setting such as 60/m; nil when it is off.

@@ -21,6 +21,7 @@ import (
 // Error codes in extensions.code: the public contract of failures.
 const (
 	CodeUnauthenticated     = "UNAUTHENTICATED"
+	CodeForbidden           = "FORBIDDEN"
 	CodeBadUserInput        = "BAD_USER_INPUT"
 	CodeNotFound            = "NOT_FOUND"
 	CodeUpstreamError       = "UPSTREAM_ERROR"
@@ -71,6 +72,8 @@ func classify(err error, hideDetails bool) (code, msg string, ext map[string]any
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return CodeUnauthenticated, "not signed in: " + unauthReason(err), nil
+	case errors.Is(err, auth.ErrForbidden):
+		return CodeForbidden, "forbidden: " + unauthReason(err), nil
 	case errors.As(err, &input):
 		return CodeBadUserInput, input.Error(), map[string]any{"field": input.Field}
 	case errors.Is(err, ErrTooManySubscriptions):

@@ -189,12 +189,13 @@ func TestVerify(t *testing.T) {
 }
 
 // assertNoSecrets fails if err's message quotes the token, any of its
-// segments, or a secret.
-func assertNoSecrets(t *testing.T, err error, token string) {
+// segments, the test secrets and service keys, or any of secrets.
+func assertNoSecrets(t *testing.T, err error, token string, secrets ...string) {
 	t.Helper()
 	msg := err.Error()
-	for _, s := range [][]byte{testSecret, otherSecret} {
-		if strings.Contains(msg, string(s)) {
+	secrets = append(secrets, string(testSecret), string(otherSecret), testServiceKey, otherServiceKey)
+	for _, s := range secrets {
+		if s != "" && strings.Contains(msg, s) {
 			t.Fatalf("error %q reveals a secret", msg)
 		}
 	}
