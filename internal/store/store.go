@@ -1,6 +1,6 @@
 // Package store holds terragate's domain records (widget sessions, Terra users, the webhook
-// inbox), the Store interface the rest of the program depends on, and the error kinds it
-// returns. Engines (store/sqlite, store/postgres) implement Store over the sqlc code
+// inbox, the audit log), the Store interface the rest of the program depends on, and the
+// error kinds it returns. Engines (store/sqlite, store/postgres) implement Store over the sqlc code
 // they own; store/storetest is the conformance suite every engine passes.
 package store
 
@@ -204,6 +204,22 @@ type Store interface {
 	AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
 	// ReleaseLease gives the lease up if holder has it.
 	ReleaseLease(ctx context.Context, name, holder string) error
+	// AppendAudit adds an entry to the audit log (see CheckAudit for what it refuses, as
+	// ErrInvalid). The log is append-only: nothing changes or removes an entry, and the
+	// database refuses UPDATE and DELETE on it.
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// ListAudit returns a page of the audit entries matching the filter, newest first (by
+	// At, then ID). A malformed cursor or a page size outside 1..MaxPageSize is ErrInvalid.
+	ListAudit(ctx context.Context, f AuditFilter, p Page) (AuditPage, error)
+	// ListTerraUsersPage returns a page of the Terra users matching the filter, for admins,
+	// in (ConnectedAt, UserID) order, inactive ones included and replaced ones left out,
+	// with the total count of matching users. A malformed cursor, an unknown status or a
+	// page size outside 1..MaxPageSize is ErrInvalid.
+	ListTerraUsersPage(ctx context.Context, f UserFilter, p Page) (UserPage, error)
+	// ListWebhookEvents returns a page of the inbox deliveries matching the filter, newest
+	// first, bodies included: the caller decides what to show. A malformed cursor, an
+	// unknown source or outcome or a page size outside 1..MaxPageSize is ErrInvalid.
+	ListWebhookEvents(ctx context.Context, f InboxFilter, p Page) (InboxPage, error)
 	// Ready reports whether the store can serve: the database answers and its schema is
 	// at the version this build expects.
 	Ready(ctx context.Context) error

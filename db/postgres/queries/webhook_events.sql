@@ -24,3 +24,26 @@ LIMIT @max_rows;
 -- per Terra user and per end user it touches, so that deliveries about a row that does not
 -- exist yet (which FOR UPDATE cannot lock) still apply one after the other.
 SELECT pg_advisory_xact_lock(@key::bigint);
+
+-- name: ListWebhookEventsPage :many
+-- A page of the admin inbox listing, newest first, resuming below the cursor's id. The
+-- filters are optional (an empty one matches any). This one walks the primary key; for one
+-- event type, the store uses ListWebhookEventsPageByType, which takes the same parameters
+-- in the same order.
+SELECT * FROM webhook_events
+WHERE id < @before_id::bigint
+  AND (@type::text = '' OR type = @type)
+  AND (@source::text = '' OR source = @source)
+  AND (@outcome::text = '' OR outcome = @outcome)
+ORDER BY id DESC
+LIMIT @max_rows;
+
+-- name: ListWebhookEventsPageByType :many
+-- ListWebhookEventsPage for one event type, over webhook_events_type.
+SELECT * FROM webhook_events
+WHERE id < @before_id::bigint
+  AND type = @type
+  AND (@source::text = '' OR source = @source)
+  AND (@outcome::text = '' OR outcome = @outcome)
+ORDER BY id DESC
+LIMIT @max_rows;

@@ -46,3 +46,42 @@ WHERE reference_id <> ''
   AND replaced_by = ''
   AND active
 ORDER BY reference_id;
+
+-- name: ListTerraUsersPage :many
+-- A page of the admin listing of Terra users, in (connected_at, user_id) order, resuming
+-- after the cursor's key; tombstones are never listed. Provider and status are optional (an
+-- empty one matches any). This one walks terra_users_connected_at; for one end user, the
+-- store uses ListTerraUsersPageByReference.
+SELECT * FROM terra_users
+WHERE replaced_by = ''
+  AND (connected_at, user_id) > (@after_at, CAST(@after_user_id AS TEXT))
+  AND (CAST(@provider AS TEXT) = '' OR provider = @provider)
+  AND (CAST(@status AS TEXT) = '' OR status = @status)
+ORDER BY connected_at, user_id
+LIMIT @max_rows;
+
+-- name: ListTerraUsersPageByReference :many
+-- ListTerraUsersPage for one end user, over terra_users_reference_id.
+SELECT * FROM terra_users
+WHERE reference_id = @reference_id
+  AND replaced_by = ''
+  AND (connected_at, user_id) > (@after_at, CAST(@after_user_id AS TEXT))
+  AND (CAST(@provider AS TEXT) = '' OR provider = @provider)
+  AND (CAST(@status AS TEXT) = '' OR status = @status)
+ORDER BY connected_at, user_id
+LIMIT @max_rows;
+
+-- name: CountTerraUsers :one
+-- The total count of ListTerraUsersPage's listing, whatever the page.
+SELECT count(*) FROM terra_users
+WHERE replaced_by = ''
+  AND (CAST(@provider AS TEXT) = '' OR provider = @provider)
+  AND (CAST(@status AS TEXT) = '' OR status = @status);
+
+-- name: CountTerraUsersByReference :one
+-- The total count of ListTerraUsersPageByReference's listing, whatever the page.
+SELECT count(*) FROM terra_users
+WHERE reference_id = @reference_id
+  AND replaced_by = ''
+  AND (CAST(@provider AS TEXT) = '' OR provider = @provider)
+  AND (CAST(@status AS TEXT) = '' OR status = @status);

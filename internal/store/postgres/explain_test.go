@@ -13,7 +13,14 @@ import (
 // bigTables are the tables that grow with use; a query that scans one of them whole would
 // slow down as terragate runs. leases stays a handful of rows, where a sequential scan is
 // the right plan.
-var bigTables = map[string]bool{"widget_sessions": true, "terra_users": true, "webhook_events": true}
+var bigTables = map[string]bool{"widget_sessions": true, "terra_users": true, "webhook_events": true, "audit_log": true}
+
+// wholeTable lists the queries that read a big table whole by nature, and why that is
+// acceptable: no index makes them cheaper than one pass, so the planner may pick a Seq Scan.
+var wholeTable = map[string]string{
+	"CountTerraUsers": "the total count of the unfiltered admin listing counts every Terra user; " +
+		"it runs once per admin page, and Terra users number in the thousands, not millions",
+}
 
 // query is one named query of db/postgres/queries, in the form PostgreSQL prepares.
 type query struct{ name, sql string }
@@ -87,8 +94,17 @@ func TestQueriesUseIndexes(t *testing.T) {
 		        timestamptz '2026-07-01 12:00:00Z' + i * interval '1 minute',
 		        CASE WHEN i % 100 = 0 THEN 'u-x' || i ELSE '' END
 		 FROM generate_series(1, $1::int) i`,
-		`INSERT INTO webhook_events (dedupe_key, kind, signed_at, received_at, body, applied_at, outcome)
-		 SELECT 'trace-' || i, 'ignored', now(), now(), convert_to('{"n":' || i || '}', 'UTF8'), now(), 'ignored'
+		`INSERT INTO webhook_events (dedupe_key, source, type, kind, signed_at, received_at, body, applied_at, outcome)
+		 SELECT 'trace-' || i, (ARRAY['webhook', 'redirect', 'api', 'sync'])[i % 4 + 1],
+		        (ARRAY['activity', 'sleep', 'body', 'daily', 'auth', 'deauth'])[i % 6 + 1], 'ignored',
+		        now(), now(), convert_to('{"n":' || i || '}', 'UTF8'), now(), 'ignored'
+		 FROM generate_series(1, $1::int) i`,
+		`INSERT INTO audit_log (at, actor, actor_kind, action, subject, reference_id, client_ip, detail)
+		 SELECT timestamptz '2026-07-01 12:00:00Z' + i * interval '1 second',
+		        CASE WHEN i % 4 = 0 THEN 'svc:admin' ELSE 'ref-' || (i % 5000) END,
+		        CASE WHEN i % 4 = 0 THEN 'service' ELSE 'user' END,
+		        (ARRAY['session.created', 'connection.added', 'connection.removed', 'connection.disconnected', 'admin.read'])[i % 5 + 1],
+		        'ws-' || i, 'ref-' || (i % 5000), '192.0.2.1', '{"n": "1"}'
 		 FROM generate_series(1, $1::int) i`,
 	} {
 		if _, err := d.pool.Exec(ctx, sql, n); err != nil {
@@ -134,7 +150,7 @@ func TestQueriesUseIndexes(t *testing.T) {
 		}
 		checked++
 		for _, scan := range seqScans(plan[0]["Plan"]) {
-			if bigTables[scan] {
+			if bigTables[scan] && wholeTable[q.name] == "" {
 				out, _ := json.MarshalIndent(plan, "", "  ")
 				t.Errorf("%s scans %s sequentially:\n%s", q.name, scan, out)
 			}

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/terragate/terragate/db"
 	"github.com/terragate/terragate/internal/store"
@@ -294,5 +297,49 @@ func TestOpenRefusesMissingSchema(t *testing.T) {
 	}
 	if _, err := Open(t.Context(), url, Options{Migrate: true}, nil); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("Open: %v; want ErrInvalid for a search_path without a schema", err)
+	}
+}
+
+// TestAuditAppendOnly runs, on the raw database, what the store never does: every statement
+// that would change or remove audit entries fails, even one that matches no row, and the
+// entry stays as written.
+func TestAuditAppendOnly(t *testing.T) {
+	d := open(t)
+	ctx := t.Context()
+	e := store.AuditEntry{At: storetest.T0, Actor: "alice", ActorKind: store.ActorUser,
+		Action: store.ActionConnectionRemoved, Subject: "u1", ReferenceID: "alice"}
+	if err := d.AppendAudit(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		`UPDATE audit_log SET actor = 'mallory'`,
+		`UPDATE audit_log SET detail = '{}' WHERE id = 1`,
+		`UPDATE audit_log SET actor = 'mallory' WHERE false`,
+		`DELETE FROM audit_log`,
+		`DELETE FROM audit_log WHERE id = 1`,
+		`DELETE FROM audit_log WHERE false`,
+		`TRUNCATE audit_log`,
+		`INSERT INTO audit_log (id, at, actor, actor_kind, action) OVERRIDING SYSTEM VALUE
+			VALUES (1, now(), 'mallory', 'user', 'admin.read')
+			ON CONFLICT (id) DO UPDATE SET actor = excluded.actor`,
+		`MERGE INTO audit_log a USING (SELECT 1 AS id) s ON a.id = s.id
+			WHEN MATCHED THEN UPDATE SET actor = 'mallory'`,
+		`MERGE INTO audit_log a USING (SELECT 1 AS id) s ON a.id = s.id WHEN MATCHED THEN DELETE`,
+	} {
+		_, err := d.pool.Exec(ctx, sql)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, "append-only") {
+			t.Errorf("%s: %v; want the append-only trigger's error", sql, err)
+		}
+	}
+	page, err := d.ListAudit(ctx, store.AuditFilter{}, store.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Entries) != 1 || page.Entries[0].Actor != "alice" {
+		t.Errorf("audit log = %+v; want alice's entry unchanged", page.Entries)
+	}
+	if err := d.AppendAudit(ctx, e); err != nil {
+		t.Errorf("append after refused changes: %v", err)
 	}
 }

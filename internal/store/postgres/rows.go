@@ -125,3 +125,21 @@ func inboxFromRow(r pgdb.WebhookEvent) store.InboxEvent {
 	}
 	return e
 }
+
+func auditFromRow(r pgdb.AuditLog) (store.AuditEntry, error) {
+	detail, err := store.ParseAuditDetail(r.Detail)
+	if err != nil {
+		return store.AuditEntry{}, err
+	}
+	return store.AuditEntry{
+		ID:          r.ID,
+		At:          utc(r.At),
+		Actor:       r.Actor,
+		ActorKind:   r.ActorKind,
+		Action:      r.Action,
+		Subject:     r.Subject,
+		ReferenceID: r.ReferenceID,
+		ClientIP:    r.ClientIP,
+		Detail:      detail,
+	}, nil
+}

@@ -109,3 +109,21 @@ func inboxFromRow(r sqlitedb.WebhookEvent) store.InboxEvent {
 	}
 	return e
 }
+
+func auditFromRow(r sqlitedb.AuditLog) (store.AuditEntry, error) {
+	detail, err := store.ParseAuditDetail([]byte(r.Detail))
+	if err != nil {
+		return store.AuditEntry{}, err
+	}
+	return store.AuditEntry{
+		ID:          r.ID,
+		At:          utc(r.At),
+		Actor:       r.Actor,
+		ActorKind:   r.ActorKind,
+		Action:      r.Action,
+		Subject:     r.Subject,
+		ReferenceID: r.ReferenceID,
+		ClientIP:    r.ClientIP,
+		Detail:      detail,
+	}, nil
+}

@@ -387,3 +387,41 @@ func TestInboxSourceChecked(t *testing.T) {
 		t.Errorf("insert with source mail: %v; want a CHECK failure", err)
 	}
 }
+
+// TestAuditAppendOnly runs, on the raw database, what the store never does: every statement
+// that would change or remove an audit entry fails, and the entry stays as written. SQLite's
+// triggers are per row, so a statement that matches no row passes; it changes nothing.
+func TestAuditAppendOnly(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	ctx := t.Context()
+	e := store.AuditEntry{At: storetest.T0, Actor: "alice", ActorKind: store.ActorUser,
+		Action: store.ActionConnectionRemoved, Subject: "u1", ReferenceID: "alice"}
+	if err := d.AppendAudit(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		`UPDATE audit_log SET actor = 'mallory'`,
+		`UPDATE audit_log SET detail = '{}' WHERE id = 1`,
+		`DELETE FROM audit_log`,
+		`DELETE FROM audit_log WHERE id = 1`,
+		`INSERT OR REPLACE INTO audit_log (id, at, actor, actor_kind, action) VALUES (1, '2026-07-01 12:00:00+00:00', 'mallory', 'user', 'admin.read')`,
+		`REPLACE INTO audit_log (id, at, actor, actor_kind, action) VALUES (1, '2026-07-01 12:00:00+00:00', 'mallory', 'user', 'admin.read')`,
+		`INSERT INTO audit_log (id, at, actor, actor_kind, action) VALUES (1, '2026-07-01 12:00:00+00:00', 'mallory', 'user', 'admin.read')
+			ON CONFLICT (id) DO UPDATE SET actor = excluded.actor`,
+	} {
+		if _, err := d.write.ExecContext(ctx, sql); err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: %v; want the append-only trigger's error", sql, err)
+		}
+	}
+	page, err := d.ListAudit(ctx, store.AuditFilter{}, store.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Entries) != 1 || page.Entries[0].Actor != "alice" || page.Entries[0].Detail != nil {
+		t.Errorf("audit log = %+v; want alice's entry unchanged", page.Entries)
+	}
+	// The log still takes new entries.
+	if err := d.AppendAudit(ctx, e); err != nil {
+		t.Errorf("append after refused changes: %v", err)
+	}
+}

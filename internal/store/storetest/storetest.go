@@ -99,6 +99,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Leases", h(testLeases))
 	t.Run("Ready", h(testReady))
 	t.Run("InboxPaging", h(testInboxPaging))
+	t.Run("Audit", func(t *testing.T) {
+		t.Run("RoundTrip", h(testAuditRoundTrip))
+		t.Run("Filters", h(testAuditFilters))
+		t.Run("Paging", h(testAuditPaging))
+		t.Run("Invalid", h(testAuditInvalid))
+		t.Run("Concurrent", h(testAuditConcurrent))
+	})
+	t.Run("Admin", func(t *testing.T) {
+		t.Run("UsersPage", h(testUsersPage))
+		t.Run("UsersPageInvalid", h(testUsersPageInvalid))
+		t.Run("Inbox", h(testInboxList))
+		t.Run("InboxInvalid", h(testInboxListInvalid))
+	})
 }
 
 // suite is one store under test with helpers bound to it.

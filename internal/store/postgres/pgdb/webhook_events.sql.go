@@ -92,6 +92,125 @@ func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsPa
 	return items, nil
 }
 
+const listWebhookEventsPage = `-- name: ListWebhookEventsPage :many
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome FROM webhook_events
+WHERE id < $1::bigint
+  AND ($2::text = '' OR type = $2)
+  AND ($3::text = '' OR source = $3)
+  AND ($4::text = '' OR outcome = $4)
+ORDER BY id DESC
+LIMIT $5
+`
+
+type ListWebhookEventsPageParams struct {
+	BeforeID int64
+	Type     string
+	Source   string
+	Outcome  string
+	MaxRows  int32
+}
+
+// A page of the admin inbox listing, newest first, resuming below the cursor's id. The
+// filters are optional (an empty one matches any). This one walks the primary key; for one
+// event type, the store uses ListWebhookEventsPageByType, which takes the same parameters
+// in the same order.
+func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEventsPageParams) ([]WebhookEvent, error) {
+	rows, err := q.db.Query(ctx, listWebhookEventsPage,
+		arg.BeforeID,
+		arg.Type,
+		arg.Source,
+		arg.Outcome,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []WebhookEvent
+	for rows.Next() {
+		var i WebhookEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.DedupeKey,
+			&i.Source,
+			&i.TraceID,
+			&i.Type,
+			&i.Kind,
+			&i.SignedAt,
+			&i.ReceivedAt,
+			&i.Body,
+			&i.BodyJSON,
+			&i.AppliedAt,
+			&i.Outcome,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listWebhookEventsPageByType = `-- name: ListWebhookEventsPageByType :many
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome FROM webhook_events
+WHERE id < $1::bigint
+  AND type = $2
+  AND ($3::text = '' OR source = $3)
+  AND ($4::text = '' OR outcome = $4)
+ORDER BY id DESC
+LIMIT $5
+`
+
+type ListWebhookEventsPageByTypeParams struct {
+	BeforeID int64
+	Type     string
+	Source   string
+	Outcome  string
+	MaxRows  int32
+}
+
+// ListWebhookEventsPage for one event type, over webhook_events_type.
+func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebhookEventsPageByTypeParams) ([]WebhookEvent, error) {
+	rows, err := q.db.Query(ctx, listWebhookEventsPageByType,
+		arg.BeforeID,
+		arg.Type,
+		arg.Source,
+		arg.Outcome,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []WebhookEvent
+	for rows.Next() {
+		var i WebhookEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.DedupeKey,
+			&i.Source,
+			&i.TraceID,
+			&i.Type,
+			&i.Kind,
+			&i.SignedAt,
+			&i.ReceivedAt,
+			&i.Body,
+			&i.BodyJSON,
+			&i.AppliedAt,
+			&i.Outcome,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockKey = `-- name: LockKey :exec
 SELECT pg_advisory_xact_lock($1::bigint)
 `

@@ -8,6 +8,18 @@ import (
 	"time"
 )
 
+type AuditLog struct {
+	ID          int64
+	At          time.Time
+	Actor       string
+	ActorKind   string
+	Action      string
+	Subject     string
+	ReferenceID string
+	ClientIP    string
+	Detail      string
+}
+
 type Lease struct {
 	Name      string
 	Holder    string

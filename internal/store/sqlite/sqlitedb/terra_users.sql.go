@@ -10,6 +10,48 @@ import (
 	"time"
 )
 
+const countTerraUsers = `-- name: CountTerraUsers :one
+SELECT count(*) FROM terra_users
+WHERE replaced_by = ''
+  AND (CAST(?1 AS TEXT) = '' OR provider = ?1)
+  AND (CAST(?2 AS TEXT) = '' OR status = ?2)
+`
+
+type CountTerraUsersParams struct {
+	Provider string
+	Status   string
+}
+
+// The total count of ListTerraUsersPage's listing, whatever the page.
+func (q *Queries) CountTerraUsers(ctx context.Context, arg CountTerraUsersParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, countTerraUsers, arg.Provider, arg.Status)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const countTerraUsersByReference = `-- name: CountTerraUsersByReference :one
+SELECT count(*) FROM terra_users
+WHERE reference_id = ?1
+  AND replaced_by = ''
+  AND (CAST(?2 AS TEXT) = '' OR provider = ?2)
+  AND (CAST(?3 AS TEXT) = '' OR status = ?3)
+`
+
+type CountTerraUsersByReferenceParams struct {
+	ReferenceID string
+	Provider    string
+	Status      string
+}
+
+// The total count of ListTerraUsersPageByReference's listing, whatever the page.
+func (q *Queries) CountTerraUsersByReference(ctx context.Context, arg CountTerraUsersByReferenceParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, countTerraUsersByReference, arg.ReferenceID, arg.Provider, arg.Status)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const getTerraUser = `-- name: GetTerraUser :one
 SELECT user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at, last_webhook_update, updated_at, state_at, replaced_by FROM terra_users
 WHERE user_id = ?1
@@ -121,6 +163,134 @@ ORDER BY connected_at, user_id
 
 func (q *Queries) ListTerraUsers(ctx context.Context, referenceID string) ([]TerraUser, error) {
 	rows, err := q.db.QueryContext(ctx, listTerraUsers, referenceID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TerraUser
+	for rows.Next() {
+		var i TerraUser
+		if err := rows.Scan(
+			&i.UserID,
+			&i.ReferenceID,
+			&i.Provider,
+			&i.Active,
+			&i.Status,
+			&i.Scopes,
+			&i.ScopesAt,
+			&i.ConnectedAt,
+			&i.LastWebhookUpdate,
+			&i.UpdatedAt,
+			&i.StateAt,
+			&i.ReplacedBy,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listTerraUsersPage = `-- name: ListTerraUsersPage :many
+SELECT user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at, last_webhook_update, updated_at, state_at, replaced_by FROM terra_users
+WHERE replaced_by = ''
+  AND (connected_at, user_id) > (?1, CAST(?2 AS TEXT))
+  AND (CAST(?3 AS TEXT) = '' OR provider = ?3)
+  AND (CAST(?4 AS TEXT) = '' OR status = ?4)
+ORDER BY connected_at, user_id
+LIMIT ?5
+`
+
+type ListTerraUsersPageParams struct {
+	AfterAt     time.Time
+	AfterUserID string
+	Provider    string
+	Status      string
+	MaxRows     int64
+}
+
+// A page of the admin listing of Terra users, in (connected_at, user_id) order, resuming
+// after the cursor's key; tombstones are never listed. Provider and status are optional (an
+// empty one matches any). This one walks terra_users_connected_at; for one end user, the
+// store uses ListTerraUsersPageByReference.
+func (q *Queries) ListTerraUsersPage(ctx context.Context, arg ListTerraUsersPageParams) ([]TerraUser, error) {
+	rows, err := q.db.QueryContext(ctx, listTerraUsersPage,
+		arg.AfterAt,
+		arg.AfterUserID,
+		arg.Provider,
+		arg.Status,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TerraUser
+	for rows.Next() {
+		var i TerraUser
+		if err := rows.Scan(
+			&i.UserID,
+			&i.ReferenceID,
+			&i.Provider,
+			&i.Active,
+			&i.Status,
+			&i.Scopes,
+			&i.ScopesAt,
+			&i.ConnectedAt,
+			&i.LastWebhookUpdate,
+			&i.UpdatedAt,
+			&i.StateAt,
+			&i.ReplacedBy,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listTerraUsersPageByReference = `-- name: ListTerraUsersPageByReference :many
+SELECT user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at, last_webhook_update, updated_at, state_at, replaced_by FROM terra_users
+WHERE reference_id = ?1
+  AND replaced_by = ''
+  AND (connected_at, user_id) > (?2, CAST(?3 AS TEXT))
+  AND (CAST(?4 AS TEXT) = '' OR provider = ?4)
+  AND (CAST(?5 AS TEXT) = '' OR status = ?5)
+ORDER BY connected_at, user_id
+LIMIT ?6
+`
+
+type ListTerraUsersPageByReferenceParams struct {
+	ReferenceID string
+	AfterAt     time.Time
+	AfterUserID string
+	Provider    string
+	Status      string
+	MaxRows     int64
+}
+
+// ListTerraUsersPage for one end user, over terra_users_reference_id.
+func (q *Queries) ListTerraUsersPageByReference(ctx context.Context, arg ListTerraUsersPageByReferenceParams) ([]TerraUser, error) {
+	rows, err := q.db.QueryContext(ctx, listTerraUsersPageByReference,
+		arg.ReferenceID,
+		arg.AfterAt,
+		arg.AfterUserID,
+		arg.Provider,
+		arg.Status,
+		arg.MaxRows,
+	)
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,129 @@ func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsPa
 	return items, nil
 }
 
+const listWebhookEventsPage = `-- name: ListWebhookEventsPage :many
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source FROM webhook_events
+WHERE id < CAST(?1 AS INTEGER)
+  AND (CAST(?2 AS TEXT) = '' OR type = ?2)
+  AND (CAST(?3 AS TEXT) = '' OR source = ?3)
+  AND (CAST(?4 AS TEXT) = '' OR outcome = ?4)
+ORDER BY id DESC
+LIMIT ?5
+`
+
+type ListWebhookEventsPageParams struct {
+	BeforeID int64
+	Type     string
+	Source   string
+	Outcome  string
+	MaxRows  int64
+}
+
+// A page of the admin inbox listing, newest first, resuming below the cursor's id. The
+// filters are optional (an empty one matches any). This one walks the primary key; for one
+// event type, the store uses ListWebhookEventsPageByType, which takes the same parameters
+// in the same order.
+func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEventsPageParams) ([]WebhookEvent, error) {
+	rows, err := q.db.QueryContext(ctx, listWebhookEventsPage,
+		arg.BeforeID,
+		arg.Type,
+		arg.Source,
+		arg.Outcome,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []WebhookEvent
+	for rows.Next() {
+		var i WebhookEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.DedupeKey,
+			&i.TraceID,
+			&i.Type,
+			&i.Kind,
+			&i.SignedAt,
+			&i.ReceivedAt,
+			&i.Body,
+			&i.AppliedAt,
+			&i.Outcome,
+			&i.Source,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listWebhookEventsPageByType = `-- name: ListWebhookEventsPageByType :many
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source FROM webhook_events
+WHERE id < CAST(?1 AS INTEGER)
+  AND type = ?2
+  AND (CAST(?3 AS TEXT) = '' OR source = ?3)
+  AND (CAST(?4 AS TEXT) = '' OR outcome = ?4)
+ORDER BY id DESC
+LIMIT ?5
+`
+
+type ListWebhookEventsPageByTypeParams struct {
+	BeforeID int64
+	Type     string
+	Source   string
+	Outcome  string
+	MaxRows  int64
+}
+
+// ListWebhookEventsPage for one event type, over webhook_events_type.
+func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebhookEventsPageByTypeParams) ([]WebhookEvent, error) {
+	rows, err := q.db.QueryContext(ctx, listWebhookEventsPageByType,
+		arg.BeforeID,
+		arg.Type,
+		arg.Source,
+		arg.Outcome,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []WebhookEvent
+	for rows.Next() {
+		var i WebhookEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.DedupeKey,
+			&i.TraceID,
+			&i.Type,
+			&i.Kind,
+			&i.SignedAt,
+			&i.ReceivedAt,
+			&i.Body,
+			&i.AppliedAt,
+			&i.Outcome,
+			&i.Source,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const recordWebhookOutcome = `-- name: RecordWebhookOutcome :exec
 UPDATE webhook_events
 SET applied_at = ?1,
