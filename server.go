@@ -203,7 +203,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// calling. Webhooks are not rate limited (Terra retries what it cannot deliver), but may
 	// be restricted to Terra's addresses.
 	mux.Handle("/graphql", cors.Handler(limit.PerIP(ipLimit, clients.ClientIP,
-		limit.MaxBody(cfg.MaxBodyBytes, secheaders.NoStore(verifier.Middleware(gql))))))
+		limit.MaxBody(cfg.MaxBodyBytes, secheaders.NoStore(clientip.Into(clients, verifier.Middleware(gql)))))))
 	mux.Handle("GET "+widget.ReturnPath+"{sessionId}", secheaders.HTML(http.HandlerFunc(widgets.ServeReturn)))
 	mux.Handle("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks)) // other methods: a JSON 405
 	// healthz: the process is alive. readyz: it can serve (database reachable, schema

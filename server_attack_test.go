@@ -299,3 +299,88 @@ func TestWebhookAllowedIPs(t *testing.T) {
 		t.Errorf("a forged X-Forwarded-For without a trusted proxy was believed: %d", resp.StatusCode)
 	}
 }
+
+const testServiceKey = "svc_KEY_5e4d3c2b1a09f8e7d6c5b4a3928170ff"
+
+func TestServiceCallersAndAdminQueries(t *testing.T) {
+	g := startGateway(t, withEnv("SERVICE_API_KEYS", "backend:"+testServiceKey))
+	alice, bob := token(t, "alice"), token(t, "bob")
+	admin := map[string]string{
+		"users":         `{ users(first: 10) { totalCount edges { cursor node { userId referenceId } } pageInfo { hasNextPage endCursor } } }`,
+		"webhookEvents": `{ webhookEvents(first: 10) { edges { node { id type source outcome body } } pageInfo { hasNextPage } } }`,
+		"auditLog":      `{ auditLog(first: 50) { edges { node { actor actorKind action subject referenceId clientIp detail { key value } } } } }`,
+	}
+	// End users never reach admin fields, nor act for someone else.
+	for name, q := range admin {
+		if r := g.gql(alice, q, nil); r.code() != "FORBIDDEN" {
+			t.Errorf("%s with an end-user token: %+v", name, r)
+		}
+	}
+	calls := len(g.emu.Requests())
+	if r := g.gql(alice, `mutation { createWidgetSession(actAs: "bob") { url } }`, nil); r.code() != "FORBIDDEN" {
+		t.Errorf("an end user acting for bob: %+v", r)
+	}
+	if r := g.gql(alice, `{ connectedUsers(actAs: "bob") { userId } }`, nil); r.code() != "FORBIDDEN" {
+		t.Errorf("an end user reading bob's connections: %+v", r)
+	}
+	// A service must say whom it acts for; a wrong key is no one.
+	if r := g.gql(testServiceKey, `mutation { createWidgetSession { url } }`, nil); r.code() != "FORBIDDEN" {
+		t.Errorf("a service without actAs: %+v", r)
+	}
+	if r := g.gql(strings.Replace(testServiceKey, "KEY", "KEX", 1), admin["users"], nil); r.code() != "UNAUTHENTICATED" {
+		t.Errorf("a wrong service key: %+v", r)
+	}
+	if n := len(g.emu.Requests()); n != calls {
+		t.Errorf("refused calls reached Terra %d times", n-calls)
+	}
+
+	// The service acts for alice: the session is alice's, at Terra too.
+	r := g.gql(testServiceKey, `mutation { createWidgetSession(actAs: "alice", input: {providers: ["OURA"]}) { sessionId url } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("service acting for alice: %+v", r.Errors)
+	}
+	var created struct {
+		S widgetSession `json:"createWidgetSession"`
+	}
+	_ = json.Unmarshal(r.Data, &created)
+	if reqs := g.emu.Requests(); reqs[len(reqs)-1].Body["reference_id"] != "alice" {
+		t.Errorf("Terra got reference_id %v", reqs[len(reqs)-1].Body["reference_id"])
+	}
+	if s := g.session(alice, created.S.SessionID); s == nil {
+		t.Error("alice cannot see the session made for her")
+	}
+	if s := g.session(bob, created.S.SessionID); s != nil {
+		t.Error("bob sees it")
+	}
+	if _, err := g.emu.Complete(terraSessionID(t, created.S), "OURA", true); err != nil {
+		t.Fatal(err)
+	}
+	g.waitUsers(alice, false, "the connection", func(u []terraUser) bool { return len(u) == 1 })
+
+	r = g.gql(testServiceKey, admin["users"], nil)
+	if len(r.Errors) > 0 || !strings.Contains(string(r.Data), `"totalCount":1`) || !strings.Contains(string(r.Data), `"referenceId":"alice"`) {
+		t.Errorf("users: %+v %s", r.Errors, r.Data)
+	}
+	r = g.gql(testServiceKey, admin["webhookEvents"], nil)
+	if len(r.Errors) > 0 || !strings.Contains(string(r.Data), `"type":"auth"`) || !strings.Contains(string(r.Data), `"outcome":"applied"`) {
+		t.Errorf("webhookEvents: %+v %s", r.Errors, r.Data)
+	}
+	if r := g.gql(testServiceKey, `{ users(first: 1000) { totalCount } }`, nil); r.code() != "BAD_USER_INPUT" && r.code() != "COMPLEXITY_LIMIT_EXCEEDED" {
+		t.Errorf("a page of 1000: %+v", r)
+	}
+	if r := g.gql(testServiceKey, `{ users(after: "not-a-cursor") { totalCount } }`, nil); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("a forged cursor: %+v", r)
+	}
+	r = g.gql(testServiceKey, admin["auditLog"], nil)
+	log := string(r.Data)
+	for _, want := range []string{`"actor":"svc:backend","actorKind":"service","action":"session.created"`, `"action":"connection.added"`, `"action":"admin.read"`, `"clientIp":"127.0.0.1"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the audit log lacks %s:\n%s", want, log)
+		}
+	}
+	for _, secret := range []string{testServiceKey, testAPIKey, testWebhookSecret, alice} {
+		if strings.Contains(log, secret) {
+			t.Error("the audit log holds a secret or token")
+		}
+	}
+}

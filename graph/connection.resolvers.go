@@ -10,11 +10,12 @@ import (
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/store"
 )
 
 // DisconnectUser is the resolver for the disconnectUser field.
-func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string) (*model.TerraUser, error) {
-	user, err := auth.Require(ctx)
+func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string, actAs *string) (*model.TerraUser, error) {
+	ctx, user, err := r.caller(ctx, actAs)
 	if err != nil {
 		return nil, err
 	}
@@ -22,12 +23,13 @@ func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string) (*
 	if err != nil {
 		return nil, err
 	}
+	r.audit(ctx, store.ActionConnectionDisconnected, u.UserID, user.ID, map[string]string{"provider": u.Provider})
 	return terraUser(u), nil
 }
 
 // SyncConnections is the resolver for the syncConnections field.
-func (r *mutationResolver) SyncConnections(ctx context.Context) ([]*model.TerraUser, error) {
-	user, err := auth.Require(ctx)
+func (r *mutationResolver) SyncConnections(ctx context.Context, actAs *string) ([]*model.TerraUser, error) {
+	ctx, user, err := r.caller(ctx, actAs)
 	if err != nil {
 		return nil, err
 	}
@@ -39,8 +41,8 @@ func (r *mutationResolver) SyncConnections(ctx context.Context) ([]*model.TerraU
 }
 
 // ConnectedUsers is the resolver for the connectedUsers field.
-func (r *queryResolver) ConnectedUsers(ctx context.Context, includeInactive *bool) ([]*model.TerraUser, error) {
-	user, err := auth.Require(ctx)
+func (r *queryResolver) ConnectedUsers(ctx context.Context, includeInactive *bool, actAs *string) ([]*model.TerraUser, error) {
+	ctx, user, err := r.caller(ctx, actAs)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +55,7 @@ func (r *queryResolver) ConnectedUsers(ctx context.Context, includeInactive *boo
 
 // Providers is the resolver for the providers field.
 func (r *queryResolver) Providers(ctx context.Context) ([]*model.Provider, error) {
-	if _, err := auth.Require(ctx); err != nil {
+	if _, err := auth.Caller(ctx); err != nil {
 		return nil, err
 	}
 	list, err := r.Catalog.List(ctx)

@@ -78,6 +78,8 @@ func classify(err error, hideDetails bool) (code, msg string, ext map[string]any
 		return CodeBadUserInput, input.Error(), map[string]any{"field": input.Field}
 	case errors.Is(err, ErrTooManySubscriptions):
 		return CodeTooManySubs, err.Error(), nil
+	case errors.Is(err, store.ErrInvalid):
+		return CodeBadUserInput, "invalid argument: page size 1 to 100, a cursor from the same listing, and known filter values", nil
 	case errors.Is(err, store.ErrNotFound):
 		return CodeNotFound, "not found", nil
 	case errors.As(err, &apiErr):

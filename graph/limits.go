@@ -105,12 +105,28 @@ func (w *walker) walk(set ast.SelectionSet, level int, introspection bool, inFra
 // a user's connections cost more, so that the complexity limit bounds real work.
 func complexity() ComplexityRoot {
 	var c ComplexityRoot
-	c.Mutation.CreateWidgetSession = func(child int, _ *model.CreateWidgetSessionInput) int { return 10 + child }
-	c.Mutation.SyncConnections = func(child int) int { return 20 + child }
-	c.Mutation.DisconnectUser = func(child int, _ string) int { return 10 + child }
+	c.Mutation.CreateWidgetSession = func(child int, _ *model.CreateWidgetSessionInput, _ *string) int { return 10 + child }
+	c.Mutation.SyncConnections = func(child int, _ *string) int { return 20 + child }
+	c.Mutation.DisconnectUser = func(child int, _ string, _ *string) int { return 10 + child }
 	c.Query.Providers = func(child int) int { return 5 + child }
-	c.Query.ConnectedUsers = func(child int, _ *bool) int { return 5 + child }
+	c.Query.ConnectedUsers = func(child int, _ *bool, _ *string) int { return 5 + child }
 	c.WidgetSession.AlreadyConnected = func(child int) int { return 5 + child }
 	c.WidgetSession.TerraUser = func(child int) int { return 2 + child }
+	// Admin pages cost their size: a page of 100 fits the limit, a page of 1000 does not.
+	page := func(first *int) int {
+		if first == nil {
+			return 20
+		}
+		return max(1, *first)
+	}
+	c.Query.Users = func(child int, first *int, _ *string, _ *string, _ *string, _ *model.ConnectionStatus) int {
+		return page(first) + child
+	}
+	c.Query.WebhookEvents = func(child int, first *int, _ *string, _ *string, _ *string, _ *string) int {
+		return page(first) + child
+	}
+	c.Query.AuditLog = func(child int, first *int, _ *string, _ *string, _ *string, _ *string) int {
+		return page(first) + child
+	}
 	return c
 }

@@ -8,6 +8,7 @@ package graph
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/auth"
@@ -16,8 +17,8 @@ import (
 )
 
 // CreateWidgetSession is the resolver for the createWidgetSession field.
-func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model.CreateWidgetSessionInput) (*model.WidgetSession, error) {
-	user, err := auth.Require(ctx)
+func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model.CreateWidgetSessionInput, actAs *string) (*model.WidgetSession, error) {
+	ctx, user, err := r.caller(ctx, actAs)
 	if err != nil {
 		return nil, err
 	}
@@ -37,12 +38,13 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 	if err != nil {
 		return nil, err
 	}
+	r.audit(ctx, store.ActionSessionCreated, s.ID, user.ID, map[string]string{"providers": strings.Join(s.Providers, ",")})
 	return widgetSession(s, r.now()), nil
 }
 
 // WidgetSession is the resolver for the widgetSession field.
-func (r *queryResolver) WidgetSession(ctx context.Context, id string) (*model.WidgetSession, error) {
-	user, err := auth.Require(ctx)
+func (r *queryResolver) WidgetSession(ctx context.Context, id string, actAs *string) (*model.WidgetSession, error) {
+	ctx, user, err := r.caller(ctx, actAs)
 	if err != nil {
 		return nil, err
 	}

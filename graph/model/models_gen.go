@@ -10,6 +10,52 @@ import (
 	"time"
 )
 
+// One fact of an audit entry.
+type AuditDetail struct {
+	// Its name.
+	Key string `json:"key"`
+	// Its value.
+	Value string `json:"value"`
+}
+
+// One audit entry.
+type AuditEntry struct {
+	// Its id.
+	ID string `json:"id"`
+	// When it happened.
+	At time.Time `json:"at"`
+	// Who: an end user id, svc:<name>, terra or terragate.
+	Actor string `json:"actor"`
+	// user, service, system or terra.
+	ActorKind string `json:"actorKind"`
+	// What, e.g. session.created.
+	Action string `json:"action"`
+	// What it was done to: a session id, a Terra user id, a query.
+	Subject *string `json:"subject,omitempty"`
+	// The end user concerned.
+	ReferenceID *string `json:"referenceId,omitempty"`
+	// The client's address, when a request caused it.
+	ClientIP *string `json:"clientIp,omitempty"`
+	// Small facts about it (never tokens or secrets).
+	Detail []*AuditDetail `json:"detail"`
+}
+
+// A page of audit entries.
+type AuditEntryConnection struct {
+	// The entries on this page.
+	Edges []*AuditEntryEdge `json:"edges"`
+	// Where the page ends.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// One audit entry on a page.
+type AuditEntryEdge struct {
+	// This item's position, usable as `after`.
+	Cursor string `json:"cursor"`
+	// The entry.
+	Node *AuditEntry `json:"node"`
+}
+
 // A change to one of the end user's connections.
 type ConnectionEvent struct {
 	// What happened.
@@ -38,6 +84,14 @@ type CreateWidgetSessionInput struct {
 
 // Writes. Every operation needs a signed-in end user: send `Authorization: Bearer <JWT>`.
 type Mutation struct {
+}
+
+// Where a page ends.
+type PageInfo struct {
+	// Whether another page follows.
+	HasNextPage bool `json:"hasNextPage"`
+	// Pass it as `after` to read the next page.
+	EndCursor *string `json:"endCursor,omitempty"`
 }
 
 // A provider Terra offers.
@@ -81,6 +135,62 @@ type TerraUser struct {
 	LastWebhookUpdate *time.Time `json:"lastWebhookUpdate,omitempty"`
 	// When terragate last changed this record.
 	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// A page of Terra users.
+type TerraUserConnection struct {
+	// The users on this page.
+	Edges []*TerraUserEdge `json:"edges"`
+	// Where the page ends.
+	PageInfo *PageInfo `json:"pageInfo"`
+	// How many users match the filters, on every page.
+	TotalCount int `json:"totalCount"`
+}
+
+// One Terra user on a page.
+type TerraUserEdge struct {
+	// This item's position, usable as `after`.
+	Cursor string `json:"cursor"`
+	// The Terra user.
+	Node *TerraUser `json:"node"`
+}
+
+// One delivery in the webhook inbox.
+type WebhookEvent struct {
+	// The inbox id, increasing in the order deliveries were recorded.
+	ID string `json:"id"`
+	// webhook (from Terra), redirect, api or sync (learned by terragate itself).
+	Source string `json:"source"`
+	// Terra's X-Terra-Trace-Id, when it sent one.
+	TraceID *string `json:"traceId,omitempty"`
+	// Terra's event type, e.g. auth.
+	Type string `json:"type"`
+	// The signed time of the event.
+	SignedAt time.Time `json:"signedAt"`
+	// When terragate received it.
+	ReceivedAt time.Time `json:"receivedAt"`
+	// When it was applied.
+	AppliedAt *time.Time `json:"appliedAt,omitempty"`
+	// applied, unchanged or ignored.
+	Outcome *string `json:"outcome,omitempty"`
+	// The raw body as received.
+	Body string `json:"body"`
+}
+
+// A page of inbox deliveries.
+type WebhookEventConnection struct {
+	// The deliveries on this page.
+	Edges []*WebhookEventEdge `json:"edges"`
+	// Where the page ends.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// One delivery on a page.
+type WebhookEventEdge struct {
+	// This item's position, usable as `after`.
+	Cursor string `json:"cursor"`
+	// The delivery.
+	Node *WebhookEvent `json:"node"`
 }
 
 // What happened to a connection.

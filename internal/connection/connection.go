@@ -53,14 +53,14 @@ func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Out
 	if err != nil || out.Duplicate {
 		return out, err
 	}
-	s.publish(ctx, d.Event.Kind, out)
+	s.publish(ctx, store.SourceOf(d), d.Event.Kind, out)
 	return out, nil
 }
 
 // publish tells subscribers about each changed connection and session. The event type
 // follows from the kind of event and the row's resulting state, so a late or repeated event
 // that changed nothing visible says what the row is, never what it is not.
-func (s *Service) publish(ctx context.Context, kind store.EventKind, out store.Outcome) {
+func (s *Service) publish(ctx context.Context, source store.DeliverySource, kind store.EventKind, out store.Outcome) {
 	at := s.now().UTC()
 	for _, u := range out.Users {
 		typ, ok := eventType(kind, u)
@@ -71,9 +71,35 @@ func (s *Service) publish(ctx context.Context, kind store.EventKind, out store.O
 			continue // the same news again (a webhook after a confirmed redirect, a retry)
 		}
 		s.send(ctx, events.Event{ReferenceID: u.ReferenceID, Type: typ, UserID: u.UserID, At: at})
+		s.audit(ctx, source, typ, u, at)
 	}
 	if out.SessionChanged && out.Session != nil && out.Session.ReferenceID != "" {
 		s.send(ctx, events.Event{ReferenceID: out.Session.ReferenceID, Type: events.SessionChanged, SessionID: out.Session.ID, At: at})
+	}
+}
+
+// audit records connections added and removed. API disconnects are recorded by the caller,
+// who knows who asked.
+func (s *Service) audit(ctx context.Context, source store.DeliverySource, typ events.Type, u store.TerraUser, at time.Time) {
+	var action string
+	switch typ {
+	case events.Connected, events.Reauthenticated:
+		action = store.ActionConnectionAdded
+	case events.Disconnected, events.Revoked:
+		action = store.ActionConnectionRemoved
+	default:
+		return
+	}
+	if source == store.SourceAPI {
+		return
+	}
+	e := store.AuditEntry{At: at, Actor: "terra", ActorKind: store.ActorTerra, Action: action, Subject: u.UserID,
+		ReferenceID: u.ReferenceID, Detail: map[string]string{"provider": u.Provider, "status": string(u.Status), "source": string(source)}}
+	if source != store.SourceWebhook {
+		e.Actor, e.ActorKind = "terragate", store.ActorSystem
+	}
+	if err := s.store.AppendAudit(ctx, e); err != nil {
+		s.log.ErrorContext(ctx, "audit entry not recorded", "action", action, "err", err)
 	}
 }
 
