@@ -9,6 +9,7 @@ import (
 	"path"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 
 // wsClient speaks the graphql-ws protocol (graphql-transport-ws) to the gateway.
 type wsClient struct {
+	mu      sync.Mutex
+	readErr error // why reading stopped
 	t       *testing.T
 	conn    *websocket.Conn
 	ctx     context.Context
@@ -83,6 +86,9 @@ func (c *wsClient) read() {
 	for {
 		_, b, err := c.conn.Read(c.ctx)
 		if err != nil {
+			c.mu.Lock()
+			c.readErr = err
+			c.mu.Unlock()
 			return
 		}
 		var m wsMessage
@@ -95,6 +101,12 @@ func (c *wsClient) read() {
 		}
 		c.msgs <- m
 	}
+}
+
+func (c *wsClient) err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readErr
 }
 
 func (c *wsClient) subscribe(id, query string, vars map[string]any) {
@@ -662,5 +674,29 @@ func TestProvidersAndIdempotentCreation(t *testing.T) {
 	r = g.gql(alice, `mutation { createWidgetSession(input: {providers: ["OURA", "GARMIN", "FITBIT"]}) { alreadyConnected } }`, nil)
 	if len(r.Errors) > 0 || string(r.Data) != `{"createWidgetSession":{"alreadyConnected":["OURA"]}}` {
 		t.Errorf("alreadyConnected: %+v %s", r.Errors, r.Data)
+	}
+}
+
+// On shutdown, subscribers get a proper close frame rather than a dropped connection, and
+// the server does not wait on them.
+func TestShutdownClosesSubscriptions(t *testing.T) {
+	g := startGateway(t)
+	ws, err := g.dialWS(token(t, "alice"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.subscribe("e", connectionEventsSub, nil)
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	g.stop()
+	m, ok := ws.next("e", 5*time.Second)
+	if !ok || m.Type != "closed" {
+		t.Fatalf("after shutdown: %s %s", m.Type, m.Payload)
+	}
+	if status := websocket.CloseStatus(ws.err()); status != websocket.StatusNormalClosure {
+		t.Errorf("close status %d (%v), want a normal closure", status, ws.err())
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("closing subscriptions took %v", took)
 	}
 }

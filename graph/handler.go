@@ -62,9 +62,12 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 		Implementation: transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.Origins},
 		},
-		InitFunc:              wsInit(opts.Verifier, opts.MaxSubscriptions),
-		InitTimeout:           10 * time.Second,
+		InitFunc:    wsInit(opts.Verifier, opts.MaxSubscriptions),
+		InitTimeout: 10 * time.Second,
+		// Pings for both protocols: KeepAlive for the legacy graphql-ws, ping/pong for
+		// graphql-transport-ws, whose clients answer pongs (and are dropped when they stop).
 		KeepAlivePingInterval: opts.KeepAlive,
+		PingPongInterval:      opts.KeepAlive,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

@@ -54,8 +54,9 @@ type Config struct {
 	CORSAllowedOrigins  []string // CORS_ALLOWED_ORIGINS: comma separated
 	AllowedRedirectURLs string   // ALLOWED_REDIRECT_URLS: comma separated URL prefixes
 
-	SyncInterval time.Duration // SYNC_INTERVAL: period of the reconciliation sweep; 0 turns it off
-	ProvidersTTL time.Duration // PROVIDERS_TTL: how long Terra's provider list is cached
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long a graceful shutdown may take
+	SyncInterval    time.Duration // SYNC_INTERVAL: period of the reconciliation sweep; 0 turns it off
+	ProvidersTTL    time.Duration // PROVIDERS_TTL: how long Terra's provider list is cached
 
 	MaxBodyBytes           int64  // MAX_BODY_BYTES: largest GraphQL request body
 	RateLimitUser          string // RATE_LIMIT_USER, e.g. 120/m
@@ -129,6 +130,7 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
+		{env: "SHUTDOWN_TIMEOUT", usage: "how long in-flight requests may take to finish on SIGTERM, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, false)},
 		{env: "SYNC_INTERVAL", usage: "period of the sweep that reconciles every connection with Terra's user list, e.g. 6h; 0 turns it off", set: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, true)},
 		{env: "PROVIDERS_TTL", usage: "how long Terra's provider list is cached, e.g. 1h", set: duration(func(c *Config) *time.Duration { return &c.ProvidersTTL }, false)},
 		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: func(c *Config, v string) error {
@@ -177,19 +179,20 @@ func FlagName(env string) string {
 // It does not validate; call Validate.
 func Load(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	c := Config{
-		Addr:           DefaultAddr,
-		DatabaseURL:    DefaultDatabaseURL,
-		DBMaxConns:     10,
-		MigrateOnStart: true,
-		TerraAPIURL:    DefaultTerraAPI,
-		TerraWidgetURL: DefaultTerraWidget,
-		TerraTimeout:   DefaultTerraTimeout,
-		SyncInterval:   6 * time.Hour,
-		ProvidersTTL:   time.Hour,
-		Playground:     true,
-		MaxBodyBytes:   1 << 20,
-		RateLimitUser:  "300/m",
-		RateLimitIP:    "1200/m",
+		Addr:            DefaultAddr,
+		DatabaseURL:     DefaultDatabaseURL,
+		DBMaxConns:      10,
+		MigrateOnStart:  true,
+		TerraAPIURL:     DefaultTerraAPI,
+		TerraWidgetURL:  DefaultTerraWidget,
+		TerraTimeout:    DefaultTerraTimeout,
+		SyncInterval:    6 * time.Hour,
+		ShutdownTimeout: 10 * time.Second,
+		ProvidersTTL:    time.Hour,
+		Playground:      true,
+		MaxBodyBytes:    1 << 20,
+		RateLimitUser:   "300/m",
+		RateLimitIP:     "1200/m",
 		// Each session costs a Terra call; a person needs a handful a minute at most.
 		RateLimitCreateSession: "20/m",
 		LogLevel:               "info",

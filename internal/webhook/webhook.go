@@ -19,6 +19,10 @@ import (
 	"github.com/terragate/terragate/internal/terra"
 )
 
+// StoreDeadline bounds storing one delivery, so Terra always gets an answer within about a
+// second.
+const StoreDeadline = 900 * time.Millisecond
+
 // MaxBody is the largest webhook body accepted. Connection events are a few hundred bytes;
 // data events, which terragate ignores, can be larger and are refused with 413.
 const MaxBody = 1 << 20
@@ -31,10 +35,11 @@ type Applier interface {
 
 // Handler serves POST /webhooks/terra.
 type Handler struct {
-	secrets [][]byte
-	apply   Applier
-	log     *slog.Logger
-	now     func() time.Time
+	deadline time.Duration // how long storing a delivery may take before 503
+	secrets  [][]byte
+	apply    Applier
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // New returns a Handler verifying signatures with secrets: one, or several separated by
@@ -45,7 +50,7 @@ func New(secrets string, apply Applier, log *slog.Logger) (*Handler, error) {
 	if len(list) == 0 {
 		return nil, errors.New("webhook: a signing secret is required")
 	}
-	h := &Handler{apply: apply, log: log, now: time.Now}
+	h := &Handler{apply: apply, log: log, now: time.Now, deadline: StoreDeadline}
 	for _, s := range list {
 		h.secrets = append(h.secrets, []byte(s))
 	}
@@ -120,11 +125,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Source:     store.SourceWebhook,
 		Event:      ToStoreEvent(ev),
 	}
-	out, err := h.apply.ApplyWebhook(r.Context(), d)
+	// Terra waits about 8 s and throttles slow endpoints: a delivery that cannot be stored
+	// quickly is refused with 503, and Terra's retry brings it back. Nothing is lost: the
+	// transaction either committed (then the retry is a duplicate) or did not.
+	ctx, cancel := context.WithTimeout(r.Context(), h.deadline)
+	defer cancel()
+	out, err := h.apply.ApplyWebhook(ctx, d)
 	if err != nil {
-		// Terra retries any non-2xx, so a store failure loses nothing.
 		h.log.ErrorContext(r.Context(), "webhook not stored", "type", ev.Type, "trace_id", d.TraceID, "err", err)
-		writeJSON(w, http.StatusInternalServerError, "could not store the event; retry later")
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, "could not store the event; retry later")
 		return
 	}
 	h.log.InfoContext(r.Context(), "webhook received", "type", ev.Type, "trace_id", d.TraceID,

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -264,5 +265,64 @@ func TestSeveralSecrets(t *testing.T) {
 	}
 	if _, err := webhook.New(" , ,", st, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a list of no secrets was accepted")
+	}
+}
+
+// A database that cannot take the write in time (here another process holds SQLite's write
+// lock) gets 503 within about a second, so Terra retries, and nothing is half-stored.
+func TestSlowDatabaseAnswers503Quickly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "slow.db")
+	st, err := sqlite.Open(context.Background(), path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h, err := webhook.New(secret, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	blocker, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	conn, err := blocker.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+
+	body, _ := json.Marshal(map[string]any{"type": "auth", "status": "success", "user": user("u-slow", "OURA", "alice")})
+	post := func() (int, time.Duration) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+		req.Header.Set("terra-signature", terra.Sign([]byte(secret), time.Now(), body))
+		req.Header.Set("X-Terra-Trace-Id", "trace-slow")
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, time.Since(start)
+	}
+	code, took := post()
+	if code != http.StatusServiceUnavailable || took > 2*time.Second {
+		t.Errorf("with the database locked: %d after %v, want 503 within about a second", code, took)
+	}
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	// Terra's retry, same trace id: applied now, not a duplicate of something half-stored.
+	if code, _ := post(); code != http.StatusOK {
+		t.Errorf("the retry: %d", code)
+	}
+	if u, err := st.TerraUser(context.Background(), "u-slow"); err != nil || u.Status != store.StatusConnected {
+		t.Errorf("after the retry: %+v, %v", u, err)
 	}
 }
