@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/store/postgres/pgtest"
 	"github.com/terragate/terragate/internal/terra"
@@ -957,6 +958,19 @@ func TestSecretsNeverLeak(t *testing.T) {
 	resp.Body.Close()
 	g.seen.Write(page)
 
+	// Each operation's line carries the request id and the caller only as a hash.
+	ops := 0
+	for _, line := range strings.Split(g.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"graphql operation"`) {
+			ops++
+			if !strings.Contains(line, `"request_id":"`) || strings.Contains(line, `"alice"`) {
+				t.Errorf("operation log line: %s", line)
+			}
+		}
+	}
+	if ops == 0 || !strings.Contains(g.logs.String(), `"user_hash":"`+graph.UserHash("alice")+`"`) {
+		t.Errorf("no operation lines with alice's hash (%d lines)", ops)
+	}
 	everything := g.logs.String() + g.stdout.String() + g.seen.String()
 	if !strings.Contains(g.logs.String(), "webhook received") {
 		t.Fatal("the log capture saw nothing; the check would prove nothing")

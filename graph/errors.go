@@ -121,7 +121,7 @@ func scrub(s string, secrets []string) string {
 // recoverPanic turns a resolver panic into an INTERNAL error after logging it.
 func recoverPanic(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, p any) error {
-		log.ErrorContext(ctx, "graphql panic", "request_id", httplog.RequestID(ctx), "panic", fmt.Sprint(p))
+		log.ErrorContext(ctx, "graphql panic", "panic", fmt.Sprint(p))
 		return errors.New("internal error")
 	}
 }

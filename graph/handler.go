@@ -79,6 +79,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
 	srv.Use(shapeLimit{})
 	srv.AroundOperations(userRateLimit(opts.UserLimit))
+	srv.AroundResponses(logOperations(opts.Log))
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
 	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets, opts.HideDetails))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))
