@@ -47,6 +47,7 @@ import (
 	"github.com/terragate/terragate/internal/events/pgnotify"
 	"github.com/terragate/terragate/internal/httplog"
 	"github.com/terragate/terragate/internal/limit"
+	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/secheaders"
@@ -143,6 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	meter := metrics.New()
 	clients, err := clientip.Parse(cfg.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("TRUSTED_PROXIES: %w", err)
@@ -171,6 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Timeout:   cfg.TerraTimeout,
 	}, &http.Client{}, log)
 	conns := connection.New(tc, st, bus, log)
+	conns.Metrics = meter
 	widgets := widget.NewService(tc, st, conns, widget.Config{
 		PublicURL: cfg.PublicURL,
 		StateKey:  stateKey(webhook.Secrets(cfg.TerraWebhookSecret)[0]),
@@ -180,6 +183,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	hooks.Metrics = meter
 	gql := graph.NewHandler(&graph.Resolver{
 		Widgets:      widgets,
 		Connections:  conns,
@@ -188,7 +192,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Bus:          bus,
 		Log:          log,
 		SessionLimit: sessionLimit,
+		Metrics:      meter,
 	}, graph.Options{
+		Metrics:       meter,
 		UserLimit:     userLimit,
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
@@ -202,10 +208,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// /graphql: the app's origins only, a per-IP budget, a body cap, no caching, then who is
 	// calling. Webhooks are not rate limited (Terra retries what it cannot deliver), but may
 	// be restricted to Terra's addresses.
-	mux.Handle("/graphql", cors.Handler(limit.PerIP(ipLimit, clients.ClientIP,
-		limit.MaxBody(cfg.MaxBodyBytes, secheaders.NoStore(clientip.Into(clients, verifier.Middleware(gql)))))))
+	mux.Handle("/graphql", meter.HTTP("/graphql", cors.Handler(limit.PerIP(ipLimit, clients.ClientIP,
+		limit.MaxBody(cfg.MaxBodyBytes, secheaders.NoStore(clientip.Into(clients, verifier.Middleware(gql))))))))
 	mux.Handle("GET "+widget.ReturnPath+"{sessionId}", secheaders.HTML(http.HandlerFunc(widgets.ServeReturn)))
-	mux.Handle("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks)) // other methods: a JSON 405
+	mux.Handle("/webhooks/terra", meter.HTTP("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks))) // other methods: a JSON 405
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", meter.Handler())
+	} else {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, meter, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	// healthz: the process is alive. readyz: it can serve (database reachable, schema
 	// current, event bus listening, not shutting down); load balancers route on it.
 	var shuttingDown atomic.Bool
@@ -341,6 +356,23 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 		return nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
 	}
 	return a, nil
+}
+
+// serveMetrics serves /metrics on its own address, so it can stay off the public network.
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("METRICS_ADDR: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return func() { _ = srv.Close() }, nil
 }
 
 // secretsOf lists every secret in the configuration, for scrubbing error messages.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -698,5 +699,41 @@ func TestShutdownClosesSubscriptions(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("closing subscriptions took %v", took)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	g := startGateway(t)
+	alice := token(t, "alice")
+	s := g.createSession(alice, map[string]any{"providers": []string{"OURA"}})
+	if _, err := g.emu.Complete(terraSessionID(t, s), "OURA", true); err != nil {
+		t.Fatal(err)
+	}
+	g.waitUsers(alice, false, "the connection", func(u []terraUser) bool { return len(u) == 1 })
+	g.gql("forged", listUsers, nil)
+
+	resp, err := http.Get(g.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(b)
+	for _, want := range []string{
+		`terragate_widget_sessions_created_total{provider="OURA"} 1`,
+		`terragate_widget_sessions_completed_total{provider="OURA"} 1`,
+		`terragate_webhook_events_total{outcome="applied",type="auth"} 1`,
+		`code="UNAUTHENTICATED"`,
+		`terragate_http_requests_total{route="/graphql",status="2xx"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, secret := range []string{alice, "alice", testAPIKey, testWebhookSecret} {
+		if strings.Contains(page, secret) {
+			t.Errorf("/metrics shows %q", secret)
+		}
 	}
 }

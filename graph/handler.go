@@ -17,6 +17,7 @@ import (
 
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/limit"
+	"github.com/terragate/terragate/internal/metrics"
 )
 
 // Limits of the GraphQL endpoint.
@@ -41,6 +42,8 @@ type Options struct {
 	Origins []string
 	// MaxSubscriptions caps the subscriptions of one WebSocket connection (default 10).
 	MaxSubscriptions int
+	// Metrics records operations and subscriptions (nil: none).
+	Metrics *metrics.Metrics
 	// UserLimit is each end user's budget of operations (nil: none).
 	UserLimit *limit.Limiter
 	// KeepAlive is the interval of the server's pings (default 15 s).
@@ -58,6 +61,10 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 		opts.KeepAlive = 15 * time.Second
 	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r, Complexity: complexity()}))
+	// First, so it sees every operation, refused ones included.
+	if opts.Metrics != nil {
+		srv.Use(opts.Metrics.GraphQL())
+	}
 	srv.AddTransport(transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.Origins},

@@ -9,6 +9,7 @@ import (
 	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/limit"
+	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
@@ -22,6 +23,8 @@ type Resolver struct {
 	Store       store.Store
 	Bus         events.Bus
 	Log         *slog.Logger
+	// Metrics counts subscriptions and the connection funnel (nil: none).
+	Metrics *metrics.Metrics
 	// SessionLimit is each end user's createWidgetSession budget (nil: none).
 	SessionLimit *limit.Limiter
 	// Now is the clock (nil: time.Now).

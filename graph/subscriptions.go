@@ -30,22 +30,25 @@ func withSlots(ctx context.Context, max int) context.Context {
 }
 
 // acquire takes one subscription slot of the connection; release gives it back.
-func acquire(ctx context.Context) (release func(), err error) {
+func (r *Resolver) acquire(ctx context.Context) (release func(), err error) {
 	s, _ := ctx.Value(slotsKey{}).(*slots)
-	if s == nil {
-		return func() {}, nil
-	}
-	if s.used.Add(1) > s.max {
+	if s != nil && s.used.Add(1) > s.max {
 		s.used.Add(-1)
 		return nil, fmt.Errorf("%w (at most %d)", ErrTooManySubscriptions, s.max)
 	}
-	return func() { s.used.Add(-1) }, nil
+	r.Metrics.SubscriptionOpened()
+	return func() {
+		r.Metrics.SubscriptionClosed()
+		if s != nil {
+			s.used.Add(-1)
+		}
+	}, nil
 }
 
 // watchConnections streams the end user's connection events. Every event is read back from
 // the store and checked to be the caller's before it is sent.
 func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-chan *model.ConnectionEvent, error) {
-	release, err := acquire(ctx)
+	release, err := r.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +86,7 @@ func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-
 // current state first, and completes once the status is final. Someone else's session is
 // NOT_FOUND, exactly as an unknown one.
 func (r *Resolver) watchSession(ctx context.Context, referenceID, id string) (<-chan *model.WidgetSession, error) {
-	release, err := acquire(ctx)
+	release, err := r.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 	if err != nil {
 		return nil, err
 	}
+	r.Metrics.SessionCreated(s.Providers)
 	r.audit(ctx, store.ActionSessionCreated, s.ID, user.ID, map[string]string{"providers": strings.Join(s.Providers, ",")})
 	return widgetSession(s, r.now()), nil
 }

@@ -65,6 +65,8 @@ type Config struct {
 	TrustedProxies         string // TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed
 	WebhookAllowedIPs      string // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
 
+	MetricsAddr string // METRICS_ADDR: serve /metrics there instead of on ADDR
+
 	Playground bool // PLAYGROUND: the GraphQL playground at / and introspection
 	// playgroundSet records that PLAYGROUND was given, which production honours.
 	playgroundSet bool
@@ -130,6 +132,7 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
+		{env: "METRICS_ADDR", usage: "serve Prometheus metrics at /metrics on this address instead of ADDR, e.g. 127.0.0.1:9100", set: str(func(c *Config) *string { return &c.MetricsAddr })},
 		{env: "SHUTDOWN_TIMEOUT", usage: "how long in-flight requests may take to finish on SIGTERM, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, false)},
 		{env: "SYNC_INTERVAL", usage: "period of the sweep that reconciles every connection with Terra's user list, e.g. 6h; 0 turns it off", set: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, true)},
 		{env: "PROVIDERS_TTL", usage: "how long Terra's provider list is cached, e.g. 1h", set: duration(func(c *Config) *time.Duration { return &c.ProvidersTTL }, false)},

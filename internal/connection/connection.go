@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/terra"
 )
@@ -34,6 +35,9 @@ type Terra interface {
 
 // Service applies connection changes and publishes them.
 type Service struct {
+	// Metrics counts completed sessions per provider (nil: none).
+	Metrics *metrics.Metrics
+
 	terra Terra
 	store store.Store
 	bus   events.Bus
@@ -72,6 +76,9 @@ func (s *Service) publish(ctx context.Context, source store.DeliverySource, kind
 		}
 		s.send(ctx, events.Event{ReferenceID: u.ReferenceID, Type: typ, UserID: u.UserID, At: at})
 		s.audit(ctx, source, typ, u, at)
+	}
+	if out.SessionChanged && out.Session != nil && out.Session.Status == store.SessionCompleted {
+		s.Metrics.SessionCompleted(out.Session.Provider)
 	}
 	if out.SessionChanged && out.Session != nil && out.Session.ReferenceID != "" {
 		s.send(ctx, events.Event{ReferenceID: out.Session.ReferenceID, Type: events.SessionChanged, SessionID: out.Session.ID, At: at})

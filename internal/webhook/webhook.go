@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/terra"
 )
@@ -35,6 +36,9 @@ type Applier interface {
 
 // Handler serves POST /webhooks/terra.
 type Handler struct {
+	// Metrics counts deliveries by type and outcome (nil: none).
+	Metrics *metrics.Metrics
+
 	deadline time.Duration // how long storing a delivery may take before 503
 	secrets  [][]byte
 	apply    Applier
@@ -105,6 +109,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	signedAt, secretIndex, err := h.verify(r, body)
 	if err != nil {
 		h.log.WarnContext(r.Context(), "webhook refused", "reason", signatureReason(err), "trace_id", traceID(r))
+		h.Metrics.Webhook("", metrics.WebhookRefused)
 		writeJSON(w, http.StatusUnauthorized, "invalid signature: "+signatureReason(err))
 		return
 	}
@@ -112,6 +117,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev, err := terra.DecodeEvent(body)
 	if err != nil {
 		h.log.WarnContext(r.Context(), "webhook malformed", "err", err, "trace_id", traceID(r))
+		h.Metrics.Webhook("", metrics.WebhookRefused)
 		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
 		return
 	}
@@ -133,15 +139,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out, err := h.apply.ApplyWebhook(ctx, d)
 	if err != nil {
 		h.log.ErrorContext(r.Context(), "webhook not stored", "type", ev.Type, "trace_id", d.TraceID, "err", err)
+		h.Metrics.Webhook(ev.Type, metrics.WebhookError)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, "could not store the event; retry later")
 		return
 	}
+	h.Metrics.Webhook(ev.Type, outcomeOf(d.Event.Kind, out))
 	h.log.InfoContext(r.Context(), "webhook received", "type", ev.Type, "trace_id", d.TraceID,
 		"duplicate", out.Duplicate, "users_changed", len(out.Users), "secret_index", secretIndex)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "duplicate": out.Duplicate})
+}
+
+func outcomeOf(kind store.EventKind, out store.Outcome) string {
+	switch {
+	case out.Duplicate:
+		return metrics.WebhookDuplicate
+	case kind == store.EventIgnored:
+		return metrics.WebhookIgnored
+	case len(out.Users) == 0 && !out.SessionChanged:
+		return metrics.WebhookUnchanged
+	default:
+		return metrics.WebhookApplied
+	}
 }
 
 // dedupeKey identifies a delivery across Terra's retries: its trace id when sent, else the
