@@ -171,7 +171,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		DevID:     cfg.TerraDevID,
 		APIKey:    cfg.TerraAPIKey,
 		Timeout:   cfg.TerraTimeout,
-	}, &http.Client{}, log)
+		Retries:   cfg.TerraRetries,
+		Observe:   meter.TerraCall,
+	}, terraHTTPClient(), log)
 	conns := connection.New(tc, st, bus, log)
 	conns.Metrics = meter
 	widgets := widget.NewService(tc, st, conns, widget.Config{
@@ -275,6 +277,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	background, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { conns.Run(background, uuid.NewString(), cfg.SyncInterval, sessionExpiryEvery) })
+	wg.Go(func() { watchCircuits(background, tc, meter) })
 	defer func() {
 		stopBackground()
 		wg.Wait() // before the store closes
@@ -356,6 +359,32 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 		return nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
 	}
 	return a, nil
+}
+
+// terraHTTPClient keeps connections to Terra alive and reused across concurrent requests:
+// a new TLS handshake per call would add more latency than the gateway itself.
+func terraHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 64
+	t.IdleConnTimeout = 90 * time.Second
+	return &http.Client{Transport: t}
+}
+
+// watchCircuits copies the Terra client's circuit states into the metrics until ctx ends.
+func watchCircuits(ctx context.Context, tc *terra.Client, m *metrics.Metrics) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		for endpoint, state := range tc.CircuitStates() {
+			m.SetCircuit(endpoint, state)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // serveMetrics serves /metrics on its own address, so it can stay off the public network.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/terragate/terragate/internal/terra"
+	"github.com/terragate/terragate/internal/terrasim"
 )
 
 func (g *gateway) raw(method, contentType, body string, header http.Header) (int, string) {
@@ -382,5 +383,67 @@ func TestServiceCallersAndAdminQueries(t *testing.T) {
 		if strings.Contains(log, secret) {
 			t.Error("the audit log holds a secret or token")
 		}
+	}
+}
+
+// Terra's bad days, seen from the app: transient failures are retried away, a hung Terra
+// gives a clear error within the deadline, and a failing endpoint trips the breaker so
+// calls fail fast with a retryAfter instead of piling up.
+func TestTerraResilience(t *testing.T) {
+	g := startGateway(t, withEnv("TERRA_RETRIES", "2"), withEnv("TERRA_TIMEOUT", "2s"))
+	alice := token(t, "alice")
+	count := func(path string) int {
+		n := 0
+		for _, r := range g.emu.Requests() {
+			if r.Path == path {
+				n++
+			}
+		}
+		return n
+	}
+	const create = "/v2/auth/generateWidgetSession"
+
+	before := count(create)
+	g.emu.Fail(create, terrasim.Fault{Status: 503, Times: 2})
+	if r := g.gql(alice, createSession, map[string]any{"in": map[string]any{"providers": []string{"OURA"}}}); len(r.Errors) > 0 {
+		t.Fatalf("after two transient 503s: %+v", r.Errors)
+	}
+	if n := count(create) - before; n != 3 {
+		t.Errorf("%d attempts, want 3", n)
+	}
+
+	g.emu.Fail(create, terrasim.Fault{Status: 429, Body: `{"detail":"rate limit exceeded"}`, ContentType: "application/json", Header: http.Header{"Retry-After": {"1"}}, Times: 1})
+	start := time.Now()
+	if r := g.gql(alice, createSession, map[string]any{"in": map[string]any{"providers": []string{"GARMIN"}}}); len(r.Errors) > 0 {
+		t.Fatalf("after a 429: %+v", r.Errors)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("Retry-After: 1 was not honoured (%v)", took)
+	}
+
+	g.emu.Fail(create, terrasim.Fault{Hang: true, Times: 5})
+	start = time.Now()
+	r := g.gql(alice, createSession, map[string]any{"in": map[string]any{"providers": []string{"FITBIT"}}})
+	if took := time.Since(start); r.code() != "UPSTREAM_UNAVAILABLE" || took > 3*time.Second {
+		t.Errorf("Terra hanging: %s after %v", r.code(), took)
+	}
+
+	// userInfo failing again and again: the breaker opens and Terra stops being called.
+	const sync = `mutation { syncConnections { userId } }`
+	g.emu.Fail("/v2/userInfo", terrasim.Fault{Status: 503, Times: 100})
+	for range 4 {
+		g.gql(alice, sync, nil)
+	}
+	calls := count("/v2/userInfo")
+	last := g.gql(alice, sync, nil)
+	if last.code() != "UPSTREAM_UNAVAILABLE" || last.Errors[0].Extensions["retryAfter"] == nil {
+		t.Errorf("with the circuit open: %+v", last)
+	}
+	if n := count("/v2/userInfo"); n != calls {
+		t.Errorf("an open circuit still called Terra %d times", n-calls)
+	}
+	// connectedUsers never needs Terra.
+	if r := g.gql(alice, listUsers, nil); len(r.Errors) > 0 {
+		t.Errorf("connectedUsers while Terra is down: %+v", r.Errors)
 	}
 }

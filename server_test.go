@@ -108,6 +108,8 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 		"TERRA_API_URL":        g.emuURL + "/v2",
 		"TERRA_WIDGET_URL":     g.emuURL + "/api/widget/session",
 		"TERRA_TIMEOUT":        "2s",
+		// One-shot faults below expect one attempt; TestTerraResilience turns retries on.
+		"TERRA_RETRIES":        "0",
 		"CORS_ALLOWED_ORIGINS": appOrigin,
 		"LOG_LEVEL":            "debug",
 		// The suite makes many calls quickly; TestRateLimits turns the limits on.

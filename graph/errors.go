@@ -93,6 +93,9 @@ func classify(err error, hideDetails bool) (code, msg string, ext map[string]any
 		}
 		return CodeUpstreamError, msg, ext
 	case errors.Is(err, terra.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		if wait, ok := terra.RetryAfter(err); ok {
+			return CodeUpstreamUnavailable, "Terra is unavailable right now; try again shortly", map[string]any{"retryAfter": retrySeconds(wait)}
+		}
 		return CodeUpstreamUnavailable, "Terra is unavailable right now; try again shortly", nil
 	default:
 		return CodeInternal, "internal error", nil

@@ -41,6 +41,7 @@ type Config struct {
 	TerraAPIURL        string        // TERRA_API_URL: Terra's v2 base URL
 	TerraWidgetURL     string        // TERRA_WIDGET_URL: the widget endpoint used after a 410 on the legacy one
 	TerraTimeout       time.Duration // TERRA_TIMEOUT: deadline of every Terra call
+	TerraRetries       int           // TERRA_RETRIES: retries of a failed idempotent call
 
 	Env string // ENV: "production" turns on the strict defaults and checks
 
@@ -106,6 +107,14 @@ func settings() []setting {
 		{env: "TERRA_API_URL", usage: "Terra API base URL", set: str(func(c *Config) *string { return &c.TerraAPIURL })},
 		{env: "TERRA_WIDGET_URL", usage: "Terra widget session endpoint used once the legacy one answers 410", set: str(func(c *Config) *string { return &c.TerraWidgetURL })},
 		{env: "TERRA_TIMEOUT", usage: "deadline of each Terra call, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.TerraTimeout }, false)},
+		{env: "TERRA_RETRIES", usage: "retries of a Terra call that failed with 429, 5xx or no answer (0: none)", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 10 {
+				return fmt.Errorf("want a number from 0 to 10, got %q", v)
+			}
+			c.TerraRetries = n
+			return nil
+		}},
 		{env: "AUTH_JWT_SECRET", usage: "HS256 secret of end-user tokens", secret: true, set: str(func(c *Config) *string { return &c.AuthJWTSecret })},
 		{env: "AUTH_JWKS_URL", usage: "JWKS URL of the identity provider whose RS256/ES256 tokens are accepted", set: str(func(c *Config) *string { return &c.AuthJWKSURL })},
 		{env: "AUTH_SUBJECT_CLAIM", usage: "token claim that names the end user (default sub)", set: str(func(c *Config) *string { return &c.AuthSubjectClaim })},

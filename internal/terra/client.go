@@ -28,6 +28,9 @@ const maxBody = 1 << 20
 
 // Config is what the client needs to reach Terra.
 type Config struct {
+	// Observe, when set, is told of every attempt: its operation, HTTP status (0 when no
+	// answer came), error and duration. Metrics hang off it.
+	Observe func(op string, status int, err error, took time.Duration)
 	// BaseURL is the API base, without a trailing slash (default DefaultBaseURL).
 	BaseURL string
 	// WidgetURL is the widget session endpoint that replaces the legacy
@@ -35,8 +38,32 @@ type Config struct {
 	WidgetURL string
 	// DevID and APIKey are the account's credentials; they never appear in errors or logs.
 	DevID, APIKey string
-	// Timeout bounds every call on top of the caller's context (default DefaultTimeout).
+	// Timeout bounds every call, retries and their waits included, on top of the caller's
+	// context (default DefaultTimeout).
 	Timeout time.Duration
+
+	// Retries is how many times a call is tried again after a connection error, a timed
+	// out attempt, or a 408, 429, 500, 502, 503 or 504 answer; other answers are final.
+	// Every operation the client has is safe to repeat (reads; creating a widget session,
+	// where a spare session is harmless; deauthenticateUser, which answers 404 once done).
+	// Zero means one attempt per call; the gateway's configuration defaults to
+	// DefaultRetries.
+	Retries int
+	// RetryBase and RetryMax shape the backoff between attempts: a random wait below
+	// RetryBase*2^n, capped at RetryMax (defaults DefaultRetryBase and DefaultRetryMax).
+	// A Retry-After from Terra is waited out in full, but a retry whose wait would end
+	// after the call's deadline is not made: the call returns the last error at once.
+	RetryBase, RetryMax time.Duration
+	// AttemptTimeout bounds each attempt within Timeout (default Timeout/(Retries+1), at
+	// least one second), so that one hung connection leaves time for another try.
+	AttemptTimeout time.Duration
+
+	// BreakerDisabled turns off the per-endpoint circuit breakers, for tests that need
+	// every call to reach Terra.
+	BreakerDisabled bool
+	// BreakerTimeout is how long an endpoint's open circuit fails calls fast before
+	// letting probes through (default DefaultBreakerTimeout).
+	BreakerTimeout time.Duration
 }
 
 // Client calls Terra's API. It is safe for concurrent use.
@@ -47,11 +74,23 @@ type Client struct {
 	// widgetMoved is set once the legacy widget endpoint answered 410 Gone; from then on
 	// every session is created at cfg.WidgetURL.
 	widgetMoved atomic.Bool
+	// breakers holds one circuit breaker per endpoint; nil when disabled.
+	breakers map[string]*breaker
 }
 
 // New returns a Client. A nil hc gets a client with no overall timeout (each call has
 // cfg.Timeout); a nil log discards.
 func New(cfg Config, hc *http.Client, log *slog.Logger) *Client {
+	cfg.Retries = max(cfg.Retries, 0)
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = DefaultRetryBase
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	if cfg.BreakerTimeout <= 0 {
+		cfg.BreakerTimeout = DefaultBreakerTimeout
+	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
@@ -62,13 +101,20 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Client {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = max(cfg.Timeout/time.Duration(cfg.Retries+1), minAttemptTimeout)
+	}
 	if hc == nil {
 		hc = &http.Client{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Client{cfg: cfg, hc: hc, log: log}
+	c := &Client{cfg: cfg, hc: hc, log: log}
+	if !cfg.BreakerDisabled {
+		c.breakers = newBreakers(cfg.BreakerTimeout, log)
+	}
+	return c
 }
 
 // GenerateWidgetSession creates a widget session the end user connects a provider through.
@@ -80,7 +126,7 @@ func (c *Client) GenerateWidgetSession(ctx context.Context, p WidgetSessionParam
 	defer cancel()
 
 	if !c.widgetMoved.Load() {
-		ws, err := c.widgetSession(ctx, op, c.cfg.BaseURL+"/auth/generateWidgetSession", p)
+		ws, err := c.widgetSession(ctx, op, epLegacyWidget, c.cfg.BaseURL+"/auth/generateWidgetSession", p)
 		var ae *APIError
 		if !errors.As(err, &ae) || ae.StatusCode != http.StatusGone {
 			return ws, err
@@ -90,12 +136,12 @@ func (c *Client) GenerateWidgetSession(ctx context.Context, p WidgetSessionParam
 				"widget_url", c.cfg.WidgetURL)
 		}
 	}
-	return c.widgetSession(ctx, op, c.cfg.WidgetURL, p)
+	return c.widgetSession(ctx, op, epWidget, c.cfg.WidgetURL, p)
 }
 
-func (c *Client) widgetSession(ctx context.Context, op, endpoint string, p WidgetSessionParams) (WidgetSession, error) {
+func (c *Client) widgetSession(ctx context.Context, op, ep, target string, p WidgetSessionParams) (WidgetSession, error) {
 	var ws WidgetSession
-	body, status, err := c.do(ctx, op, http.MethodPost, endpoint, p)
+	body, status, err := c.do(ctx, op, ep, http.MethodPost, target, p)
 	if err != nil {
 		return ws, err
 	}
@@ -121,7 +167,7 @@ func (c *Client) UserInfoByReferenceID(ctx context.Context, referenceID string) 
 	defer cancel()
 
 	q := url.Values{"reference_id": {referenceID}}
-	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/userInfo?"+q.Encode(), nil)
+	body, status, err := c.do(ctx, op, epUserInfo, http.MethodGet, c.cfg.BaseURL+"/userInfo?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +198,7 @@ func (c *Client) UserInfo(ctx context.Context, userID string) (UserInfo, error) 
 
 	var ui UserInfo
 	q := url.Values{"user_id": {userID}}
-	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/userInfo?"+q.Encode(), nil)
+	body, status, err := c.do(ctx, op, epUserInfo, http.MethodGet, c.cfg.BaseURL+"/userInfo?"+q.Encode(), nil)
 	if err != nil {
 		return ui, err
 	}
@@ -171,7 +217,7 @@ func (c *Client) Subscriptions(ctx context.Context) ([]User, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 
-	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/subscriptions", nil)
+	body, status, err := c.do(ctx, op, epSubscriptions, http.MethodGet, c.cfg.BaseURL+"/subscriptions", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +236,7 @@ func (c *Client) SubscriptionsPage(ctx context.Context, page, perPage int) (Subs
 	if perPage > 0 {
 		q.Set("per_page", strconv.Itoa(perPage))
 	}
-	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/subscriptions?"+q.Encode(), nil)
+	body, status, err := c.do(ctx, op, epSubscriptions, http.MethodGet, c.cfg.BaseURL+"/subscriptions?"+q.Encode(), nil)
 	if err != nil {
 		return SubscriptionsPage{}, err
 	}
@@ -225,7 +271,7 @@ func (c *Client) DeauthenticateUser(ctx context.Context, userID string) error {
 	defer cancel()
 
 	q := url.Values{"user_id": {userID}}
-	_, _, err := c.do(ctx, op, http.MethodDelete, c.cfg.BaseURL+"/auth/deauthenticateUser?"+q.Encode(), nil)
+	_, _, err := c.do(ctx, op, epDeauth, http.MethodDelete, c.cfg.BaseURL+"/auth/deauthenticateUser?"+q.Encode(), nil)
 	return err
 }
 
@@ -236,7 +282,7 @@ func (c *Client) Integrations(ctx context.Context) (Integrations, error) {
 	defer cancel()
 
 	var in Integrations
-	body, status, err := c.do(ctx, op, http.MethodGet, c.cfg.BaseURL+"/integrations", nil)
+	body, status, err := c.do(ctx, op, epIntegrations, http.MethodGet, c.cfg.BaseURL+"/integrations", nil)
 	if err != nil {
 		return in, err
 	}
@@ -246,51 +292,93 @@ func (c *Client) Integrations(ctx context.Context) (Integrations, error) {
 	return in, nil
 }
 
-// do sends one request and returns the body of a 2xx answer. Anything else is an
-// *APIError or an error wrapping ErrUnavailable.
-func (c *Client) do(ctx context.Context, op, method, endpoint string, in any) ([]byte, int, error) {
-	var reqBody io.Reader
+// do makes one call: attempts through the endpoint's circuit breaker, retried as
+// Config says, and returns the body of a 2xx answer. Anything else is an *APIError or an
+// error wrapping ErrUnavailable (ErrCircuitOpen too when the breaker refused the call).
+func (c *Client) do(ctx context.Context, op, ep, method, target string, in any) ([]byte, int, error) {
+	var payload []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, 0, fmt.Errorf("terra %s: encode request: %w", op, err)
 		}
-		reqBody = bytes.NewReader(b)
+		payload = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, endpoint, reqBody)
+	for n := 1; ; n++ {
+		a, err := c.call(ctx, op, ep, method, target, payload)
+		if err == nil {
+			return a.body, a.status, nil
+		}
+		if n > c.cfg.Retries || !retryable(ctx, err) {
+			return nil, a.status, err
+		}
+		wait := c.backoff(n)
+		if ra, ok := RetryAfter(err); ok {
+			wait = max(wait, ra)
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			c.log.Warn("terra: not retrying, the wait would pass the deadline",
+				"op", op, "attempt", n, "status", a.status, "wait", wait.Round(time.Millisecond))
+			return nil, a.status, err
+		}
+		c.log.Warn("terra: retrying", "op", op, "attempt", n, "status", a.status,
+			"wait", wait.Round(time.Millisecond), "err", err)
+		if !sleep(ctx, wait) {
+			return nil, a.status, err
+		}
+	}
+}
+
+// attempt sends one request, bounded by Config.AttemptTimeout, and returns the body of a
+// 2xx answer.
+func (c *Client) attempt(ctx context.Context, op, method, target string, payload []byte) (a answer, err error) {
+	if c.cfg.Observe != nil {
+		start := time.Now()
+		defer func() { c.cfg.Observe(op, a.status, err, time.Since(start)) }()
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+	defer cancel()
+
+	var reqBody io.Reader
+	if payload != nil {
+		reqBody = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, reqBody)
 	if err != nil {
-		return nil, 0, fmt.Errorf("terra %s: %w", op, err)
+		return answer{}, fmt.Errorf("terra %s: %w", op, err)
 	}
 	req.Header.Set("dev-id", c.cfg.DevID)
 	req.Header.Set("x-api-key", c.cfg.APIKey)
 	req.Header.Set("Accept", "application/json")
-	if in != nil {
+	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, 0, c.unavailable(ctx, op, err)
+		return answer{}, c.unavailable(ctx, op, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return nil, resp.StatusCode, c.unavailable(ctx, op, err)
+		return answer{status: resp.StatusCode}, c.unavailable(ctx, op, err)
 	}
 	c.log.Debug("terra call", "op", op, "method", method, "status", resp.StatusCode,
 		"duration", time.Since(start).Round(time.Millisecond))
 
+	a = answer{status: resp.StatusCode}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		if len(body) > maxBody {
 			body = nil
 		}
-		return nil, resp.StatusCode, parseAPIError(op, resp, body, time.Now(), c.cfg.APIKey, c.cfg.DevID)
+		return a, parseAPIError(op, resp, body, time.Now(), c.cfg.APIKey, c.cfg.DevID)
 	}
 	if len(body) > maxBody {
-		return nil, resp.StatusCode, badResponse(op, resp.StatusCode, "body larger than 1 MiB")
+		return a, badResponse(op, resp.StatusCode, "body larger than 1 MiB")
 	}
-	return body, resp.StatusCode, nil
+	a.body = body
+	return a, nil
 }
 
 // unavailable drops *url.Error's "Get <url>:" prefix (the query holds user ids) and

@@ -17,6 +17,11 @@ import (
 // errors, timeouts and expired deadlines. Callers map it to an "upstream" error kind.
 var ErrUnavailable = errors.New("upstream unavailable")
 
+// ErrCircuitOpen marks calls refused without reaching Terra because the endpoint's circuit
+// breaker is open (or half-open with its probes already in flight). Such errors also wrap
+// ErrUnavailable, and RetryAfter tells how long until the breaker lets a probe through.
+var ErrCircuitOpen = errors.New("circuit open")
+
 // ErrBadResponse is wrapped by an *APIError whose status was 2xx but whose body could not
 // be used (not JSON, wrong shape, required fields missing).
 var ErrBadResponse = errors.New("unusable response")
@@ -198,3 +203,36 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 func unavailable(op string, cause error) error {
 	return fmt.Errorf("terra %s: %w: %w", op, ErrUnavailable, cause)
 }
+
+// RetryAfter reports how long a caller should wait before trying again, when err says:
+// the time until an open circuit lets a probe through, or the Retry-After Terra sent with
+// an error answer. The GraphQL layer turns it into a retryAfter extension.
+func RetryAfter(err error) (time.Duration, bool) {
+	var ce *circuitError
+	if errors.As(err, &ce) {
+		return ce.wait, true
+	}
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return ae.RetryAfter, true
+	}
+	return 0, false
+}
+
+// circuitError is a call refused by an endpoint's circuit breaker.
+type circuitError struct {
+	op      string
+	wait    time.Duration // until the breaker lets a probe through
+	probing bool          // half-open, with its probes already in flight
+}
+
+func (e *circuitError) Error() string {
+	state := "circuit open"
+	if e.probing {
+		state = "circuit half-open, probes in flight"
+	}
+	return fmt.Sprintf("terra %s: %v: %s: retry in %v", e.op, ErrUnavailable, state, e.wait.Round(100*time.Millisecond))
+}
+
+// Unwrap makes both ErrCircuitOpen and ErrUnavailable visible to errors.Is.
+func (e *circuitError) Unwrap() []error { return []error{ErrCircuitOpen, ErrUnavailable} }

@@ -19,6 +19,9 @@ type faultJSON struct {
 	ContentType string      `json:"content_type"`
 	Header      http.Header `json:"header"`
 	Delay       string      `json:"delay"`
+	Hang        bool        `json:"hang"`
+	Reset       bool        `json:"reset"`
+	Garbage     bool        `json:"garbage"`
 	Times       int         `json:"times"`
 }
 
@@ -140,12 +143,12 @@ func (e *Emulator) adminRoutes() {
 			}
 			delay = d
 		}
-		if in.Path == "" || (in.Status == 0 && delay == 0) {
-			writeError(w, r, legacyErrors, http.StatusBadRequest, "path and a status or a delay are required")
+		if in.Path == "" || (in.Status == 0 && delay == 0 && !in.Hang && !in.Reset && !in.Garbage) {
+			writeError(w, r, legacyErrors, http.StatusBadRequest, "path and one of status, delay, hang, reset or garbage are required")
 			return
 		}
 		e.Fail(in.Path, Fault{Status: in.Status, Body: in.Body, ContentType: in.ContentType,
-			Header: in.Header, Delay: delay, Times: in.Times})
+			Header: in.Header, Delay: delay, Hang: in.Hang, Reset: in.Reset, Garbage: in.Garbage, Times: in.Times})
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
 	})
 }

@@ -1,9 +1,11 @@
 package terrasim
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -83,7 +85,21 @@ func (e *Emulator) api(style errStyle, ep endpoint) http.Handler {
 			if f.Delay > 0 && !e.sleep(r.Context(), f.Delay) {
 				return
 			}
-			if f.Status != 0 {
+			switch {
+			case f.Hang:
+				select {
+				case <-r.Context().Done(): // the caller gave up
+				case <-e.ctx.Done():
+					resetConn(w) // closing: still no answer
+				}
+				return
+			case f.Reset:
+				resetConn(w)
+				return
+			case f.Garbage:
+				writeGarbage(w, f)
+				return
+			case f.Status != 0:
 				writeFault(w, f)
 				return
 			}
@@ -114,6 +130,37 @@ func writeFault(w http.ResponseWriter, f Fault) {
 	}
 	w.WriteHeader(f.Status)
 	_, _ = w.Write([]byte(f.Body))
+}
+
+// garbageBody is a JSON answer cut off halfway.
+const garbageBody = `{"status":"success","users":[{"user_id":"`
+
+func writeGarbage(w http.ResponseWriter, f Fault) {
+	for k, vs := range f.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(garbageBody))
+}
+
+// resetConn drops the connection under w without answering. A connection that cannot be
+// taken over (HTTP/2) has its stream aborted instead.
+func resetConn(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	raw := conn
+	if tc, ok := conn.(*tls.Conn); ok {
+		raw = tc.NetConn() // no close_notify: the peer just sees the connection go
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close with RST, not FIN
+	}
+	_ = raw.Close()
 }
 
 func notFound(w http.ResponseWriter, r *http.Request, c *call) {

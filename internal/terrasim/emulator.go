@@ -73,7 +73,9 @@ type Request struct {
 	Body   map[string]any `json:"body,omitempty"` // the decoded JSON object, if the body was one
 }
 
-// Fault makes the next Times calls to one API path answer abnormally.
+// Fault makes the next Times calls to one API path answer abnormally. Delay comes first;
+// then the first of Hang, Reset, Garbage and Status that is set decides the answer, and
+// with none of them set the call is answered normally.
 type Fault struct {
 	// Status and Body (with ContentType and Header) replace the answer. A zero Status
 	// with a Delay means "slow, then the normal answer".
@@ -83,6 +85,15 @@ type Fault struct {
 	Header      http.Header
 	// Delay holds the answer back; a caller that gives up earlier sees a timeout.
 	Delay time.Duration
+	// Hang never answers: the call stays open until the caller gives up (or the
+	// emulator is closed, which drops the connection).
+	Hang bool
+	// Reset drops the TCP connection without any HTTP answer, as a crashing server or a
+	// load balancer cutting a connection does.
+	Reset bool
+	// Garbage answers 200 with a JSON content type but a body that is not JSON (an
+	// answer cut off halfway); Header is sent with it.
+	Garbage bool
 	// Times is how many calls the fault applies to (at least 1).
 	Times int
 }
