@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -11,10 +14,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/store/postgres/pgtest"
 	"github.com/terragate/terragate/internal/terrasim"
 )
@@ -92,7 +98,32 @@ func (p *dbProxy) setDown(down bool) {
 }
 
 // startProcess runs terragate as a separate process and returns its address.
+// process is a gateway running as a separate process.
+type process struct {
+	url    string
+	logs   *syncBuffer
+	cmd    *exec.Cmd
+	done   chan error
+	killed bool
+}
+
+// kill ends the process at once, as a crash or an OOM kill would.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	p.killed = true
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
 func startProcess(t *testing.T, env map[string]string) (string, *syncBuffer) {
+	t.Helper()
+	p := startGatewayProcess(t, env)
+	return p.url, p.logs
+}
+
+// startGatewayProcess runs terragate as a separate process; it is stopped with SIGTERM
+// (and must exit cleanly) when the test ends, unless the test killed it.
+func startGatewayProcess(t *testing.T, env map[string]string) *process {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -108,12 +139,15 @@ func startProcess(t *testing.T, env map[string]string) (string, *syncBuffer) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	p := &process{logs: logs, cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
+		if p.killed {
+			return
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-done:
+		case err := <-p.done:
 			if err != nil {
 				t.Errorf("gateway process: %v\n%s", err, logs.String())
 			}
@@ -122,7 +156,8 @@ func startProcess(t *testing.T, env map[string]string) (string, *syncBuffer) {
 			t.Error("gateway process did not stop on SIGTERM")
 		}
 	})
-	return waitListening(t, stdout, done), logs
+	p.url = waitListening(t, stdout, p.done)
+	return p
 }
 
 func readyStatus(t *testing.T, base string) int {
@@ -284,5 +319,102 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"migrate", "sideways"}, getenv, io.Discard, io.Discard); err == nil {
 		t.Error("an unknown migrate command was accepted")
+	}
+}
+
+// TestNoAcknowledgedWebhookIsLost sends a few thousand signed webhooks concurrently, kills
+// the gateway with SIGKILL in the middle, restarts it, and lets the senders retry what was
+// not acknowledged, as Terra does: every acknowledged event must be applied, exactly once.
+// It runs on SQLite, and on PostgreSQL in the PostgreSQL pass.
+func TestNoAcknowledgedWebhookIsLost(t *testing.T) {
+	const events, senders = 2000, 16
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dbURL := testDatabaseURL(t)
+	env := map[string]string{
+		"ADDR": addr, "DATABASE_URL": dbURL, "TERRA_DEV_ID": testDevID, "TERRA_API_KEY": testAPIKey,
+		"TERRA_WEBHOOK_SECRET": testWebhookSecret, "AUTH_JWT_SECRET": testJWTSecret, "LOG_LEVEL": "warn",
+	}
+	first := startGatewayProcess(t, env)
+
+	var acked, attempts atomic.Int64
+	next := make(chan int, events)
+	for i := range events {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(90 * time.Second)
+	for range senders {
+		wg.Go(func() {
+			for i := range next {
+				body := authEvent(fmt.Sprintf("u-%04d", i), "OURA", fmt.Sprintf("user-%d", i%50))
+				for time.Now().Before(deadline) {
+					attempts.Add(1)
+					req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/terra", bytes.NewReader(body))
+					req.Header = signedHeader(body, time.Now(), fmt.Sprintf("trace-%04d", i))
+					resp, err := client.Do(req)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode == http.StatusOK {
+							acked.Add(1)
+							break
+						}
+					}
+					time.Sleep(20 * time.Millisecond) // Terra backs off; a short pause will do
+				}
+			}
+		})
+	}
+	for acked.Load() < events/4 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	first.kill(t)
+	killedAt := acked.Load()
+	startGatewayProcess(t, env)
+	wg.Wait()
+	if acked.Load() != events {
+		t.Fatalf("%d of %d events acknowledged before the deadline", acked.Load(), events)
+	}
+	t.Logf("killed after %d acknowledgements; %d events, %d attempts in all", killedAt, events, attempts.Load())
+
+	st, err := engine.Open(context.Background(), dbURL, engine.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	users, err := st.ListTerraUsersPage(context.Background(), store.UserFilter{}, store.Page{First: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if users.TotalCount != events {
+		t.Errorf("%d Terra users stored, want %d", users.TotalCount, events)
+	}
+	// One inbox row per delivery: duplicates were acknowledged, not applied again.
+	rows, after := 0, ""
+	for {
+		p, err := st.ListWebhookEvents(context.Background(), store.InboxFilter{}, store.Page{First: 100, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Events {
+			if e.Outcome != store.InboxApplied {
+				t.Errorf("inbox row %d: outcome %q", e.ID, e.Outcome)
+			}
+		}
+		rows += len(p.Events)
+		if !p.HasNextPage {
+			break
+		}
+		after = p.EndCursor
+	}
+	if rows != events {
+		t.Errorf("%d inbox rows, want %d", rows, events)
 	}
 }
