@@ -418,3 +418,74 @@ func TestNoAcknowledgedWebhookIsLost(t *testing.T) {
 		t.Errorf("%d inbox rows, want %d", rows, events)
 	}
 }
+
+// TestSIGTERMUnderLoad stops a gateway while requests are in flight: every request it
+// accepted is answered, and afterwards new connections are refused rather than dropped.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	env := map[string]string{
+		"ADDR": "127.0.0.1:0", "DATABASE_URL": testDatabaseURL(t), "TERRA_DEV_ID": testDevID, "TERRA_API_KEY": testAPIKey,
+		"TERRA_WEBHOOK_SECRET": testWebhookSecret, "AUTH_JWT_SECRET": testJWTSecret, "LOG_LEVEL": "warn",
+		"RATE_LIMIT_IP": "off", "RATE_LIMIT_USER": "off",
+	}
+	p := startGatewayProcess(t, env)
+	alice := token(t, "alice")
+	query := p.url + "/graphql?query=" + url.QueryEscape("{ connectedUsers { userId } }")
+
+	var ok, refused atomic.Int64
+	var mu sync.Mutex
+	var failures []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodGet, query, nil)
+				req.Header.Set("Authorization", "Bearer "+alice)
+				resp, err := client.Do(req)
+				switch {
+				case err != nil && strings.Contains(err.Error(), "connection refused"):
+					refused.Add(1)
+					return
+				case err != nil:
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					return
+				default:
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						ok.Add(1)
+					} else {
+						mu.Lock()
+						failures = append(failures, resp.Status)
+						mu.Unlock()
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.killed = true // stopped here, not by the cleanup
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.done; err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d answered, %d refused after shutdown", ok.Load(), refused.Load())
+	if ok.Load() == 0 {
+		t.Fatal("no request was answered; the test proved nothing")
+	}
+	if len(failures) > 0 {
+		t.Errorf("%d requests failed mid-flight: %v", len(failures), failures[:min(5, len(failures))])
+	}
+}
