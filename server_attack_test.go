@@ -447,3 +447,84 @@ func TestTerraResilience(t *testing.T) {
 		t.Errorf("connectedUsers while Terra is down: %+v", r.Errors)
 	}
 }
+
+// A delivery that cannot be applied (here a user_reauth whose old and new user are the same)
+// is acknowledged and kept as a dead letter, does not hold up the events behind it, is
+// visible to service callers, and can be replayed.
+func TestDeadLetters(t *testing.T) {
+	g := startGateway(t, withEnv("SERVICE_API_KEYS", "backend:"+testServiceKey))
+	alice := token(t, "alice")
+	bad, _ := json.Marshal(map[string]any{"type": "user_reauth", "status": "warning", "message": "m",
+		"new_user": map[string]any{"user_id": "u-same", "provider": "OURA", "reference_id": "alice"},
+		"old_user": map[string]any{"user_id": "u-same", "provider": "OURA", "reference_id": "alice"}})
+	resp, raw := g.postWebhook(bad, signedHeader(bad, time.Now(), "trace-bad"))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(raw, "dead_letter") {
+		t.Fatalf("a bad delivery: %d %s", resp.StatusCode, raw)
+	}
+	// Terra's retry of it is a duplicate, not a second dead letter.
+	g.postWebhook(bad, signedHeader(bad, time.Now(), "trace-bad"))
+	// The next event goes through.
+	good := authEvent("u-good", "GARMIN", "alice")
+	if resp, raw := g.postWebhook(good, signedHeader(good, time.Now(), "trace-good")); resp.StatusCode != 200 || strings.Contains(raw, "dead_letter") {
+		t.Fatalf("the event behind it: %d %s", resp.StatusCode, raw)
+	}
+	if u := g.connectedUsers(alice, false); len(u) != 1 || u[0].UserID != "u-good" {
+		t.Errorf("after the dead letter: %+v", u)
+	}
+
+	r := g.gql(testServiceKey, `{ webhookEvents(outcome: "failed") { edges { node { id type outcome error replays } } } }`, nil)
+	var page struct {
+		W struct {
+			Edges []struct {
+				Node struct {
+					ID      string  `json:"id"`
+					Type    string  `json:"type"`
+					Outcome string  `json:"outcome"`
+					Error   *string `json:"error"`
+					Replays int     `json:"replays"`
+				} `json:"node"`
+			} `json:"edges"`
+		} `json:"webhookEvents"`
+	}
+	if err := json.Unmarshal(r.Data, &page); err != nil || len(r.Errors) > 0 || len(page.W.Edges) != 1 {
+		t.Fatalf("dead letters: %+v %s", r.Errors, r.Data)
+	}
+	dead := page.W.Edges[0].Node
+	if dead.Type != "user_reauth" || dead.Error == nil || *dead.Error == "" {
+		t.Errorf("dead letter: %+v", dead)
+	}
+	if strings.Contains(*dead.Error, testWebhookSecret) {
+		t.Error("the reason holds a secret")
+	}
+
+	const replay = `mutation($id: ID!) { replayWebhookEvent(id: $id) { outcome replays error } }`
+	if r := g.gql(alice, replay, map[string]any{"id": dead.ID}); r.code() != "FORBIDDEN" {
+		t.Errorf("an end user replaying: %+v", r)
+	}
+	// The data is still bad: the replay fails, is counted, and the row stays failed.
+	if r := g.gql(testServiceKey, replay, map[string]any{"id": dead.ID}); r.code() != "REPLAY_FAILED" {
+		t.Errorf("replaying bad data: %+v", r)
+	}
+	r = g.gql(testServiceKey, `{ webhookEvents(outcome: "failed") { edges { node { replays } } } }`, nil)
+	if !strings.Contains(string(r.Data), `"replays":1`) {
+		t.Errorf("after a failed replay: %s", r.Data)
+	}
+	// An event that is not a dead letter cannot be replayed.
+	r = g.gql(testServiceKey, `{ webhookEvents(outcome: "applied") { edges { node { id } } } }`, nil)
+	var applied struct {
+		W struct {
+			Edges []struct {
+				Node struct {
+					ID string `json:"id"`
+				} `json:"node"`
+			} `json:"edges"`
+		} `json:"webhookEvents"`
+	}
+	_ = json.Unmarshal(r.Data, &applied)
+	if len(applied.W.Edges) == 0 {
+		t.Fatalf("no applied events: %s", r.Data)
+	}
+	if r := g.gql(testServiceKey, replay, map[string]any{"id": applied.W.Edges[0].Node.ID}); r.code() != "CONFLICT" {
+		t.Errorf("replaying an applied event: %+v", r)
+	}
+}

@@ -86,8 +86,16 @@ func pageInfo(end string, more bool) *model.PageInfo {
 	return &model.PageInfo{HasNextPage: more, EndCursor: optional(end)}
 }
 
+// ReplayError is a replay that failed again; the delivery stays a dead letter.
+type ReplayError struct{ Reason string }
+
+func (e *ReplayError) Error() string { return e.Reason }
+
 func inboxEvent(e store.InboxEvent) *model.WebhookEvent {
 	return &model.WebhookEvent{
+		Error:      optional(e.Error),
+		Replays:    e.Replays,
+		ReplayedAt: e.ReplayedAt,
 		ID:         strconv.FormatInt(e.ID, 10),
 		Source:     string(e.Source),
 		TraceID:    optional(e.TraceID),

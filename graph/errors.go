@@ -28,6 +28,8 @@ const (
 	CodeUpstreamUnavailable = "UPSTREAM_UNAVAILABLE"
 	CodeInternal            = "INTERNAL"
 	CodeTooManySubs         = "TOO_MANY_SUBSCRIPTIONS"
+	CodeConflict            = "CONFLICT"
+	CodeReplayFailed        = "REPLAY_FAILED"
 )
 
 // presentError maps domain error kinds to extensions.code. Anything unknown is logged with
@@ -78,6 +80,10 @@ func classify(err error, hideDetails bool) (code, msg string, ext map[string]any
 		return CodeBadUserInput, input.Error(), map[string]any{"field": input.Field}
 	case errors.Is(err, ErrTooManySubscriptions):
 		return CodeTooManySubs, err.Error(), nil
+	case errors.As(err, new(*ReplayError)):
+		return CodeReplayFailed, err.Error(), nil
+	case errors.Is(err, store.ErrConflict):
+		return CodeConflict, "conflict: the record is not in a state that allows this", nil
 	case errors.Is(err, store.ErrInvalid):
 		return CodeBadUserInput, "invalid argument: page size 1 to 100, a cursor from the same listing, and known filter values", nil
 	case errors.Is(err, store.ErrNotFound):

@@ -75,6 +75,7 @@ type ComplexityRoot struct {
 	Mutation struct {
 		CreateWidgetSession func(childComplexity int, input *model.CreateWidgetSessionInput, actAs *string) int
 		DisconnectUser      func(childComplexity int, userID string, actAs *string) int
+		ReplayWebhookEvent  func(childComplexity int, id string) int
 		SyncConnections     func(childComplexity int, actAs *string) int
 	}
 
@@ -129,9 +130,12 @@ type ComplexityRoot struct {
 	WebhookEvent struct {
 		AppliedAt  func(childComplexity int) int
 		Body       func(childComplexity int) int
+		Error      func(childComplexity int) int
 		ID         func(childComplexity int) int
 		Outcome    func(childComplexity int) int
 		ReceivedAt func(childComplexity int) int
+		ReplayedAt func(childComplexity int) int
+		Replays    func(childComplexity int) int
 		SignedAt   func(childComplexity int) int
 		Source     func(childComplexity int) int
 		TraceID    func(childComplexity int) int
@@ -166,6 +170,7 @@ type ComplexityRoot struct {
 // region    ************************** generated!.gotpl **************************
 
 type MutationResolver interface {
+	ReplayWebhookEvent(ctx context.Context, id string) (*model.WebhookEvent, error)
 	DisconnectUser(ctx context.Context, userID string, actAs *string) (*model.TerraUser, error)
 	SyncConnections(ctx context.Context, actAs *string) ([]*model.TerraUser, error)
 	CreateWidgetSession(ctx context.Context, input *model.CreateWidgetSessionInput, actAs *string) (*model.WidgetSession, error)
@@ -341,6 +346,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DisconnectUser(childComplexity, args["userId"].(string), args["actAs"].(*string)), true
+	case "Mutation.replayWebhookEvent":
+		if e.ComplexityRoot.Mutation.ReplayWebhookEvent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_replayWebhookEvent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReplayWebhookEvent(childComplexity, args["id"].(string)), true
 	case "Mutation.syncConnections":
 		if e.ComplexityRoot.Mutation.SyncConnections == nil {
 			break
@@ -565,6 +581,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WebhookEvent.Body(childComplexity), true
+	case "WebhookEvent.error":
+		if e.ComplexityRoot.WebhookEvent.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.Error(childComplexity), true
 	case "WebhookEvent.id":
 		if e.ComplexityRoot.WebhookEvent.ID == nil {
 			break
@@ -583,6 +605,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WebhookEvent.ReceivedAt(childComplexity), true
+	case "WebhookEvent.replayedAt":
+		if e.ComplexityRoot.WebhookEvent.ReplayedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.ReplayedAt(childComplexity), true
+	case "WebhookEvent.replays":
+		if e.ComplexityRoot.WebhookEvent.Replays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.Replays(childComplexity), true
 	case "WebhookEvent.signedAt":
 		if e.ComplexityRoot.WebhookEvent.SignedAt == nil {
 			break
@@ -966,6 +1000,12 @@ func (ec *executionContext) childFields_WebhookEvent(ctx context.Context, field 
 		return ec.fieldContext_WebhookEvent_appliedAt(ctx, field)
 	case "outcome":
 		return ec.fieldContext_WebhookEvent_outcome(ctx, field)
+	case "error":
+		return ec.fieldContext_WebhookEvent_error(ctx, field)
+	case "replays":
+		return ec.fieldContext_WebhookEvent_replays(ctx, field)
+	case "replayedAt":
+		return ec.fieldContext_WebhookEvent_replayedAt(ctx, field)
 	case "body":
 		return ec.fieldContext_WebhookEvent_body(ctx, field)
 	}
@@ -1173,6 +1213,20 @@ func (ec *executionContext) field_Mutation_disconnectUser_args(ctx context.Conte
 		return nil, err
 	}
 	args["actAs"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_replayWebhookEvent_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -1931,6 +1985,50 @@ func (ec *executionContext) _ConnectionEvent_at(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_ConnectionEvent_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ConnectionEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Mutation_replayWebhookEvent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_replayWebhookEvent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReplayWebhookEvent(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WebhookEvent) graphql.Marshaler {
+			return ec.marshalNWebhookEvent2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐWebhookEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_replayWebhookEvent(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookEvent(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_replayWebhookEvent_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Mutation_disconnectUser(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -3115,6 +3213,75 @@ func (ec *executionContext) _WebhookEvent_outcome(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_WebhookEvent_outcome(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("WebhookEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _WebhookEvent_error(ctx context.Context, field graphql.CollectedField, obj *model.WebhookEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookEvent_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookEvent_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _WebhookEvent_replays(ctx context.Context, field graphql.CollectedField, obj *model.WebhookEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookEvent_replays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Replays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookEvent_replays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookEvent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _WebhookEvent_replayedAt(ctx context.Context, field graphql.CollectedField, obj *model.WebhookEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookEvent_replayedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReplayedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookEvent_replayedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookEvent", field, false, false, "Time")
 }
 
 func (ec *executionContext) _WebhookEvent_body(ctx context.Context, field graphql.CollectedField, obj *model.WebhookEvent) (ret graphql.Marshaler) {
@@ -4868,6 +5035,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("Mutation")
+		case "replayWebhookEvent":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_replayWebhookEvent(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "disconnectUser":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_disconnectUser(ctx, field)
@@ -5297,6 +5471,21 @@ func (ec *executionContext) _WebhookEvent(ctx context.Context, sel ast.Selection
 			}
 		case "outcome":
 			out.Values[i] = ec._WebhookEvent_outcome(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._WebhookEvent_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "replays":
+			out.Values[i] = ec._WebhookEvent_replays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "replayedAt":
+			out.Values[i] = ec._WebhookEvent_replayedAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

@@ -171,8 +171,14 @@ type WebhookEvent struct {
 	ReceivedAt time.Time `json:"receivedAt"`
 	// When it was applied.
 	AppliedAt *time.Time `json:"appliedAt,omitempty"`
-	// applied, unchanged or ignored.
+	// applied, unchanged, ignored, or failed (a dead letter: see error, and replayWebhookEvent).
 	Outcome *string `json:"outcome,omitempty"`
+	// Why a dead letter could not be applied.
+	Error *string `json:"error,omitempty"`
+	// How many times it was replayed.
+	Replays int `json:"replays"`
+	// When it was last replayed.
+	ReplayedAt *time.Time `json:"replayedAt,omitempty"`
 	// The raw body as received.
 	Body string `json:"body"`
 }

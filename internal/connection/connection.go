@@ -61,6 +61,22 @@ func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Out
 	return out, nil
 }
 
+// RecordDeadLetter keeps a delivery that cannot be applied, for a later replay.
+func (s *Service) RecordDeadLetter(ctx context.Context, d store.Delivery, reason string) (store.InboxEvent, error) {
+	return s.store.RecordDeadLetter(ctx, d, reason)
+}
+
+// ReplayDeadLetter applies a dead-lettered delivery again (once its cause is fixed) and tells
+// subscribers what changed.
+func (s *Service) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery) (store.Outcome, error) {
+	out, err := s.store.ReplayDeadLetter(ctx, id, d)
+	if err != nil {
+		return out, err
+	}
+	s.publish(ctx, store.SourceOf(d), d.Event.Kind, out)
+	return out, nil
+}
+
 // publish tells subscribers about each changed connection and session. The event type
 // follows from the kind of event and the row's resulting state, so a late or repeated event
 // that changed nothing visible says what the row is, never what it is not.

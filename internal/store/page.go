@@ -181,9 +181,7 @@ func CheckInboxQuery(f InboxFilter, p Page) (InboxQuery, error) {
 	if f.Source != "" && !f.Source.Valid() {
 		return InboxQuery{}, fmt.Errorf("inbox filter: source %q: %w", f.Source, ErrInvalid)
 	}
-	switch InboxOutcome(f.Outcome) {
-	case "", InboxApplied, InboxUnchanged, InboxIgnored:
-	default:
+	if f.Outcome != "" && !InboxOutcome(f.Outcome).Valid() {
 		return InboxQuery{}, fmt.Errorf("inbox filter: outcome %q: %w", f.Outcome, ErrInvalid)
 	}
 	q := InboxQuery{InboxFilter: f, BeforeID: maxID, Limit: p.First + 1}

@@ -186,6 +186,24 @@ type Store interface {
 	// transaction. A delivery whose DedupeKey is already in the inbox changes nothing and
 	// reports Duplicate.
 	ApplyWebhook(ctx context.Context, d Delivery) (Outcome, error)
+	// RecordDeadLetter keeps a delivery the store refused for a reason retrying will not fix
+	// (ApplyWebhook's ErrInvalid) as a dead letter: an inbox row with outcome InboxFailed and
+	// the reason, in a transaction of its own, applying nothing. The reason is the caller's
+	// short message, cleaned and cut by ErrorText; it must hold no secrets. A delivery whose
+	// DedupeKey is already in the inbox changes nothing: the existing row, dead letter or
+	// not, comes back. What CheckDeadLetter refuses is ErrInvalid.
+	RecordDeadLetter(ctx context.Context, d Delivery, reason string) (InboxEvent, error)
+	// WebhookEvent returns one inbox row by its ID, or ErrNotFound.
+	WebhookEvent(ctx context.Context, id int64) (InboxEvent, error)
+	// ReplayDeadLetter applies d, the caller's fresh decoding of the dead letter id, by the
+	// same rules and in the same way as ApplyWebhook, and records the result on that row (no
+	// new inbox row) in one transaction: the outcome, AppliedAt, ReplayedAt, Replays+1 and no
+	// Error. When applying fails again with ErrInvalid, nothing of it is applied, the row stays
+	// a dead letter with the new reason, ReplayedAt and Replays+1, and the error is returned.
+	// An unknown id is ErrNotFound, a row that is not a dead letter (already replayed, or
+	// never failed) ErrConflict, and a d with another DedupeKey or Source than the row's
+	// ErrInvalid, leaving the row as it was.
+	ReplayDeadLetter(ctx context.Context, id int64, d Delivery) (Outcome, error)
 	// ReusableWidgetSession returns the end user's newest CREATED session with this input
 	// key that expires after liveAfter, or ErrNotFound.
 	ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (WidgetSession, error)
@@ -217,7 +235,8 @@ type Store interface {
 	// page size outside 1..MaxPageSize is ErrInvalid.
 	ListTerraUsersPage(ctx context.Context, f UserFilter, p Page) (UserPage, error)
 	// ListWebhookEvents returns a page of the inbox deliveries matching the filter, newest
-	// first, bodies included: the caller decides what to show. A malformed cursor, an
+	// first, bodies included: the caller decides what to show. Outcome InboxFailed lists the
+	// dead letters. A malformed cursor, an
 	// unknown source or outcome or a page size outside 1..MaxPageSize is ErrInvalid.
 	ListWebhookEvents(ctx context.Context, f InboxFilter, p Page) (InboxPage, error)
 	// Ready reports whether the store can serve: the database answers and its schema is

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/terragate/terragate/internal/connection"
@@ -71,4 +72,25 @@ func deref(s *string) string {
 		return ""
 	}
 	return strings.TrimSpace(*s)
+}
+
+// Redelivery rebuilds a stored webhook delivery from its raw body, for replaying a dead
+// letter with today's decoding and rules.
+func Redelivery(e store.InboxEvent) (store.Delivery, error) {
+	if e.Source != store.SourceWebhook {
+		return store.Delivery{}, fmt.Errorf("inbox row %d came from %s, not a webhook: %w", e.ID, e.Source, store.ErrInvalid)
+	}
+	ev, err := terra.DecodeEvent(e.Body)
+	if err != nil {
+		return store.Delivery{}, fmt.Errorf("inbox row %d: %w", e.ID, err)
+	}
+	return store.Delivery{
+		DedupeKey:  e.DedupeKey,
+		TraceID:    e.TraceID,
+		Source:     e.Source,
+		SignedAt:   e.SignedAt,
+		ReceivedAt: e.ReceivedAt,
+		Body:       e.Body,
+		Event:      ToStoreEvent(ev),
+	}, nil
 }

@@ -32,6 +32,7 @@ const MaxBody = 1 << 20
 // itself, or a service that also tells subscribers what changed.
 type Applier interface {
 	ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error)
+	RecordDeadLetter(ctx context.Context, d store.Delivery, reason string) (store.InboxEvent, error)
 }
 
 // Handler serves POST /webhooks/terra.
@@ -137,6 +138,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.deadline)
 	defer cancel()
 	out, err := h.apply.ApplyWebhook(ctx, d)
+	if errors.Is(err, store.ErrInvalid) && ctx.Err() == nil {
+		// Retrying will not fix bad data: keep the delivery as a dead letter, visible to
+		// service callers and replayable once the cause is fixed, and acknowledge it so
+		// Terra moves on. The events behind it are not held up.
+		if dead, derr := h.apply.RecordDeadLetter(ctx, d, err.Error()); derr == nil {
+			h.log.ErrorContext(r.Context(), "webhook dead-lettered", "type", ev.Type, "trace_id", d.TraceID, "inbox_id", dead.ID, "err", err)
+			h.Metrics.Webhook(ev.Type, metrics.WebhookError)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "dead_letter", "duplicate": false})
+			return
+		} else {
+			err = derr
+		}
+	}
 	if err != nil {
 		h.log.ErrorContext(r.Context(), "webhook not stored", "type", ev.Type, "trace_id", d.TraceID, "err", err)
 		h.Metrics.Webhook(ev.Type, metrics.WebhookError)

@@ -39,3 +39,43 @@ WHERE id < CAST(@before_id AS INTEGER)
   AND (CAST(@outcome AS TEXT) = '' OR outcome = @outcome)
 ORDER BY id DESC
 LIMIT @max_rows;
+
+-- name: ListDeadLettersPage :many
+-- ListWebhookEventsPage for the dead letters (outcome 'failed'), over webhook_events_failed.
+SELECT * FROM webhook_events
+WHERE outcome = 'failed'
+  AND id < CAST(@before_id AS INTEGER)
+  AND (CAST(@type AS TEXT) = '' OR type = @type)
+  AND (CAST(@source AS TEXT) = '' OR source = @source)
+ORDER BY id DESC
+LIMIT @max_rows;
+
+-- name: GetWebhookEvent :one
+SELECT * FROM webhook_events
+WHERE id = @id;
+
+-- name: GetWebhookEventByDedupeKey :one
+SELECT * FROM webhook_events
+WHERE dedupe_key = @dedupe_key;
+
+-- name: InsertDeadLetter :one
+-- No row comes back when the dedupe key is already in the inbox, whatever its outcome.
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, outcome, error)
+VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body, 'failed', @error)
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING *;
+
+-- name: RecordReplay :execrows
+-- Records a replay of a dead letter: what applying it did (applied_at and outcome, no error),
+-- or, when it failed again, outcome 'failed' with the new error and no applied_at. Only a
+-- dead letter changes, so a second replay of the same row changes nothing.
+UPDATE webhook_events
+SET type = @type,
+    kind = @kind,
+    applied_at = @applied_at,
+    outcome = @outcome,
+    error = @error,
+    replayed_at = @replayed_at,
+    replays = replays + 1
+WHERE id = @id
+  AND outcome = 'failed';

@@ -146,8 +146,8 @@ func testMigrate(t *testing.T, url string) {
 	}
 
 	wantRefused()
-	run("status", "pending", "00004_audit.sql")
-	run("up", "applied 00001_init.sql", "applied 00003_leases.sql", "applied 00004_audit.sql")
+	run("status", "pending", "00005_dead_letters.sql")
+	run("up", "applied 00001_init.sql", "applied 00003_leases.sql", "applied 00004_audit.sql", "applied 00005_dead_letters.sql")
 	run("up", "no pending migrations")
 	s, err := Open(ctx, url, Options{}, nil)
 	if err != nil {
@@ -156,7 +156,7 @@ func testMigrate(t *testing.T, url string) {
 	if err := s.Ready(ctx); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
-	run("down", "rolled back 00004_audit.sql")
+	run("down", "rolled back 00005_dead_letters.sql")
 	if err := s.Ready(ctx); !errors.Is(err, store.ErrSchemaOutdated) {
 		t.Errorf("Ready after migrate down: %v; want ErrSchemaOutdated", err)
 	}

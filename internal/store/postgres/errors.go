@@ -55,3 +55,15 @@ func retryable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == serializationFailure || pe.Code == deadlockDetected)
 }
+
+// refusal is err, a failure to apply an event that retrying will not fix, as a dead letter
+// records it and its caller sees it: the store's own error as it is; a refusal by the
+// database with the driver's text (which names tables and columns) replaced by its kind,
+// store.ErrInvalid.
+func refusal(err error) error {
+	var pe *pgconn.PgError
+	if errors.Is(err, store.ErrInvalid) || !errors.As(err, &pe) {
+		return err
+	}
+	return fmt.Errorf("%s%w", strings.TrimSuffix(err.Error(), pe.Error()), store.ErrInvalid)
+}

@@ -94,10 +94,14 @@ func TestQueriesUseIndexes(t *testing.T) {
 		        timestamptz '2026-07-01 12:00:00Z' + i * interval '1 minute',
 		        CASE WHEN i % 100 = 0 THEN 'u-x' || i ELSE '' END
 		 FROM generate_series(1, $1::int) i`,
-		`INSERT INTO webhook_events (dedupe_key, source, type, kind, signed_at, received_at, body, applied_at, outcome)
+		// A few dead letters among many applied deliveries.
+		`INSERT INTO webhook_events (dedupe_key, source, type, kind, signed_at, received_at, body, applied_at, outcome, error)
 		 SELECT 'trace-' || i, (ARRAY['webhook', 'redirect', 'api', 'sync'])[i % 4 + 1],
 		        (ARRAY['activity', 'sleep', 'body', 'daily', 'auth', 'deauth'])[i % 6 + 1], 'ignored',
-		        now(), now(), convert_to('{"n":' || i || '}', 'UTF8'), now(), 'ignored'
+		        now(), now(), convert_to('{"n":' || i || '}', 'UTF8'),
+		        CASE WHEN i % 500 = 0 THEN NULL ELSE now() END,
+		        CASE WHEN i % 500 = 0 THEN 'failed' ELSE 'ignored' END,
+		        CASE WHEN i % 500 = 0 THEN 'bad data' ELSE '' END
 		 FROM generate_series(1, $1::int) i`,
 		`INSERT INTO audit_log (at, actor, actor_kind, action, subject, reference_id, client_ip, detail)
 		 SELECT timestamptz '2026-07-01 12:00:00Z' + i * interval '1 second',

@@ -40,8 +40,8 @@ type DB struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	// afterApply, when set (by tests), runs inside the ApplyWebhook transaction after the
-	// event's rows are saved; an error aborts the transaction.
+	// afterApply, when set (by tests), runs inside the ApplyWebhook and ReplayDeadLetter
+	// transactions after the event's rows are saved; an error aborts applying the event.
 	afterApply func() error
 }
 

@@ -119,6 +119,9 @@ func inboxFromRow(r pgdb.WebhookEvent) store.InboxEvent {
 		ReceivedAt: utc(r.ReceivedAt),
 		Body:       r.Body,
 		AppliedAt:  utcPtr(r.AppliedAt),
+		Error:      r.Error,
+		ReplayedAt: utcPtr(r.ReplayedAt),
+		Replays:    int(r.Replays),
 	}
 	if r.Outcome != nil {
 		e.Outcome = store.InboxOutcome(*r.Outcome)

@@ -111,18 +111,11 @@ func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome
 		return store.Outcome{}, err
 	}
 	var out store.Outcome
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = d.inTx(ctx, func(q *pgdb.Queries) error {
-			var err error
-			out, err = d.apply(ctx, q, dl)
-			return err
-		})
-		if !retryable(err) || attempt == applyAttempts || ctx.Err() != nil {
-			break
-		}
-		d.log.DebugContext(ctx, "webhook transaction retried", "dedupe_key", dl.DedupeKey, "attempt", attempt, "err", err)
-	}
+	err := d.inRetriedTx(ctx, dl.DedupeKey, func(tx pgx.Tx) error {
+		var err error
+		out, err = d.apply(ctx, d.q.WithTx(tx), dl)
+		return err
+	})
 	switch {
 	case errors.Is(err, errDuplicate):
 		return store.Outcome{Duplicate: true}, nil
@@ -134,15 +127,24 @@ func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome
 	return out, nil
 }
 
-// apply is ApplyWebhook's transaction: inbox row, locks, rows the event touches, store.Apply,
-// save, outcome.
+// inRetriedTx runs fn in a transaction, committing if it returns nil, and runs it again after
+// a deadlock or serialization failure, up to applyAttempts times. fn must start afresh on
+// each run. key names the delivery in the log.
+func (d *DB) inRetriedTx(ctx context.Context, key string, fn func(tx pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, d.pool, fn)
+		if !retryable(err) || attempt == applyAttempts || ctx.Err() != nil {
+			return err
+		}
+		d.log.DebugContext(ctx, "webhook transaction retried", "dedupe_key", key, "attempt", attempt, "err", err)
+	}
+}
+
+// apply is ApplyWebhook's transaction: inbox row, then the event (applyEvent), then the
+// outcome on the inbox row.
 //
 // The inbox row comes first: a second instance with the same delivery waits on its unique
-// key, then finds it taken. Then the Terra users are locked by id with advisory locks, in a
-// fixed order (no deadlock between two deliveries): FOR UPDATE cannot lock a row that does
-// not exist yet, and two first events about one user must still apply one after the other.
-// Rows are then read FOR UPDATE, which also holds off the other writers of sessions (the
-// expiry sweep, returns).
+// key, then finds it taken.
 func (d *DB) apply(ctx context.Context, q *pgdb.Queries, dl store.Delivery) (store.Outcome, error) {
 	id, err := q.InsertWebhookEvent(ctx, pgdb.InsertWebhookEventParams{
 		DedupeKey:  dl.DedupeKey,
@@ -160,10 +162,32 @@ func (d *DB) apply(ctx context.Context, q *pgdb.Queries, dl store.Delivery) (sto
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("insert inbox row: %w", err)
 	}
+	now := d.now()
+	out, outcome, err := d.applyEvent(ctx, q, dl, now)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	recorded := string(outcome)
+	appliedAt := store.StoredTime(now)
+	err = q.RecordWebhookOutcome(ctx, pgdb.RecordWebhookOutcomeParams{ID: id, AppliedAt: &appliedAt, Outcome: &recorded})
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("record outcome: %w", err)
+	}
+	return out, nil
+}
 
+// applyEvent applies a delivery's event, the part of ApplyWebhook that ReplayDeadLetter
+// shares: locks, the rows the event touches, store.Apply, save, and what the inbox row should
+// record. now stamps what changes.
+//
+// The Terra users are locked by id with advisory locks, in a fixed order (no deadlock between
+// two deliveries): FOR UPDATE cannot lock a row that does not exist yet, and two first events
+// about one user must still apply one after the other. Rows are then read FOR UPDATE, which
+// also holds off the other writers of sessions (the expiry sweep, returns).
+func (d *DB) applyEvent(ctx context.Context, q *pgdb.Queries, dl store.Delivery, now time.Time) (store.Outcome, store.InboxOutcome, error) {
 	userIDs := store.UserIDs(dl.Event)
 	if err := lockUsers(ctx, q, userIDs); err != nil {
-		return store.Outcome{}, err
+		return store.Outcome{}, "", err
 	}
 	cur := store.Current{Users: map[string]store.TerraUser{}}
 	for _, userID := range userIDs {
@@ -172,27 +196,26 @@ func (d *DB) apply(ctx context.Context, q *pgdb.Queries, dl store.Delivery) (sto
 		case err == nil:
 			cur.Users[userID] = userFromRow(r)
 		case !errors.Is(err, pgx.ErrNoRows):
-			return store.Outcome{}, fmt.Errorf("load terra user %q: %w", userID, err)
+			return store.Outcome{}, "", fmt.Errorf("load terra user %q: %w", userID, err)
 		}
 	}
 	if m, ok := store.MatchSession(dl); ok {
 		s, err := findSession(ctx, q, m)
 		if err != nil {
-			return store.Outcome{}, err
+			return store.Outcome{}, "", err
 		}
 		cur.Session = s
 	}
 
-	now := d.now()
 	ch, err := store.Apply(dl, cur, now)
 	if err != nil {
-		return store.Outcome{}, err
+		return store.Outcome{}, "", err
 	}
 	var out store.Outcome
 	for _, u := range ch.Users {
 		r, err := q.UpsertTerraUser(ctx, upsertParams(u))
 		if err != nil {
-			return store.Outcome{}, fmt.Errorf("save terra user %q: %w", u.UserID, err)
+			return store.Outcome{}, "", fmt.Errorf("save terra user %q: %w", u.UserID, err)
 		}
 		out.Users = append(out.Users, userFromRow(r))
 	}
@@ -208,7 +231,7 @@ func (d *DB) apply(ctx context.Context, q *pgdb.Queries, dl store.Delivery) (sto
 			UpdatedAt:     store.StoredTime(s.UpdatedAt),
 		})
 		if err != nil {
-			return store.Outcome{}, fmt.Errorf("save widget session %q: %w", s.ID, err)
+			return store.Outcome{}, "", fmt.Errorf("save widget session %q: %w", s.ID, err)
 		}
 		saved := sessionFromRow(r)
 		out.Session = &saved
@@ -216,17 +239,131 @@ func (d *DB) apply(ctx context.Context, q *pgdb.Queries, dl store.Delivery) (sto
 	}
 	if d.afterApply != nil {
 		if err := d.afterApply(); err != nil {
-			return store.Outcome{}, err
+			return store.Outcome{}, "", err
 		}
 	}
+	return out, store.OutcomeOf(dl.Event.Kind, ch), nil
+}
 
-	outcome := string(store.OutcomeOf(dl.Event.Kind, ch))
-	appliedAt := store.StoredTime(now)
-	err = q.RecordWebhookOutcome(ctx, pgdb.RecordWebhookOutcomeParams{ID: id, AppliedAt: &appliedAt, Outcome: &outcome})
+// RecordDeadLetter keeps the delivery as a dead letter (outcome failed, the reason as
+// store.ErrorText cleans it), applying nothing; a delivery already in the inbox, even one
+// another instance is recording at this moment, returns its row unchanged.
+func (d *DB) RecordDeadLetter(ctx context.Context, dl store.Delivery, reason string) (store.InboxEvent, error) {
+	reason, err := store.CheckDeadLetter(dl, reason)
 	if err != nil {
-		return store.Outcome{}, fmt.Errorf("record outcome: %w", err)
+		return store.InboxEvent{}, err
+	}
+	var r pgdb.WebhookEvent
+	err = d.inTx(ctx, func(q *pgdb.Queries) error {
+		var err error
+		r, err = q.InsertDeadLetter(ctx, pgdb.InsertDeadLetterParams{
+			DedupeKey:  dl.DedupeKey,
+			Source:     string(store.SourceOf(dl)),
+			TraceID:    dl.TraceID,
+			Type:       dl.Event.Type,
+			Kind:       string(dl.Event.Kind),
+			SignedAt:   store.StoredTime(dl.SignedAt),
+			ReceivedAt: store.StoredTime(dl.ReceivedAt),
+			Body:       nonNil(dl.Body),
+			Error:      reason,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			// The insert waited for any transaction holding the key; this statement's
+			// snapshot sees what it committed.
+			r, err = q.GetWebhookEventByDedupeKey(ctx, dl.DedupeKey)
+		}
+		return err
+	})
+	if err != nil {
+		return store.InboxEvent{}, wrap(ctx, fmt.Sprintf("record dead letter %q", dl.DedupeKey), err)
+	}
+	return inboxFromRow(r), nil
+}
+
+// WebhookEvent returns one inbox row, or store.ErrNotFound.
+func (d *DB) WebhookEvent(ctx context.Context, id int64) (store.InboxEvent, error) {
+	r, err := d.q.GetWebhookEvent(ctx, id)
+	if err != nil {
+		return store.InboxEvent{}, wrap(ctx, fmt.Sprintf("webhook event %d", id), err)
+	}
+	return inboxFromRow(r), nil
+}
+
+// ReplayDeadLetter applies dl on the dead letter id as ApplyWebhook would (applyEvent) and
+// records the result on that row, in one transaction. The row is locked first, so that of
+// two replays of it (on any instances) the second waits and then finds it replayed. Applying
+// runs in a savepoint, so that when it fails again with store.ErrInvalid what it wrote is
+// undone (and a refused statement no longer aborts the transaction) and the failure is still
+// recorded.
+func (d *DB) ReplayDeadLetter(ctx context.Context, id int64, dl store.Delivery) (store.Outcome, error) {
+	what := fmt.Sprintf("replay dead letter %d", id)
+	var out store.Outcome
+	var failed error
+	err := d.inRetriedTx(ctx, dl.DedupeKey, func(tx pgx.Tx) error {
+		out, failed = store.Outcome{}, nil
+		q := d.q.WithTx(tx)
+		r, err := q.LockWebhookEvent(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := store.CheckReplay(inboxFromRow(r), dl); err != nil {
+			return err
+		}
+		now := store.StoredTime(d.now())
+		arg := pgdb.RecordReplayParams{ID: id, Type: dl.Event.Type, Kind: string(dl.Event.Kind), ReplayedAt: &now}
+		var outcome store.InboxOutcome
+		err = savepoint(ctx, tx, func(sp pgx.Tx) error {
+			var err error
+			out, outcome, err = d.applyEvent(ctx, d.q.WithTx(sp), dl, now)
+			return err
+		})
+		switch {
+		case err == nil:
+			recorded := string(outcome)
+			arg.Outcome, arg.AppliedAt = &recorded, &now
+		case errors.Is(wrap(ctx, what, err), store.ErrInvalid) && ctx.Err() == nil:
+			out, failed = store.Outcome{}, refusal(err)
+			recorded := string(store.InboxFailed)
+			arg.Outcome, arg.Error = &recorded, store.ErrorText(failed.Error())
+			arg.Type, arg.Kind = r.Type, r.Kind // the row keeps the decoding it failed with
+		default:
+			return err
+		}
+		n, err := q.RecordReplay(ctx, arg)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("record replay: %d rows changed", n)
+		}
+		return err
+	})
+	switch {
+	case (errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrConflict)) && ctx.Err() == nil:
+		return store.Outcome{}, fmt.Errorf("postgres: %s: %w", what, err)
+	case err != nil:
+		return store.Outcome{}, wrap(ctx, what, err)
+	case failed != nil:
+		return store.Outcome{}, fmt.Errorf("postgres: %s: %w", what, failed)
 	}
 	return out, nil
+}
+
+// savepoint runs fn in a savepoint of tx (pgx's nested transaction). When fn fails, what it
+// wrote is undone and the transaction can go on; if even that fails, the error no longer
+// carries fn's, so that the caller rolls the whole transaction back instead of going on.
+func savepoint(ctx context.Context, tx pgx.Tx, fn func(sp pgx.Tx) error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	if err := fn(sp); err != nil {
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return fmt.Errorf("%v; roll back to savepoint: %w", err, rbErr)
+		}
+		return err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	return nil
 }
 
 // lockUsers takes the transaction's advisory lock of each Terra user, in ascending key order.

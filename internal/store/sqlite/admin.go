@@ -122,8 +122,9 @@ func (d *DB) ListTerraUsersPage(ctx context.Context, f store.UserFilter, p store
 	return out, nil
 }
 
-// ListWebhookEvents returns a page of the inbox, newest first, led by the event type when
-// one is given so that its index serves the page.
+// ListWebhookEvents returns a page of the inbox, newest first, over the dead letters' index
+// when they are asked for, else led by the event type when one is given, so that an index
+// serves the page.
 func (d *DB) ListWebhookEvents(ctx context.Context, f store.InboxFilter, p store.Page) (store.InboxPage, error) {
 	q, err := store.CheckInboxQuery(f, p)
 	if err != nil {
@@ -137,9 +138,14 @@ func (d *DB) ListWebhookEvents(ctx context.Context, f store.InboxFilter, p store
 		MaxRows:  int64(q.Limit),
 	}
 	var rows []sqlitedb.WebhookEvent
-	if q.Type != "" {
+	switch {
+	case store.InboxOutcome(q.Outcome) == store.InboxFailed:
+		rows, err = d.rq.ListDeadLettersPage(ctx, sqlitedb.ListDeadLettersPageParams{
+			BeforeID: arg.BeforeID, Type: arg.Type, Source: arg.Source, MaxRows: arg.MaxRows,
+		})
+	case q.Type != "":
 		rows, err = d.rq.ListWebhookEventsPageByType(ctx, sqlitedb.ListWebhookEventsPageByTypeParams(arg))
-	} else {
+	default:
 		rows, err = d.rq.ListWebhookEventsPage(ctx, arg)
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -36,4 +37,16 @@ func wrap(ctx context.Context, op string, err error) error {
 		}
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// refusal is err, a failure to apply an event that retrying will not fix, as a dead letter
+// records it and its caller sees it: the store's own error as it is; a refusal by the
+// database with the driver's text (which names tables and columns) replaced by its kind,
+// store.ErrInvalid.
+func refusal(err error) error {
+	var se *sqlite.Error
+	if errors.Is(err, store.ErrInvalid) || !errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("%s%w", strings.TrimSuffix(err.Error(), se.Error()), store.ErrInvalid)
 }

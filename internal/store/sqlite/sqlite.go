@@ -39,8 +39,8 @@ type DB struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	// afterApply, when set (by tests), runs inside the ApplyWebhook transaction after the
-	// event's rows are saved; an error aborts the transaction.
+	// afterApply, when set (by tests), runs inside the ApplyWebhook and ReplayDeadLetter
+	// transactions after the event's rows are saved; an error aborts applying the event.
 	afterApply func() error
 }
 
@@ -251,14 +251,38 @@ func (d *DB) Close() error {
 
 // inTx runs fn in a write transaction, committing if it returns nil.
 func (d *DB) inTx(ctx context.Context, fn func(q *sqlitedb.Queries) error) error {
+	return d.inSQLTx(ctx, func(tx *sql.Tx) error { return fn(d.wq.WithTx(tx)) })
+}
+
+// inSQLTx is inTx for functions that need the transaction itself (savepoints).
+func (d *DB) inSQLTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := d.write.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(d.wq.WithTx(tx)); err != nil {
+	if err := fn(tx); err != nil {
 		return errors.Join(err, ignoreDone(tx.Rollback()))
 	}
 	return tx.Commit()
+}
+
+// savepoint runs fn inside a savepoint of tx. When fn fails, what it wrote is undone and the
+// transaction can go on; if even that fails, the error no longer carries fn's, so that the
+// caller rolls the whole transaction back instead of going on.
+func savepoint(ctx context.Context, tx *sql.Tx, fn func() error) error {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT apply_event"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	if err := fn(); err != nil {
+		if _, rbErr := tx.ExecContext(ctx, "ROLLBACK TO apply_event"); rbErr != nil {
+			return fmt.Errorf("%v; roll back to savepoint: %w", err, rbErr)
+		}
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "RELEASE apply_event"); err != nil {
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	return nil
 }
 
 // ignoreDone drops the error of a rollback the driver already made (it rolls back on

@@ -116,8 +116,8 @@ func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome
 	return out, nil
 }
 
-// apply is ApplyWebhook's transaction: inbox row, rows the event touches, store.Apply, save,
-// outcome.
+// apply is ApplyWebhook's transaction: inbox row, then the event (applyEvent), then the
+// outcome on the inbox row.
 func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) (store.Outcome, error) {
 	id, err := q.InsertWebhookEvent(ctx, sqlitedb.InsertWebhookEventParams{
 		DedupeKey:  dl.DedupeKey,
@@ -135,7 +135,24 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("insert inbox row: %w", err)
 	}
+	now := d.now()
+	out, outcome, err := d.applyEvent(ctx, q, dl, now)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	recorded := string(outcome)
+	appliedAt := store.StoredTime(now)
+	err = q.RecordWebhookOutcome(ctx, sqlitedb.RecordWebhookOutcomeParams{ID: id, AppliedAt: &appliedAt, Outcome: &recorded})
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("record outcome: %w", err)
+	}
+	return out, nil
+}
 
+// applyEvent applies a delivery's event, the part of ApplyWebhook that ReplayDeadLetter
+// shares: it loads the rows the event touches, lets store.Apply decide, saves what changes,
+// and says what the inbox row should record. now stamps what changes.
+func (d *DB) applyEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery, now time.Time) (store.Outcome, store.InboxOutcome, error) {
 	cur := store.Current{Users: map[string]store.TerraUser{}}
 	for _, userID := range store.UserIDs(dl.Event) {
 		r, err := q.GetTerraUser(ctx, userID)
@@ -143,27 +160,26 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 		case err == nil:
 			cur.Users[userID] = userFromRow(r)
 		case !errors.Is(err, sql.ErrNoRows):
-			return store.Outcome{}, fmt.Errorf("load terra user %q: %w", userID, err)
+			return store.Outcome{}, "", fmt.Errorf("load terra user %q: %w", userID, err)
 		}
 	}
 	if m, ok := store.MatchSession(dl); ok {
 		s, err := findSession(ctx, q, m)
 		if err != nil {
-			return store.Outcome{}, err
+			return store.Outcome{}, "", err
 		}
 		cur.Session = s
 	}
 
-	now := d.now()
 	ch, err := store.Apply(dl, cur, now)
 	if err != nil {
-		return store.Outcome{}, err
+		return store.Outcome{}, "", err
 	}
 	var out store.Outcome
 	for _, u := range ch.Users {
 		r, err := q.UpsertTerraUser(ctx, upsertParams(u))
 		if err != nil {
-			return store.Outcome{}, fmt.Errorf("save terra user %q: %w", u.UserID, err)
+			return store.Outcome{}, "", fmt.Errorf("save terra user %q: %w", u.UserID, err)
 		}
 		out.Users = append(out.Users, userFromRow(r))
 	}
@@ -179,7 +195,7 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 			UpdatedAt:     store.StoredTime(s.UpdatedAt),
 		})
 		if err != nil {
-			return store.Outcome{}, fmt.Errorf("save widget session %q: %w", s.ID, err)
+			return store.Outcome{}, "", fmt.Errorf("save widget session %q: %w", s.ID, err)
 		}
 		saved := sessionFromRow(r)
 		out.Session = &saved
@@ -187,15 +203,105 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 	}
 	if d.afterApply != nil {
 		if err := d.afterApply(); err != nil {
-			return store.Outcome{}, err
+			return store.Outcome{}, "", err
 		}
 	}
+	return out, store.OutcomeOf(dl.Event.Kind, ch), nil
+}
 
-	outcome := string(store.OutcomeOf(dl.Event.Kind, ch))
-	appliedAt := store.StoredTime(now)
-	err = q.RecordWebhookOutcome(ctx, sqlitedb.RecordWebhookOutcomeParams{ID: id, AppliedAt: &appliedAt, Outcome: &outcome})
+// RecordDeadLetter keeps the delivery as a dead letter (outcome failed, the reason as
+// store.ErrorText cleans it), applying nothing; a delivery already in the inbox returns its
+// row unchanged.
+func (d *DB) RecordDeadLetter(ctx context.Context, dl store.Delivery, reason string) (store.InboxEvent, error) {
+	reason, err := store.CheckDeadLetter(dl, reason)
 	if err != nil {
-		return store.Outcome{}, fmt.Errorf("record outcome: %w", err)
+		return store.InboxEvent{}, err
+	}
+	var r sqlitedb.WebhookEvent
+	err = d.inTx(ctx, func(q *sqlitedb.Queries) error {
+		var err error
+		r, err = q.InsertDeadLetter(ctx, sqlitedb.InsertDeadLetterParams{
+			DedupeKey:  dl.DedupeKey,
+			Source:     string(store.SourceOf(dl)),
+			TraceID:    dl.TraceID,
+			Type:       dl.Event.Type,
+			Kind:       string(dl.Event.Kind),
+			SignedAt:   store.StoredTime(dl.SignedAt),
+			ReceivedAt: store.StoredTime(dl.ReceivedAt),
+			Body:       nonNil(dl.Body),
+			Error:      reason,
+		})
+		if errors.Is(err, sql.ErrNoRows) {
+			r, err = q.GetWebhookEventByDedupeKey(ctx, dl.DedupeKey)
+		}
+		return err
+	})
+	if err != nil {
+		return store.InboxEvent{}, wrap(ctx, fmt.Sprintf("record dead letter %q", dl.DedupeKey), err)
+	}
+	return inboxFromRow(r), nil
+}
+
+// WebhookEvent returns one inbox row, or store.ErrNotFound.
+func (d *DB) WebhookEvent(ctx context.Context, id int64) (store.InboxEvent, error) {
+	r, err := d.rq.GetWebhookEvent(ctx, id)
+	if err != nil {
+		return store.InboxEvent{}, wrap(ctx, fmt.Sprintf("webhook event %d", id), err)
+	}
+	return inboxFromRow(r), nil
+}
+
+// ReplayDeadLetter applies dl on the dead letter id as ApplyWebhook would (applyEvent) and
+// records the result on that row, in one transaction. The single writer and IMMEDIATE
+// transactions make concurrent replays of one row run one after the other: the second finds
+// it replayed. Applying runs in a savepoint, so that when it fails again with
+// store.ErrInvalid what it wrote is undone and the failure is still recorded.
+func (d *DB) ReplayDeadLetter(ctx context.Context, id int64, dl store.Delivery) (store.Outcome, error) {
+	what := fmt.Sprintf("replay dead letter %d", id)
+	var out store.Outcome
+	var failed error
+	err := d.inSQLTx(ctx, func(tx *sql.Tx) error {
+		q := d.wq.WithTx(tx)
+		r, err := q.GetWebhookEvent(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := store.CheckReplay(inboxFromRow(r), dl); err != nil {
+			return err
+		}
+		now := store.StoredTime(d.now())
+		arg := sqlitedb.RecordReplayParams{ID: id, Type: dl.Event.Type, Kind: string(dl.Event.Kind), ReplayedAt: &now}
+		var outcome store.InboxOutcome
+		err = savepoint(ctx, tx, func() error {
+			var err error
+			out, outcome, err = d.applyEvent(ctx, q, dl, now)
+			return err
+		})
+		switch {
+		case err == nil:
+			recorded := string(outcome)
+			arg.Outcome, arg.AppliedAt = &recorded, &now
+		case errors.Is(wrap(ctx, what, err), store.ErrInvalid) && ctx.Err() == nil:
+			out, failed = store.Outcome{}, refusal(err)
+			recorded := string(store.InboxFailed)
+			arg.Outcome, arg.Error = &recorded, store.ErrorText(failed.Error())
+			arg.Type, arg.Kind = r.Type, r.Kind // the row keeps the decoding it failed with
+		default:
+			return err
+		}
+		n, err := q.RecordReplay(ctx, arg)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("record replay: %d rows changed", n)
+		}
+		return err
+	})
+	switch {
+	case (errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrConflict)) && ctx.Err() == nil:
+		return store.Outcome{}, fmt.Errorf("sqlite: %s: %w", what, err)
+	case err != nil:
+		return store.Outcome{}, wrap(ctx, what, err)
+	case failed != nil:
+		return store.Outcome{}, fmt.Errorf("sqlite: %s: %w", what, failed)
 	}
 	return out, nil
 }

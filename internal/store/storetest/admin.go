@@ -630,6 +630,13 @@ func testInboxList(t *testing.T, s *suite) {
 			d.Event.ScopesAdded = []string{fmt.Sprint("s", i%2)}
 		}
 		d.Source = sources[i%len(sources)]
+		if i%25 == 24 {
+			// Every kind of delivery may end up a dead letter.
+			if _, err := s.s.RecordDeadLetter(s.ctx, d, "bad data"); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		s.apply(d)
 	}
 	oracle := s.inbox() // oldest first, through InboxEvents
@@ -644,7 +651,8 @@ func testInboxList(t *testing.T, s *suite) {
 	for i, e := range got {
 		o := oracle[i]
 		if e.ID != o.ID || string(e.Body) != string(o.Body) || e.Type != o.Type || e.Source != o.Source ||
-			e.Kind != o.Kind || e.Outcome != o.Outcome || !e.SignedAt.Equal(o.SignedAt) || !sameTimePtr(e.AppliedAt, o.AppliedAt) {
+			e.Kind != o.Kind || e.Outcome != o.Outcome || !e.SignedAt.Equal(o.SignedAt) || !sameTimePtr(e.AppliedAt, o.AppliedAt) ||
+			e.Error != o.Error {
 			t.Fatalf("event %d = %+v; want %+v as InboxEvents reads it", i, e, o)
 		}
 	}
@@ -653,7 +661,7 @@ func testInboxList(t *testing.T, s *suite) {
 	for _, e := range oracle {
 		outcomes[e.Outcome]++
 	}
-	for _, o := range []store.InboxOutcome{store.InboxApplied, store.InboxUnchanged, store.InboxIgnored} {
+	for _, o := range []store.InboxOutcome{store.InboxApplied, store.InboxUnchanged, store.InboxIgnored, store.InboxFailed} {
 		if outcomes[o] == 0 {
 			t.Fatalf("the fixture has no %s event", o)
 		}
@@ -671,6 +679,10 @@ func testInboxList(t *testing.T, s *suite) {
 		{Source: store.SourceAPI, Outcome: string(store.InboxApplied)},
 		{Type: "permission_change", Source: store.SourceWebhook, Outcome: string(store.InboxApplied)},
 		{Type: "sleep"},
+		{Outcome: string(store.InboxFailed)},
+		{Type: "auth", Outcome: string(store.InboxFailed)},
+		{Source: store.SourceSync, Outcome: string(store.InboxFailed)},
+		{Type: "activity", Source: store.SourceWebhook, Outcome: string(store.InboxFailed)},
 	} {
 		t.Run(fmt.Sprintf("%s/%s/%s", f.Type, f.Source, f.Outcome), func(t *testing.T) {
 			var want []string
@@ -701,7 +713,7 @@ func testInboxListInvalid(t *testing.T, s *suite) {
 		{"first 0", store.InboxFilter{}, store.Page{}},
 		{"first 101", store.InboxFilter{}, store.Page{First: store.MaxPageSize + 1}},
 		{"unknown source", store.InboxFilter{Source: "email"}, store.Page{First: 10}},
-		{"unknown outcome", store.InboxFilter{Outcome: "failed"}, store.Page{First: 10}},
+		{"unknown outcome", store.InboxFilter{Outcome: "exploded"}, store.Page{First: 10}},
 	} {
 		if _, err := s.s.ListWebhookEvents(s.ctx, tc.f, tc.p); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("ListWebhookEvents(%s) = %v; want ErrInvalid", tc.name, err)

@@ -106,6 +106,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Invalid", h(testAuditInvalid))
 		t.Run("Concurrent", h(testAuditConcurrent))
 	})
+	t.Run("DeadLetters", func(t *testing.T) {
+		t.Run("Record", h(testDeadLetterRecord))
+		t.Run("Duplicates", h(testDeadLetterDuplicates))
+		t.Run("Replay", h(testDeadLetterReplay))
+		t.Run("ReplayFailsAgain", h(testDeadLetterReplayFailsAgain))
+		t.Run("ReplayRefused", h(testDeadLetterReplayRefused))
+		t.Run("NoBlocking", h(testDeadLetterNoBlocking))
+		t.Run("ReplayConcurrent", h(testDeadLetterReplayConcurrent))
+	})
 	t.Run("Admin", func(t *testing.T) {
 		t.Run("UsersPage", h(testUsersPage))
 		t.Run("UsersPageInvalid", h(testUsersPageInvalid))
@@ -1028,6 +1037,9 @@ func testContextCanceled(t *testing.T, s *suite) {
 	checks["Ready"] = s.s.Ready(ctx)
 	_, checks["AcquireLease"] = s.s.AcquireLease(ctx, "sweep", "a", at(0), at(30))
 	checks["ReleaseLease"] = s.s.ReleaseLease(ctx, "sweep", "a")
+	_, checks["RecordDeadLetter"] = s.s.RecordDeadLetter(ctx, delivery("k2", at(1), store.Event{Kind: store.EventIgnored}), "bad")
+	_, checks["WebhookEvent"] = s.s.WebhookEvent(ctx, 1)
+	_, checks["ReplayDeadLetter"] = s.s.ReplayDeadLetter(ctx, 1, delivery("k2", at(1), store.Event{Kind: store.EventIgnored}))
 	for name, err := range checks {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a canceled context: %v; want context.Canceled", name, err)

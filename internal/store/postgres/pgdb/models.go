@@ -54,6 +54,9 @@ type WebhookEvent struct {
 	BodyJSON   []byte
 	AppliedAt  *time.Time
 	Outcome    *string
+	Error      string
+	ReplayedAt *time.Time
+	Replays    int32
 }
 
 type WidgetSession struct {

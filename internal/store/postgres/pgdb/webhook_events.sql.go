@@ -10,6 +10,116 @@ import (
 	"time"
 )
 
+const getWebhookEvent = `-- name: GetWebhookEvent :one
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
+WHERE id = $1
+`
+
+func (q *Queries) GetWebhookEvent(ctx context.Context, id int64) (WebhookEvent, error) {
+	row := q.db.QueryRow(ctx, getWebhookEvent, id)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.Source,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.BodyJSON,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
+const getWebhookEventByDedupeKey = `-- name: GetWebhookEventByDedupeKey :one
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
+WHERE dedupe_key = $1
+`
+
+func (q *Queries) GetWebhookEventByDedupeKey(ctx context.Context, dedupeKey string) (WebhookEvent, error) {
+	row := q.db.QueryRow(ctx, getWebhookEventByDedupeKey, dedupeKey)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.Source,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.BodyJSON,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
+const insertDeadLetter = `-- name: InsertDeadLetter :one
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, outcome, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'failed', $9)
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays
+`
+
+type InsertDeadLetterParams struct {
+	DedupeKey  string
+	Source     string
+	TraceID    string
+	Type       string
+	Kind       string
+	SignedAt   time.Time
+	ReceivedAt time.Time
+	Body       []byte
+	Error      string
+}
+
+// No row comes back when the dedupe key is already in the inbox, whatever its outcome; as with
+// InsertWebhookEvent, an insert of the same key in flight elsewhere is waited for first.
+func (q *Queries) InsertDeadLetter(ctx context.Context, arg InsertDeadLetterParams) (WebhookEvent, error) {
+	row := q.db.QueryRow(ctx, insertDeadLetter,
+		arg.DedupeKey,
+		arg.Source,
+		arg.TraceID,
+		arg.Type,
+		arg.Kind,
+		arg.SignedAt,
+		arg.ReceivedAt,
+		arg.Body,
+		arg.Error,
+	)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.Source,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.BodyJSON,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
 const insertWebhookEvent = `-- name: InsertWebhookEvent :one
 INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -47,8 +157,67 @@ func (q *Queries) InsertWebhookEvent(ctx context.Context, arg InsertWebhookEvent
 	return id, err
 }
 
+const listDeadLettersPage = `-- name: ListDeadLettersPage :many
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
+WHERE outcome = 'failed'
+  AND id < $1::bigint
+  AND ($2::text = '' OR type = $2)
+  AND ($3::text = '' OR source = $3)
+ORDER BY id DESC
+LIMIT $4
+`
+
+type ListDeadLettersPageParams struct {
+	BeforeID int64
+	Type     string
+	Source   string
+	MaxRows  int32
+}
+
+// ListWebhookEventsPage for the dead letters (outcome 'failed'), over webhook_events_failed.
+func (q *Queries) ListDeadLettersPage(ctx context.Context, arg ListDeadLettersPageParams) ([]WebhookEvent, error) {
+	rows, err := q.db.Query(ctx, listDeadLettersPage,
+		arg.BeforeID,
+		arg.Type,
+		arg.Source,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []WebhookEvent
+	for rows.Next() {
+		var i WebhookEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.DedupeKey,
+			&i.Source,
+			&i.TraceID,
+			&i.Type,
+			&i.Kind,
+			&i.SignedAt,
+			&i.ReceivedAt,
+			&i.Body,
+			&i.BodyJSON,
+			&i.AppliedAt,
+			&i.Outcome,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listWebhookEvents = `-- name: ListWebhookEvents :many
-SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome FROM webhook_events
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
 WHERE id > $1
 ORDER BY id
 LIMIT $2
@@ -81,6 +250,9 @@ func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsPa
 			&i.BodyJSON,
 			&i.AppliedAt,
 			&i.Outcome,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
 		); err != nil {
 			return nil, err
 		}
@@ -93,7 +265,7 @@ func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsPa
 }
 
 const listWebhookEventsPage = `-- name: ListWebhookEventsPage :many
-SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome FROM webhook_events
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
 WHERE id < $1::bigint
   AND ($2::text = '' OR type = $2)
   AND ($3::text = '' OR source = $3)
@@ -142,6 +314,9 @@ func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEven
 			&i.BodyJSON,
 			&i.AppliedAt,
 			&i.Outcome,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
 		); err != nil {
 			return nil, err
 		}
@@ -154,7 +329,7 @@ func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEven
 }
 
 const listWebhookEventsPageByType = `-- name: ListWebhookEventsPageByType :many
-SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome FROM webhook_events
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
 WHERE id < $1::bigint
   AND type = $2
   AND ($3::text = '' OR source = $3)
@@ -200,6 +375,9 @@ func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebho
 			&i.BodyJSON,
 			&i.AppliedAt,
 			&i.Outcome,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
 		); err != nil {
 			return nil, err
 		}
@@ -221,6 +399,78 @@ SELECT pg_advisory_xact_lock($1::bigint)
 func (q *Queries) LockKey(ctx context.Context, key int64) error {
 	_, err := q.db.Exec(ctx, lockKey, key)
 	return err
+}
+
+const lockWebhookEvent = `-- name: LockWebhookEvent :one
+SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
+WHERE id = $1
+FOR UPDATE
+`
+
+// Holds off a concurrent replay of the same row until this transaction ends.
+func (q *Queries) LockWebhookEvent(ctx context.Context, id int64) (WebhookEvent, error) {
+	row := q.db.QueryRow(ctx, lockWebhookEvent, id)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.Source,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.BodyJSON,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
+const recordReplay = `-- name: RecordReplay :execrows
+UPDATE webhook_events
+SET type = $1,
+    kind = $2,
+    applied_at = $3,
+    outcome = $4,
+    error = $5,
+    replayed_at = $6,
+    replays = replays + 1
+WHERE id = $7
+  AND outcome = 'failed'
+`
+
+type RecordReplayParams struct {
+	Type       string
+	Kind       string
+	AppliedAt  *time.Time
+	Outcome    *string
+	Error      string
+	ReplayedAt *time.Time
+	ID         int64
+}
+
+// Records a replay of a dead letter: what applying it did (applied_at and outcome, no error),
+// or, when it failed again, outcome 'failed' with the new error and no applied_at. Only a
+// dead letter changes, so a second replay of the same row changes nothing.
+func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int64, error) {
+	result, err := q.db.Exec(ctx, recordReplay,
+		arg.Type,
+		arg.Kind,
+		arg.AppliedAt,
+		arg.Outcome,
+		arg.Error,
+		arg.ReplayedAt,
+		arg.ID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const recordWebhookOutcome = `-- name: RecordWebhookOutcome :exec

@@ -53,6 +53,9 @@ type WebhookEvent struct {
 	AppliedAt  *time.Time
 	Outcome    *string
 	Source     string
+	Error      string
+	ReplayedAt *time.Time
+	Replays    int64
 }
 
 type WidgetSession struct {

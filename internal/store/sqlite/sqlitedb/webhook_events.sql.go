@@ -10,6 +10,112 @@ import (
 	"time"
 )
 
+const getWebhookEvent = `-- name: GetWebhookEvent :one
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
+WHERE id = ?1
+`
+
+func (q *Queries) GetWebhookEvent(ctx context.Context, id int64) (WebhookEvent, error) {
+	row := q.db.QueryRowContext(ctx, getWebhookEvent, id)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Source,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
+const getWebhookEventByDedupeKey = `-- name: GetWebhookEventByDedupeKey :one
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
+WHERE dedupe_key = ?1
+`
+
+func (q *Queries) GetWebhookEventByDedupeKey(ctx context.Context, dedupeKey string) (WebhookEvent, error) {
+	row := q.db.QueryRowContext(ctx, getWebhookEventByDedupeKey, dedupeKey)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Source,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
+const insertDeadLetter = `-- name: InsertDeadLetter :one
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, outcome, error)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'failed', ?9)
+ON CONFLICT (dedupe_key) DO NOTHING
+RETURNING id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays
+`
+
+type InsertDeadLetterParams struct {
+	DedupeKey  string
+	Source     string
+	TraceID    string
+	Type       string
+	Kind       string
+	SignedAt   time.Time
+	ReceivedAt time.Time
+	Body       []byte
+	Error      string
+}
+
+// No row comes back when the dedupe key is already in the inbox, whatever its outcome.
+func (q *Queries) InsertDeadLetter(ctx context.Context, arg InsertDeadLetterParams) (WebhookEvent, error) {
+	row := q.db.QueryRowContext(ctx, insertDeadLetter,
+		arg.DedupeKey,
+		arg.Source,
+		arg.TraceID,
+		arg.Type,
+		arg.Kind,
+		arg.SignedAt,
+		arg.ReceivedAt,
+		arg.Body,
+		arg.Error,
+	)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Source,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
 const insertWebhookEvent = `-- name: InsertWebhookEvent :one
 INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -45,8 +151,69 @@ func (q *Queries) InsertWebhookEvent(ctx context.Context, arg InsertWebhookEvent
 	return id, err
 }
 
+const listDeadLettersPage = `-- name: ListDeadLettersPage :many
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
+WHERE outcome = 'failed'
+  AND id < CAST(?1 AS INTEGER)
+  AND (CAST(?2 AS TEXT) = '' OR type = ?2)
+  AND (CAST(?3 AS TEXT) = '' OR source = ?3)
+ORDER BY id DESC
+LIMIT ?4
+`
+
+type ListDeadLettersPageParams struct {
+	BeforeID int64
+	Type     string
+	Source   string
+	MaxRows  int64
+}
+
+// ListWebhookEventsPage for the dead letters (outcome 'failed'), over webhook_events_failed.
+func (q *Queries) ListDeadLettersPage(ctx context.Context, arg ListDeadLettersPageParams) ([]WebhookEvent, error) {
+	rows, err := q.db.QueryContext(ctx, listDeadLettersPage,
+		arg.BeforeID,
+		arg.Type,
+		arg.Source,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []WebhookEvent
+	for rows.Next() {
+		var i WebhookEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.DedupeKey,
+			&i.TraceID,
+			&i.Type,
+			&i.Kind,
+			&i.SignedAt,
+			&i.ReceivedAt,
+			&i.Body,
+			&i.AppliedAt,
+			&i.Outcome,
+			&i.Source,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listWebhookEvents = `-- name: ListWebhookEvents :many
-SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source FROM webhook_events
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
 WHERE id > ?1
 ORDER BY id
 LIMIT ?2
@@ -78,6 +245,9 @@ func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsPa
 			&i.AppliedAt,
 			&i.Outcome,
 			&i.Source,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
 		); err != nil {
 			return nil, err
 		}
@@ -93,7 +263,7 @@ func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsPa
 }
 
 const listWebhookEventsPage = `-- name: ListWebhookEventsPage :many
-SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source FROM webhook_events
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
 WHERE id < CAST(?1 AS INTEGER)
   AND (CAST(?2 AS TEXT) = '' OR type = ?2)
   AND (CAST(?3 AS TEXT) = '' OR source = ?3)
@@ -141,6 +311,9 @@ func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEven
 			&i.AppliedAt,
 			&i.Outcome,
 			&i.Source,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
 		); err != nil {
 			return nil, err
 		}
@@ -156,7 +329,7 @@ func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEven
 }
 
 const listWebhookEventsPageByType = `-- name: ListWebhookEventsPageByType :many
-SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source FROM webhook_events
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
 WHERE id < CAST(?1 AS INTEGER)
   AND type = ?2
   AND (CAST(?3 AS TEXT) = '' OR source = ?3)
@@ -201,6 +374,9 @@ func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebho
 			&i.AppliedAt,
 			&i.Outcome,
 			&i.Source,
+			&i.Error,
+			&i.ReplayedAt,
+			&i.Replays,
 		); err != nil {
 			return nil, err
 		}
@@ -213,6 +389,48 @@ func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebho
 		return nil, err
 	}
 	return items, nil
+}
+
+const recordReplay = `-- name: RecordReplay :execrows
+UPDATE webhook_events
+SET type = ?1,
+    kind = ?2,
+    applied_at = ?3,
+    outcome = ?4,
+    error = ?5,
+    replayed_at = ?6,
+    replays = replays + 1
+WHERE id = ?7
+  AND outcome = 'failed'
+`
+
+type RecordReplayParams struct {
+	Type       string
+	Kind       string
+	AppliedAt  *time.Time
+	Outcome    *string
+	Error      string
+	ReplayedAt *time.Time
+	ID         int64
+}
+
+// Records a replay of a dead letter: what applying it did (applied_at and outcome, no error),
+// or, when it failed again, outcome 'failed' with the new error and no applied_at. Only a
+// dead letter changes, so a second replay of the same row changes nothing.
+func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, recordReplay,
+		arg.Type,
+		arg.Kind,
+		arg.AppliedAt,
+		arg.Outcome,
+		arg.Error,
+		arg.ReplayedAt,
+		arg.ID,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
 
 const recordWebhookOutcome = `-- name: RecordWebhookOutcome :exec
