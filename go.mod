@@ -2,6 +2,8 @@ module github.com/terragate/terragate
 
 go 1.26.0
 
+toolchain go1.26.10
+
 tool (
 	github.com/99designs/gqlgen
 	github.com/sqlc-dev/sqlc/cmd/sqlc
