@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -54,6 +55,7 @@ import (
 	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
+	"github.com/terragate/terragate/internal/tracing"
 	"github.com/terragate/terragate/internal/webhook"
 	"github.com/terragate/terragate/internal/widget"
 )
@@ -95,6 +97,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	stopTracing, err := tracing.Setup(ctx, cfg.OTelEnv, "terragate", version())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush what is buffered, but never hold up the exit for a collector that is gone.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(fctx); err != nil {
+			log.Warn("tracing: flushing spans failed", "err", err)
+		}
+	}()
+	traced := tracing.On(cfg.OTelEnv)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -121,6 +136,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
+	if traced {
+		kind, _, _ := engine.Parse(cfg.DatabaseURL)
+		st = tracing.Store(st, dbSystem(kind))
+	}
 	bus, busReady, closeBus, err := newBus(ctx, cfg.DatabaseURL, log)
 	if err != nil {
 		return err
@@ -173,7 +192,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Timeout:   cfg.TerraTimeout,
 		Retries:   cfg.TerraRetries,
 		Observe:   meter.TerraCall,
-	}, terraHTTPClient(), log)
+	}, terraHTTPClient(traced), log)
 	conns := connection.New(tc, st, bus, log)
 	conns.Metrics = meter
 	widgets := widget.NewService(tc, st, conns, widget.Config{
@@ -203,6 +222,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Secrets:       secretsOf(cfg),
 		Verifier:      verifier,
 		Origins:       cfg.CORSAllowedOrigins,
+		Tracing:       traced,
 		Log:           log,
 	})
 	cors := corsFor(cfg.CORSAllowedOrigins)
@@ -362,13 +382,34 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 }
 
 // terraHTTPClient keeps connections to Terra alive and reused across concurrent requests:
-// a new TLS handshake per call would add more latency than the gateway itself.
-func terraHTTPClient() *http.Client {
+// a new TLS handshake per call would add more latency than the gateway itself. With
+// tracing on, each call is a client span that passes the trace on to Terra.
+func terraHTTPClient(traced bool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 64
 	t.IdleConnTimeout = 90 * time.Second
+	if traced {
+		return &http.Client{Transport: tracing.Transport(t)}
+	}
 	return &http.Client{Transport: t}
+}
+
+// dbSystem is OpenTelemetry's name for a store engine.
+func dbSystem(kind string) string {
+	if kind == engine.Postgres {
+		return "postgresql"
+	}
+	return kind
+}
+
+// version is the module version this binary was built from ("(devel)" for a local build),
+// for the service.version of spans.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
 }
 
 // watchCircuits copies the Terra client's circuit states into the metrics until ctx ends.

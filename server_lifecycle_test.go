@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path"
 	"runtime"
@@ -15,8 +17,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/terragate/terragate/internal/terrasim"
+	"github.com/terragate/terragate/internal/tracing/tracingtest"
 )
 
 // wsClient speaks the graphql-ws protocol (graphql-transport-ws) to the gateway.
@@ -734,6 +738,55 @@ func TestMetrics(t *testing.T) {
 	for _, secret := range []string{alice, "alice", testAPIKey, testWebhookSecret} {
 		if strings.Contains(page, secret) {
 			t.Errorf("/metrics shows %q", secret)
+		}
+	}
+}
+
+// TestTracing runs the gateway with an OTLP endpoint: one operation is one trace, in which
+// the Terra call and the store's work are children of the GraphQL span, and nothing
+// exported names the end user, the token or a secret.
+func TestTracing(t *testing.T) {
+	rc := &tracingtest.Receiver{}
+	collector := httptest.NewServer(rc)
+	defer collector.Close()
+	g := startGateway(t, withEnv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL))
+	alice := token(t, "alice-traced")
+	r := g.gql(alice, `mutation Connect { createWidgetSession(input: {providers: ["OURA"]}) { sessionId } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("createWidgetSession: %+v", r.Errors)
+	}
+	if r := g.gql(alice, `query Mine { connectedUsers { userId } }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("connectedUsers: %+v", r.Errors)
+	}
+	// Spans leave in batches, and at the latest when the gateway flushes on shutdown.
+	g.stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rc.Spans()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	op := rc.Span(t, "graphql Connect")
+	if tracingtest.Attr(op, "graphql.operation.type") != "mutation" {
+		t.Errorf("operation span attributes %v", op.Attributes)
+	}
+	call := rc.Span(t, "POST /v2/auth/generateWidgetSession")
+	if call.Kind != tracepb.Span_SPAN_KIND_CLIENT || !bytes.Equal(call.TraceId, op.TraceId) {
+		t.Errorf("Terra span: kind %v, trace %x, want a client span in the operation's trace %x", call.Kind, call.TraceId, op.TraceId)
+	}
+	saved := rc.Span(t, "store CreateWidgetSession")
+	if !bytes.Equal(saved.TraceId, op.TraceId) || tracingtest.Attr(saved, "db.system.name") != "sqlite" && tracingtest.Attr(saved, "db.system.name") != "postgresql" {
+		t.Errorf("store span: trace %x (operation %x), attributes %v", saved.TraceId, op.TraceId, saved.Attributes)
+	}
+	list := rc.Span(t, "store ListTerraUsers")
+	mine := rc.Span(t, "graphql Mine")
+	if !bytes.Equal(list.TraceId, mine.TraceId) || bytes.Equal(mine.TraceId, op.TraceId) {
+		t.Errorf("each operation must be its own trace, holding its store span")
+	}
+	for _, raw := range rc.Raw() {
+		for _, leak := range []string{"alice-traced", alice, testAPIKey, testWebhookSecret, testJWTSecret} {
+			if bytes.Contains(raw, []byte(leak)) {
+				t.Errorf("exported spans contain %q", leak)
+			}
 		}
 	}
 }

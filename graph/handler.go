@@ -18,6 +18,7 @@ import (
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
+	"github.com/terragate/terragate/internal/tracing"
 )
 
 // Limits of the GraphQL endpoint.
@@ -46,6 +47,8 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// UserLimit is each end user's budget of operations (nil: none).
 	UserLimit *limit.Limiter
+	// Tracing wraps each operation in an OpenTelemetry span.
+	Tracing bool
 	// KeepAlive is the interval of the server's pings (default 15 s).
 	KeepAlive time.Duration
 	Log       *slog.Logger
@@ -64,6 +67,9 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	// First, so it sees every operation, refused ones included.
 	if opts.Metrics != nil {
 		srv.Use(opts.Metrics.GraphQL())
+	}
+	if opts.Tracing {
+		srv.Use(tracing.GraphQL())
 	}
 	srv.AddTransport(transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{

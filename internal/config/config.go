@@ -68,6 +68,11 @@ type Config struct {
 
 	MetricsAddr string // METRICS_ADDR: serve /metrics there instead of on ADDR
 
+	// OpenTelemetry's own variable names, so collectors' usual settings work as they are.
+	OTelEndpoint       string // OTEL_EXPORTER_OTLP_ENDPOINT: OTLP/HTTP base URL; tracing is off without one
+	OTelTracesEndpoint string // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: full traces URL, overrides the base
+	OTelSDKDisabled    bool   // OTEL_SDK_DISABLED: true turns tracing off whatever is set
+
 	Playground bool // PLAYGROUND: the GraphQL playground at / and introspection
 	// playgroundSet records that PLAYGROUND was given, which production honours.
 	playgroundSet bool
@@ -142,6 +147,10 @@ func settings() []setting {
 		}},
 		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
 		{env: "METRICS_ADDR", usage: "serve Prometheus metrics at /metrics on this address instead of ADDR, e.g. 127.0.0.1:9100", set: str(func(c *Config) *string { return &c.MetricsAddr })},
+		// The endpoints may carry a collector's credentials in them, so they are never printed.
+		{env: "OTEL_EXPORTER_OTLP_ENDPOINT", usage: "OpenTelemetry collector base URL (OTLP/HTTP) to send traces to; unset: no tracing", secret: true, set: str(func(c *Config) *string { return &c.OTelEndpoint })},
+		{env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", usage: "full OTLP/HTTP traces URL, used instead of the base endpoint", secret: true, set: str(func(c *Config) *string { return &c.OTelTracesEndpoint })},
+		{env: "OTEL_SDK_DISABLED", usage: "true turns tracing off whatever endpoint is set", set: boolean(func(c *Config) *bool { return &c.OTelSDKDisabled })},
 		{env: "SHUTDOWN_TIMEOUT", usage: "how long in-flight requests may take to finish on SIGTERM, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, false)},
 		{env: "SYNC_INTERVAL", usage: "period of the sweep that reconciles every connection with Terra's user list, e.g. 6h; 0 turns it off", set: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, true)},
 		{env: "PROVIDERS_TTL", usage: "how long Terra's provider list is cached, e.g. 1h", set: duration(func(c *Config) *time.Duration { return &c.ProvidersTTL }, false)},
@@ -363,7 +372,23 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("sync_interval", c.SyncInterval),
 		slog.Duration("providers_ttl", c.ProvidersTTL),
 		slog.Bool("playground", c.Playground),
+		slog.String("otel_exporter_otlp_endpoint", mark(c.OTelEndpoint+c.OTelTracesEndpoint)),
+		slog.Bool("otel_sdk_disabled", c.OTelSDKDisabled),
 	)
+}
+
+// OTelEnv answers the OpenTelemetry variables from the configuration, for tracing.Setup,
+// which speaks in OpenTelemetry's variable names.
+func (c Config) OTelEnv(name string) string {
+	switch name {
+	case "OTEL_EXPORTER_OTLP_ENDPOINT":
+		return c.OTelEndpoint
+	case "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+		return c.OTelTracesEndpoint
+	case "OTEL_SDK_DISABLED":
+		return strconv.FormatBool(c.OTelSDKDisabled)
+	}
+	return ""
 }
 
 // databaseKind names the engine of a database URL without echoing it: a PostgreSQL URL
