@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/terragate/terragate/internal/terra"
 )
 
 // Defaults for settings that have one.
@@ -23,6 +25,8 @@ const (
 	DefaultTerraAPI     = "https://api.tryterra.co/v2"
 	DefaultTerraWidget  = "https://access.tryterra.co/api/widget/session"
 	DefaultTerraTimeout = 10 * time.Second
+	// DefaultTerraRetries is the client's own recommendation, so the two cannot drift.
+	DefaultTerraRetries = terra.DefaultRetries
 )
 
 // Config is every setting terragate reads at start-up.
@@ -207,6 +211,7 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		TerraAPIURL:     DefaultTerraAPI,
 		TerraWidgetURL:  DefaultTerraWidget,
 		TerraTimeout:    DefaultTerraTimeout,
+		TerraRetries:    DefaultTerraRetries,
 		SyncInterval:    6 * time.Hour,
 		ShutdownTimeout: 10 * time.Second,
 		ProvidersTTL:    time.Hour,
@@ -352,6 +357,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("terra_api_url", c.TerraAPIURL),
 		slog.String("terra_widget_url", c.TerraWidgetURL),
 		slog.Duration("terra_timeout", c.TerraTimeout),
+		slog.Int("terra_retries", c.TerraRetries),
 		slog.String("terra_dev_id", mark(c.TerraDevID)),
 		slog.String("terra_api_key", mark(c.TerraAPIKey)),
 		slog.String("terra_webhook_secret", mark(c.TerraWebhookSecret)),

@@ -27,6 +27,33 @@ func TestDefaults(t *testing.T) {
 		c.TerraWidgetURL != "https://access.tryterra.co/api/widget/session" || c.TerraTimeout != 10*time.Second || !c.Playground {
 		t.Errorf("defaults = %+v", c)
 	}
+	// The README documents these; a zero here once turned every Terra retry off.
+	if c.SyncInterval != 6*time.Hour || c.ProvidersTTL != time.Hour || c.TerraRetries != 2 {
+		t.Errorf("SYNC_INTERVAL = %v, PROVIDERS_TTL = %v, TERRA_RETRIES = %d; want 6h, 1h, 2", c.SyncInterval, c.ProvidersTTL, c.TerraRetries)
+	}
+}
+
+// Zero is a real choice for the settings whose default is not zero: it must not be taken
+// for "unset".
+func TestZeroOverridesDefault(t *testing.T) {
+	e := map[string]string{"TERRA_RETRIES": "0", "SYNC_INTERVAL": "0"}
+	for k, v := range required {
+		e[k] = v
+	}
+	c, err := Load(nil, env(e), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TerraRetries != 0 || c.SyncInterval != 0 {
+		t.Errorf("TERRA_RETRIES = %d, SYNC_INTERVAL = %v; want both 0", c.TerraRetries, c.SyncInterval)
+	}
+	c, err = Load([]string{"-terra-retries", "5"}, env(required), io.Discard)
+	if err != nil || c.TerraRetries != 5 {
+		t.Errorf("-terra-retries 5: %d, %v", c.TerraRetries, err)
+	}
+	if _, err := Load(nil, env(map[string]string{"TERRA_RETRIES": "11"}), io.Discard); err == nil || !strings.Contains(err.Error(), "TERRA_RETRIES") {
+		t.Errorf("TERRA_RETRIES=11: err = %v", err)
+	}
 }
 
 func TestFlagsOverrideEnvironment(t *testing.T) {
