@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/terragate/terragate/internal/terra"
 )
 
@@ -33,7 +35,11 @@ type Catalog struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu        sync.Mutex // held while fetching, so concurrent misses make one call
+	// refresh makes concurrent misses share one Terra call. The cache's lock is never held
+	// across that call: when Terra hangs, readers of a stale list must not queue behind it.
+	refresh singleflight.Group
+
+	mu        sync.Mutex // guards cached and fetchedAt
 	cached    []Provider
 	fetchedAt time.Time
 }
@@ -43,19 +49,46 @@ func NewCatalog(t Terra, ttl time.Duration, log *slog.Logger) *Catalog {
 	return &Catalog{terra: t, ttl: ttl, log: log, now: time.Now}
 }
 
-// List returns the providers, from the cache while it is fresh. When Terra fails, a stale
-// list is better than none; with no list at all, the error is returned.
+// List returns the providers, from the cache while it is fresh. A stale list is returned at
+// once while one refresh runs behind it (a list an hour old beats a menu that waits on
+// Terra); with no list at all, List waits for Terra and returns its error.
 func (c *Catalog) List(ctx context.Context) ([]Provider, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cached != nil && c.now().Sub(c.fetchedAt) < c.ttl {
-		return c.cached, nil
+	list, at := c.cached, c.fetchedAt
+	c.mu.Unlock()
+	if list != nil && c.now().Sub(at) < c.ttl {
+		return list, nil
 	}
+	// The refresh outlives the request that started it (others may be waiting on it, and a
+	// stale reader does not wait at all); the Terra client bounds it with its own timeout.
+	// WithoutCancel keeps the request's values, so its log lines carry the request id.
+	done := c.refresh.DoChan("integrations", func() (any, error) {
+		return c.fetch(context.WithoutCancel(ctx), list != nil)
+	})
+	if list != nil {
+		return list, nil
+	}
+	select {
+	case r := <-done:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]Provider), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetch asks Terra for the list and caches it. stale says a cached list is being served
+// meanwhile, so a failure is only logged.
+func (c *Catalog) fetch(ctx context.Context, stale bool) ([]Provider, error) {
 	in, err := c.terra.Integrations(ctx)
 	if err != nil {
-		if c.cached != nil {
-			c.log.WarnContext(ctx, "serving a stale provider list", "age", c.now().Sub(c.fetchedAt).Round(time.Second), "err", err)
-			return c.cached, nil
+		if stale {
+			c.mu.Lock()
+			age := c.now().Sub(c.fetchedAt)
+			c.mu.Unlock()
+			c.log.WarnContext(ctx, "serving a stale provider list", "age", age.Round(time.Second), "err", err)
 		}
 		return nil, err
 	}
@@ -67,7 +100,9 @@ func (c *Catalog) List(ctx context.Context) ([]Provider, error) {
 		list = append(list, Provider{Name: strings.ToUpper(name), DisplayName: DisplayName(name), SDKOnly: true})
 	}
 	slices.SortStableFunc(list, func(a, b Provider) int { return strings.Compare(a.DisplayName, b.DisplayName) })
+	c.mu.Lock()
 	c.cached, c.fetchedAt = list, c.now()
+	c.mu.Unlock()
 	return list, nil
 }
 

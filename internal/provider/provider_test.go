@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,27 +12,69 @@ import (
 	"github.com/terragate/terragate/internal/terrasim"
 )
 
-func TestCatalogCachesAndServesStale(t *testing.T) {
-	emu := terrasim.New(terrasim.Config{DevID: "d", APIKey: "k"})
-	defer emu.Close()
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
-	tc := terra.New(terra.Config{BaseURL: srv.URL + "/v2", DevID: "d", APIKey: "k", Timeout: time.Second}, nil, nil)
-	c := NewCatalog(tc, time.Hour, slog.New(slog.DiscardHandler))
-	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	c.now = func() time.Time { return now }
-	calls := func() int {
-		n := 0
-		for _, r := range emu.Requests() {
-			if r.Path == "/v2/integrations" {
-				n++
-			}
-		}
-		return n
-	}
-	const path = "/v2/integrations"
+const integrations = "/v2/integrations"
 
-	emu.Fail(path, terrasim.Fault{Status: 503, Times: 1})
+// clock is a settable time source; refreshes read it from their own goroutines.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// catalog is a Catalog in front of a real Terra client talking to the emulator over HTTP.
+func catalog(t *testing.T, timeout time.Duration) (*Catalog, *terrasim.Emulator, *clock) {
+	t.Helper()
+	emu := terrasim.New(terrasim.Config{DevID: "d", APIKey: "k"})
+	srv := httptest.NewServer(emu)
+	// Cleanups run last first: closing the emulator first ends hung calls, which the
+	// server's Close would otherwise wait for.
+	t.Cleanup(srv.Close)
+	t.Cleanup(emu.Close)
+	tc := terra.New(terra.Config{BaseURL: srv.URL + "/v2", DevID: "d", APIKey: "k", Timeout: timeout, BreakerDisabled: true}, nil, nil)
+	c := NewCatalog(tc, time.Hour, slog.New(slog.DiscardHandler))
+	clk := &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	c.now = clk.now
+	return c, emu, clk
+}
+
+func calls(emu *terrasim.Emulator) int {
+	n := 0
+	for _, r := range emu.Requests() {
+		if r.Path == integrations {
+			n++
+		}
+	}
+	return n
+}
+
+// waitCalls waits for the emulator to have seen want integrations calls: a stale read's
+// refresh runs behind it.
+func waitCalls(t *testing.T, emu *terrasim.Emulator, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for calls(emu) < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := calls(emu); n != want {
+		t.Fatalf("%d integrations calls, want %d", n, want)
+	}
+}
+
+func TestCatalogCachesAndServesStale(t *testing.T) {
+	c, emu, clk := catalog(t, time.Second)
+
+	emu.Fail(integrations, terrasim.Fault{Status: 503, Times: 1})
 	if _, err := c.List(context.Background()); err == nil {
 		t.Fatal("no cache and Terra down: no error")
 	}
@@ -48,14 +91,110 @@ func TestCatalogCachesAndServesStale(t *testing.T) {
 			t.Errorf("%s = %+v, want %+v", want.Name, byName[want.Name], want)
 		}
 	}
-	n := calls()
-	if _, err := c.List(context.Background()); err != nil || calls() != n {
-		t.Errorf("a fresh list was fetched again (%d calls)", calls()-n)
+	n := calls(emu)
+	if _, err := c.List(context.Background()); err != nil || calls(emu) != n {
+		t.Errorf("a fresh list was fetched again (%d calls)", calls(emu)-n)
 	}
-	now = now.Add(2 * time.Hour)
-	emu.Fail(path, terrasim.Fault{Status: 503, Times: 1})
-	if stale, err := c.List(context.Background()); err != nil || len(stale) != len(list) || calls() != n+1 {
-		t.Errorf("stale list: %d providers, %v, %d calls", len(stale), err, calls()-n)
+
+	// Stale and Terra failing: the stale list, and one refresh behind it that fails.
+	clk.advance(2 * time.Hour)
+	emu.Fail(integrations, terrasim.Fault{Status: 503, Times: 1})
+	if stale, err := c.List(context.Background()); err != nil || len(stale) != len(list) {
+		t.Errorf("stale list: %d providers, %v", len(stale), err)
+	}
+	waitCalls(t, emu, n+1)
+
+	// Still stale (the refresh failed): the next read refreshes again, and this time the
+	// list is fresh, so the read after that does not call Terra.
+	if _, err := c.List(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitCalls(t, emu, n+2)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		fresh := clk.now().Sub(c.fetchedAt) < c.ttl
+		c.mu.Unlock()
+		if fresh || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := c.List(context.Background()); err != nil || calls(emu) != n+2 {
+		t.Errorf("after a successful refresh: %v, %d calls, want %d", err, calls(emu), n+2)
+	}
+}
+
+// When Terra hangs, readers of a stale list answer at once instead of queueing behind the
+// refresh (which used to hold the cache's lock for as long as Terra took), and only one
+// refresh reaches Terra.
+func TestStaleReadersDoNotWaitForAHungTerra(t *testing.T) {
+	const hang = 2 * time.Second
+	c, emu, clk := catalog(t, hang)
+	if _, err := c.List(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n := calls(emu)
+	clk.advance(2 * time.Hour)
+	emu.Fail(integrations, terrasim.Fault{Hang: true, Times: 10})
+
+	const readers = 5
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Go(func() {
+			if list, err := c.List(context.Background()); err != nil || len(list) == 0 {
+				t.Errorf("a stale reader got %d providers, %v; want the stale list", len(list), err)
+			}
+		})
+	}
+	wg.Wait()
+	// Each would have waited out the hang; together, readers x hang.
+	if took := time.Since(start); took > hang/4 {
+		t.Errorf("%d stale readers took %v with Terra hanging, want them answered at once", readers, took)
+	}
+	waitCalls(t, emu, n+1)
+	time.Sleep(50 * time.Millisecond) // a second refresh, if any, would show by now
+	if got := calls(emu) - n; got != 1 {
+		t.Errorf("%d refreshes reached Terra, want 1", got)
+	}
+}
+
+// A cold cache has nothing to serve: with Terra hung, concurrent readers share one call and
+// all get its error once the client gives up.
+func TestColdCacheWithTerraDownErrors(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	c, emu, _ := catalog(t, timeout)
+	emu.Fail(integrations, terrasim.Fault{Hang: true, Times: 10})
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		wg.Go(func() {
+			_, err := c.List(context.Background())
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil {
+			t.Error("no cache and Terra hanging: a reader got no error")
+		}
+	}
+	if took := time.Since(start); took > timeout+time.Second {
+		t.Errorf("the readers waited %v, past the client's %v timeout", took, timeout)
+	}
+	if got := calls(emu); got != 1 {
+		t.Errorf("%d calls for concurrent cold readers, want 1", got)
+	}
+
+	// A reader that gives up does not wait for Terra.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if _, err := c.List(ctx); err == nil || time.Since(start) > timeout/2 {
+		t.Errorf("a reader with a short deadline: %v after %v", err, time.Since(start))
 	}
 }
 
