@@ -132,7 +132,7 @@ func (c *Client) GenerateWidgetSession(ctx context.Context, p WidgetSessionParam
 			return ws, err
 		}
 		if c.widgetMoved.CompareAndSwap(false, true) {
-			c.log.Warn("terra: legacy generateWidgetSession answered 410 Gone; using the widget session endpoint from now on",
+			c.log.WarnContext(ctx, "terra: legacy generateWidgetSession answered 410 Gone; using the widget session endpoint from now on",
 				"widget_url", c.cfg.WidgetURL)
 		}
 	}
@@ -317,11 +317,11 @@ func (c *Client) do(ctx context.Context, op, ep, method, target string, in any) 
 			wait = max(wait, ra)
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			c.log.Warn("terra: not retrying, the wait would pass the deadline",
+			c.log.WarnContext(ctx, "terra: not retrying, the wait would pass the deadline",
 				"op", op, "attempt", n, "status", a.status, "wait", wait.Round(time.Millisecond))
 			return nil, a.status, err
 		}
-		c.log.Warn("terra: retrying", "op", op, "attempt", n, "status", a.status,
+		c.log.WarnContext(ctx, "terra: retrying", "op", op, "attempt", n, "status", a.status,
 			"wait", wait.Round(time.Millisecond), "err", err)
 		if !sleep(ctx, wait) {
 			return nil, a.status, err
@@ -364,7 +364,7 @@ func (c *Client) attempt(ctx context.Context, op, method, target string, payload
 	if err != nil {
 		return answer{status: resp.StatusCode}, c.unavailable(ctx, op, err)
 	}
-	c.log.Debug("terra call", "op", op, "method", method, "status", resp.StatusCode,
+	c.log.DebugContext(ctx, "terra call", "op", op, "method", method, "status", resp.StatusCode,
 		"duration", time.Since(start).Round(time.Millisecond))
 
 	a = answer{status: resp.StatusCode}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/terragate/terragate/internal/httplog"
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
 )
@@ -537,5 +540,44 @@ func TestRetryAfterHelper(t *testing.T) {
 	err := fmt.Errorf("create session: %w", &terra.APIError{StatusCode: 429, RetryAfter: 7 * time.Second})
 	if d, ok := terra.RetryAfter(err); !ok || d != 7*time.Second {
 		t.Errorf("RetryAfter = %v, %v", d, ok)
+	}
+}
+
+// Every line the client writes about a call is logged with the caller's context, so the
+// request id the gateway put there (httplog) reaches the retry, give-up and call lines.
+func TestLogLinesCarryTheCallersContext(t *testing.T) {
+	f := newFixture(t, terrasim.Config{}, nil)
+	logs := &logLines{}
+	log := slog.New(httplog.ContextHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	c := terra.New(terra.Config{
+		BaseURL: f.srv.URL + "/v2", DevID: devID, APIKey: apiKey, Timeout: 2 * time.Second,
+		Retries: 2, RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+	}, f.srv.Client(), log)
+	// Two 503s, then a 429 asking for more time than the deadline leaves: a retry line, a
+	// call line per attempt, and the line saying the wait would pass the deadline.
+	f.emu.Fail("/v2/integrations", terrasim.Fault{Status: 503, Times: 1})
+	f.emu.Fail("/v2/integrations", status(429, "Retry-After", "60"))
+	var err error
+	req := httptest.NewRequest(http.MethodGet, "/graphql", nil)
+	req.Header.Set("X-Request-Id", "req-terra-42")
+	httplog.Middleware(slog.New(slog.DiscardHandler), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err = c.Integrations(r.Context())
+	})).ServeHTTP(httptest.NewRecorder(), req)
+	if err == nil {
+		t.Fatal("no error after a 429 with a long Retry-After")
+	}
+	for _, msg := range []string{`"msg":"terra: retrying"`, `"msg":"terra call"`, `"msg":"terra: not retrying, the wait would pass the deadline"`} {
+		n := 0
+		for _, line := range logs.lines() {
+			if strings.Contains(line, msg) {
+				n++
+				if !strings.Contains(line, `"request_id":"req-terra-42"`) {
+					t.Errorf("a line without the request id: %s", line)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("no %s line:\n%s", msg, strings.Join(logs.lines(), "\n"))
+		}
 	}
 }
