@@ -141,6 +141,6 @@ func (m *Metrics) responseCode(ctx context.Context, resp *graphql.Response) stri
 func (m *Metrics) observeOperation(name, code string, took time.Duration) {
 	m.gqlRequests.WithLabelValues(name, code).Inc()
 	if took >= 0 {
-		m.gqlDuration.WithLabelValues(name).Observe(took.Seconds())
+		m.gqlDuration.WithLabelValues(name, code).Observe(took.Seconds())
 	}
 }

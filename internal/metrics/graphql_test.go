@@ -135,8 +135,14 @@ func TestGraphQLThroughGqlgen(t *testing.T) {
 	if counted != total || total != float64(len(requests)) {
 		t.Errorf("%v operations counted, want one per request (%d): one was missed or counted twice\n%s", counted, len(requests), s.body)
 	}
-	if got := s.value("terragate_graphql_request_duration_seconds", l("operation", "Viewer")); got != 3 {
-		t.Errorf("Viewer timed %v times, want 3", got)
+	// Latency by outcome too: a refusal is fast and must not pass for a quick success.
+	for _, w := range []struct {
+		op, code string
+		n        float64
+	}{{"Viewer", "ok", 2}, {"Viewer", "GRAPHQL_VALIDATION_FAILED", 1}, {"Limited", "RATE_LIMITED", 1}} {
+		if got := s.value("terragate_graphql_request_duration_seconds", l("operation", w.op, "code", w.code)); got != w.n {
+			t.Errorf("duration{operation=%q,code=%q} timed %v times, want %v", w.op, w.code, got, w.n)
+		}
 	}
 	if got := s.value("terragate_http_requests_total", l("route", "/graphql", "status", "2xx")); got < 6 {
 		t.Errorf("HTTP middleware around gqlgen counted %v 2xx, want >= 6", got)
@@ -211,7 +217,7 @@ func TestGraphQLSubscriptionCountsOnce(t *testing.T) {
 	if got := s.value("terragate_graphql_requests_total", l("operation", "Watch", "code", "ok")); got != 1 {
 		t.Errorf("subscription counted %v times, want once\n%s", got, s.body)
 	}
-	if got := s.value("terragate_graphql_request_duration_seconds", l("operation", "Watch")); got != 0 {
+	if got := s.value("terragate_graphql_request_duration_seconds", l("operation", "Watch", "code", "ok")); got != 0 {
 		t.Errorf("subscription timed %v times: time to an event measures the events", got)
 	}
 }

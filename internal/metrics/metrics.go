@@ -45,6 +45,9 @@ const (
 var (
 	requestBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	terraBuckets   = []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30}
+	// Delivery lag is mostly transit and one store write, but clocks differ by up to the
+	// signature check's 300 s tolerance, so the buckets reach that far.
+	lagBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
 )
 
 // Metrics holds terragate's instruments and the registry that exposes them. It is safe for
@@ -63,8 +66,8 @@ type Metrics struct {
 	terraOps      *capped
 	endpoints     *capped
 
-	webhooks *prometheus.CounterVec
-	inboxLag prometheus.Gauge
+	webhooks    *prometheus.CounterVec
+	deliveryLag prometheus.Histogram
 
 	subscriptions prometheus.Gauge
 
@@ -90,9 +93,10 @@ func New() *Metrics {
 		}, []string{"operation", "code"}),
 		gqlDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "graphql", Name: "request_duration_seconds",
-			Help:    "Time from receiving a GraphQL query or mutation to having its response, by operation name. Subscriptions are not timed.",
+			Help: "Time from receiving a GraphQL query or mutation to having its response, by operation name and outcome " +
+				"(ok, or the first error's extensions.code, as in requests_total). Subscriptions are not timed.",
 			Buckets: requestBuckets,
-		}, []string{"operation"}),
+		}, []string{"operation", "code"}),
 		operations: newCapped(maxOperations),
 		codes:      newCapped(maxCodes),
 
@@ -116,9 +120,12 @@ func New() *Metrics {
 			Namespace: namespace, Subsystem: "webhook", Name: "events_total",
 			Help: "Terra webhook deliveries by event type and outcome (applied, unchanged, duplicate, ignored, refused, error).",
 		}, []string{"type", "outcome"}),
-		inboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: "webhook", Name: "inbox_lag_seconds",
-			Help: "Age of the oldest webhook delivery not yet applied; 0 when the inbox is drained.",
+		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "webhook", Name: "delivery_lag_seconds",
+			Help: "Inbox lag: time from Terra signing a webhook delivery to terragate applying it, once per applied delivery " +
+				"(deliveries are applied as they are stored, so nothing waits behind them). Terra signs each attempt as it " +
+				"sends it, so retries do not add to it; a difference between Terra's clock and this host's does.",
+			Buckets: lagBuckets,
 		}),
 
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -151,7 +158,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.gqlRequests, m.gqlDuration,
 		m.terraRequests, m.terraDuration, m.circuit,
-		m.webhooks, m.inboxLag,
+		m.webhooks, m.deliveryLag,
 		m.subscriptions,
 		m.sessionsCreated, m.sessionsCompleted,
 		m.httpRequests, m.httpDuration,
@@ -275,13 +282,13 @@ func (m *Metrics) Webhook(eventType, outcome string) {
 	m.webhooks.WithLabelValues(eventType, outcome).Inc()
 }
 
-// SetInboxLag records how long the oldest unapplied webhook delivery has waited; 0 when none
-// waits. A negative duration (clock skew between instances) reads as 0.
-func (m *Metrics) SetInboxLag(d time.Duration) {
+// ObserveDeliveryLag records how long after Terra signed it a webhook delivery was applied.
+// A negative duration (Terra's clock ahead of ours) counts as 0.
+func (m *Metrics) ObserveDeliveryLag(d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.inboxLag.Set(max(d, 0).Seconds())
+	m.deliveryLag.Observe(max(d, 0).Seconds())
 }
 
 // SubscriptionOpened records a GraphQL subscription starting; SubscriptionClosed must follow

@@ -228,15 +228,23 @@ func TestWebhook(t *testing.T) {
 	}
 }
 
-func TestSetInboxLag(t *testing.T) {
+// Each applied delivery is one observation, so a burst of late ones shows even between
+// scrapes (a gauge of the last one would hide all but the last).
+func TestDeliveryLag(t *testing.T) {
 	m := New()
-	m.SetInboxLag(90 * time.Second)
-	if got := scrape(t, m).value("terragate_webhook_inbox_lag_seconds", l()); got != 90 {
-		t.Errorf("lag = %v, want 90", got)
+	m.ObserveDeliveryLag(90 * time.Second)
+	m.ObserveDeliveryLag(20 * time.Millisecond)
+	m.ObserveDeliveryLag(-time.Second) // Terra's clock ahead of ours
+	h := scrape(t, m).families["terragate_webhook_delivery_lag_seconds"].GetMetric()[0].GetHistogram()
+	if h.GetSampleCount() != 3 || h.GetSampleSum() != 90.02 {
+		t.Errorf("count %d, sum %v; want 3 deliveries adding up to 90.02 s (a negative lag counts as 0)", h.GetSampleCount(), h.GetSampleSum())
 	}
-	m.SetInboxLag(-time.Second)
-	if got := scrape(t, m).value("terragate_webhook_inbox_lag_seconds", l()); got != 0 {
-		t.Errorf("negative lag reads %v, want 0", got)
+	below := map[float64]uint64{}
+	for _, b := range h.GetBucket() {
+		below[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
+	if below[.01] != 1 || below[.025] != 2 || below[60] != 2 || below[300] != 3 {
+		t.Errorf("buckets %v: want the 0, the 20 ms and the 90 s delivery apart", below)
 	}
 }
 
@@ -426,6 +434,7 @@ func TestCardinalityCaps(t *testing.T) {
 		{"terragate_graphql_requests_total", "operation", maxOperations + 1},
 		{"terragate_graphql_requests_total", "code", maxCodes + 2}, // + ok, other
 		{"terragate_graphql_request_duration_seconds", "operation", maxOperations + 1},
+		{"terragate_graphql_request_duration_seconds", "code", maxCodes + 2},
 		{"terragate_terra_requests_total", "op", maxTerraOps + 1},
 		{"terragate_terra_circuit_state", "endpoint", maxTerraOps + 1},
 		{"terragate_webhook_events_total", "type", 1},
@@ -505,7 +514,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.TerraCall("userInfo", 500, errors.New("boom"), time.Second)
 	m.SetCircuit("userInfo", CircuitOpen)
 	m.Webhook("auth", WebhookApplied)
-	m.SetInboxLag(time.Minute)
+	m.ObserveDeliveryLag(time.Minute)
 	m.SubscriptionOpened()
 	m.SubscriptionClosed()
 	m.SessionCreated([]string{"GARMIN"})

@@ -161,9 +161,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Metrics.Webhook(ev.Type, outcomeOf(d.Event.Kind, out))
-	// Events are applied as they are stored, so the inbox's lag is how late Terra's
-	// delivery arrived: from its signature to now (retries after outages show here).
-	h.Metrics.SetInboxLag(h.now().Sub(signedAt))
+	// Events are applied as they are stored, so the inbox's lag is how long after Terra
+	// signed this attempt it was applied.
+	h.Metrics.ObserveDeliveryLag(h.now().Sub(signedAt))
 	h.log.InfoContext(r.Context(), "webhook received", "type", ev.Type, "trace_id", d.TraceID,
 		"duplicate", out.Duplicate, "users_changed", len(out.Users), "secret_index", secretIndex)
 	w.Header().Set("Content-Type", "application/json")
