@@ -37,6 +37,9 @@ type Terra interface {
 type Service struct {
 	// Metrics counts completed sessions per provider (nil: none).
 	Metrics *metrics.Metrics
+	// SweepPageSize is how many users the sweep reads per /subscriptions page (0: Terra's
+	// default, 500).
+	SweepPageSize int
 
 	terra Terra
 	store store.Store
@@ -209,20 +212,22 @@ func (s *Service) own(ctx context.Context, referenceID, userID string) (store.Te
 // Sync reconciles one end user's connections with Terra's userInfo?reference_id= and returns
 // them as they are afterwards, inactive ones included.
 func (s *Service) Sync(ctx context.Context, referenceID string) ([]store.TerraUser, error) {
+	listedAt := s.now()
 	users, err := s.terra.UserInfoByReferenceID(ctx, referenceID)
 	if err != nil {
 		return nil, fmt.Errorf("sync connections: %w", err)
 	}
-	if err := s.reconcile(ctx, referenceID, users); err != nil {
+	if err := s.reconcile(ctx, referenceID, users, listedAt); err != nil {
 		return nil, err
 	}
 	return s.store.ListTerraUsers(ctx, referenceID, true)
 }
 
-// reconcile makes the store agree with Terra's list of one end user's users: missing ones
-// are added as connected, and active ones Terra no longer has become DISCONNECTED. It goes
-// through the same rules as webhooks, so a user_id that ended is never revived.
-func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers []terra.User) error {
+// reconcile makes the store agree with Terra's list of one end user's users, read from
+// listedAt on: missing ones are added as connected, and active ones Terra no longer has
+// become DISCONNECTED. It goes through the same rules as webhooks, so a user_id that ended
+// is never revived.
+func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers []terra.User, listedAt time.Time) error {
 	now := s.now()
 	atTerra := map[string]bool{}
 	for _, tu := range terraUsers {
@@ -250,8 +255,12 @@ func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers 
 	if err != nil {
 		return err
 	}
+	// A row stored or changed once the listing began (an auth webhook landing while Terra's
+	// list was read) may be newer than the list: absent from it is no proof it is gone, and
+	// DISCONNECTED would be final. The next sync sees it.
+	since := store.StoredTime(listedAt)
 	for _, u := range ours {
-		if atTerra[u.UserID] || !u.Active {
+		if atTerra[u.UserID] || !u.Active || !u.UpdatedAt.Before(since) {
 			continue
 		}
 		if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceSync, "gone:"+u.UserID, now, store.Event{
@@ -272,12 +281,17 @@ const maxSweepPages = 10000
 // Sweep reconciles every end user with Terra's full user list, read page by page. A sweep
 // that cannot read every page changes nothing: a partial list would look like disconnections.
 func (s *Service) Sweep(ctx context.Context) error {
+	perPage := s.SweepPageSize
+	if perPage <= 0 {
+		perPage = sweepPageSize
+	}
+	listedAt := s.now()
 	byRef := map[string][]terra.User{}
 	for page := 0; ; page++ {
 		if page >= maxSweepPages {
 			return fmt.Errorf("sync sweep: more than %d pages", maxSweepPages)
 		}
-		p, err := s.terra.SubscriptionsPage(ctx, page, sweepPageSize)
+		p, err := s.terra.SubscriptionsPage(ctx, page, perPage)
 		if err != nil {
 			return fmt.Errorf("sync sweep, page %d: %w", page, err)
 		}
@@ -303,7 +317,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.reconcile(ctx, ref, users); err != nil {
+		if err := s.reconcile(ctx, ref, users, listedAt); err != nil {
 			return fmt.Errorf("sync sweep: %w", err)
 		}
 	}
