@@ -227,11 +227,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	cors := corsFor(cfg.CORSAllowedOrigins)
 
-	// /graphql: the app's origins only, a per-IP budget, a body cap, no caching, then who is
-	// calling. Webhooks are not rate limited (Terra retries what it cannot deliver), but may
-	// be restricted to Terra's addresses.
-	mux.Handle("/graphql", meter.HTTP("/graphql", cors.Handler(limit.PerIP(ipLimit, clients.ClientIP,
-		limit.MaxBody(cfg.MaxBodyBytes, secheaders.NoStore(clientip.Into(clients, verifier.Middleware(gql))))))))
+	// /graphql: the app's origins only, no caching (refusals included), a per-IP budget, a
+	// body cap, one well-formed operation per request, then who is calling; each refusal is
+	// a GraphQL error with its own code. Webhooks are not rate limited (Terra retries what it
+	// cannot deliver), but may be restricted to Terra's addresses.
+	mux.Handle("/graphql", meter.HTTP("/graphql", cors.Handler(secheaders.NoStore(
+		limit.PerIP(ipLimit, clients.ClientIP, limit.GraphQL,
+			limit.MaxBody(cfg.MaxBodyBytes, limit.GraphQL,
+				limit.SingleOperation(clientip.Into(clients, verifier.Middleware(gql)))))))))
 	mux.Handle("GET "+widget.ReturnPath+"{sessionId}", secheaders.HTML(http.HandlerFunc(widgets.ServeReturn)))
 	mux.Handle("/webhooks/terra", meter.HTTP("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks))) // other methods: a JSON 405
 	if cfg.MetricsAddr == "" {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,24 @@ import (
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
 )
+
+// post sends body to /graphql as JSON and returns the response (its body read) and body.
+func (g *gateway) post(body string, header http.Header) (*http.Response, string) {
+	g.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	g.seen.Write(b)
+	return resp, string(b)
+}
 
 func (g *gateway) raw(method, contentType, body string, header http.Header) (int, string) {
 	g.t.Helper()
@@ -87,12 +106,46 @@ func TestAttackQueryShape(t *testing.T) {
 		t.Errorf("refused operations reached Terra %d times", n-calls)
 	}
 
-	// Batched requests (a JSON array of operations) are not supported at all.
-	code, body := g.raw(http.MethodPost, "application/json", `[{"query":"{ connectedUsers { userId } }"},{"query":"{ connectedUsers { userId } }"}]`,
-		http.Header{"Authorization": {"Bearer " + alice}})
-	if code < 400 || !strings.Contains(body, "errors") {
-		t.Errorf("a batch was answered %d %s", code, body)
+	// Batched requests (a JSON array of operations) are not supported at all, and neither
+	// a batch nor a malformed body is quoted back: it may carry a token or a user's data.
+	const marker = "MARKER_d41d8cd98f00b204"
+	for name, c := range map[string]struct {
+		body, code string
+	}{
+		"batch":            {`[{"query":"{ connectedUsers { userId } }"},{"query":"mutation { createWidgetSession { url } }","variables":{"m":"` + marker + `"}}]`, "BATCHING_NOT_SUPPORTED"},
+		"batch of one":     {`[{"query":"mutation { createWidgetSession { url } }","variables":{"m":"` + marker + `"}}]`, "BATCHING_NOT_SUPPORTED"},
+		"truncated JSON":   {`{"query":"mutation { createWidgetSession { url } }","variables":{"m":"` + marker, "MALFORMED_REQUEST"},
+		"two objects":      {`{"query":"mutation { createWidgetSession { url } }"}{"query":"` + marker + `"}`, "MALFORMED_REQUEST"},
+		"query not string": {`{"query":{"m":"` + marker + `"}}`, "MALFORMED_REQUEST"},
+		"variables a list": {`{"query":"{ connectedUsers { userId } }","variables":["` + marker + `"]}`, "MALFORMED_REQUEST"},
+		"not an object":    {`"` + marker + `"`, "MALFORMED_REQUEST"},
+		"an empty body":    {``, "MALFORMED_REQUEST"},
+	} {
+		code, body := g.raw(http.MethodPost, "application/json", c.body, http.Header{"Authorization": {"Bearer " + alice}})
+		r := decodeGQL(t, body)
+		if code != http.StatusBadRequest || r.code() != c.code || r.Errors[0].Message == "" || r.Data != nil {
+			t.Errorf("%s: answered %d %s, want 400 %s", name, code, body, c.code)
+		}
+		if strings.Contains(body, marker) || strings.Contains(body, alice) {
+			t.Errorf("%s: the request was echoed: %s", name, body)
+		}
 	}
+	if n := len(g.emu.Requests()); n != calls {
+		t.Errorf("batched or malformed requests reached Terra %d times", n-calls)
+	}
+	if strings.Contains(g.logs.String(), marker) {
+		t.Error("a refused body reached the logs")
+	}
+}
+
+// decodeGQL parses a GraphQL response body, failing the test when it is not one.
+func decodeGQL(t *testing.T, body string) gqlResponse {
+	t.Helper()
+	var r gqlResponse
+	if err := json.Unmarshal([]byte(body), &r); err != nil || len(r.Errors) == 0 {
+		t.Fatalf("not a GraphQL error response: %q", body)
+	}
+	return r
 }
 
 // CodeTooManyAliasesForTest is the alias refusal's code, spelled out so a rename fails here.
@@ -111,7 +164,7 @@ func TestAttackCSRF(t *testing.T) {
 			body = string(b)
 		}
 		code, resp := g.raw(http.MethodPost, ct, body, http.Header{"Authorization": {"Bearer " + alice}, "Origin": {"https://evil.example.com"}})
-		if code < 400 || strings.Contains(resp, `"url"`) {
+		if code != http.StatusUnsupportedMediaType || decodeGQL(t, resp).code() != "UNSUPPORTED_MEDIA_TYPE" || strings.Contains(resp, `"url"`) {
 			t.Errorf("%s: answered %d %s", ct, code, resp)
 		}
 	}
@@ -225,15 +278,35 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("%d of alice's next 5 operations were limited, want 2", limited)
 	}
 
-	// Per IP, before anything else: 429 with Retry-After.
+	// Per IP, before anything else: 429 with Retry-After, and a GraphQL error like the
+	// per-user limit's, so clients back off from both the same way.
 	ip := startGateway(t, withEnv("RATE_LIMIT_IP", "3/m"))
 	codes := []int{}
+	var last *http.Response
+	var lastBody string
 	for i := 0; i < 4; i++ {
-		code, _ := ip.raw(http.MethodPost, "application/json", `{"query":"{ connectedUsers { userId } }"}`, http.Header{"Authorization": {"Bearer " + alice}})
-		codes = append(codes, code)
+		last, lastBody = ip.post(`{"query":"mutation { createWidgetSession { url } }"}`, http.Header{"Authorization": {"Bearer " + alice}})
+		codes = append(codes, last.StatusCode)
+		if i == 2 {
+			calls = len(ip.emu.Requests())
+		}
 	}
 	if codes[2] != 200 || codes[3] != http.StatusTooManyRequests {
 		t.Errorf("per-IP codes: %v", codes)
+	}
+	limitedIP := decodeGQL(t, lastBody)
+	retry, _ := limitedIP.Errors[0].Extensions["retryAfter"].(float64)
+	if limitedIP.code() != "RATE_LIMITED" || retry < 1 || retry > 60 || limitedIP.Data != nil {
+		t.Errorf("per-IP refusal: %s", lastBody)
+	}
+	if h := last.Header.Get("Retry-After"); h != strconv.Itoa(int(retry)) {
+		t.Errorf("Retry-After %q, body says %v", h, retry)
+	}
+	if last.Header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(last.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("per-IP refusal headers: %v", last.Header)
+	}
+	if n := len(ip.emu.Requests()) - calls; n != 0 {
+		t.Errorf("a request over the IP's budget reached Terra %d times", n)
 	}
 	// Webhooks are not limited by user or IP: Terra retries what it cannot deliver.
 	for i := 0; i < 5; i++ {
@@ -248,21 +321,38 @@ func TestBodyLimitAndHeaders(t *testing.T) {
 	g := startGateway(t, withEnv("MAX_BODY_BYTES", "2048"))
 	alice := token(t, "alice")
 	big := `{"query":"{ connectedUsers { userId } }","variables":{"pad":"` + strings.Repeat("x", 4096) + `"}}`
-	code, body := g.raw(http.MethodPost, "application/json", big, http.Header{"Authorization": {"Bearer " + alice}})
-	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, `"error"`) {
-		t.Errorf("oversized body: %d %s", code, body)
+	// With a length up front, and chunked, with none.
+	for _, chunked := range []bool{false, true} {
+		req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", strings.NewReader(big))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+alice)
+		if chunked {
+			req.Body = io.NopCloser(strings.NewReader(big))
+			req.ContentLength = -1
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r := decodeGQL(t, string(b))
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || r.code() != "REQUEST_TOO_LARGE" ||
+			r.Errors[0].Extensions["maxBytes"] != float64(2048) || strings.Contains(string(b), "xxxx") {
+			t.Errorf("oversized body (chunked %v): %d %s", chunked, resp.StatusCode, b)
+		}
+		if resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("the 413 may be cached: %v", resp.Header)
+		}
 	}
-	// Chunked, with no length up front.
-	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", io.MultiReader(strings.NewReader(big)))
-	req.Header.Set("Content-Type", "application/json")
-	req.ContentLength = -1
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Errorf("oversized chunked body: %d", resp.StatusCode)
+	// The webhook endpoint has its own cap (1 MiB, Terra's bodies are small) and answers
+	// in its own JSON, which Terra logs.
+	hook := []byte(`{"type":"auth","pad":"` + strings.Repeat("x", 1<<20) + `"}`)
+	resp, raw := g.postWebhook(hook, signedHeader(hook, time.Now(), ""))
+	var hookErr map[string]any
+	if err := json.Unmarshal([]byte(raw), &hookErr); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge ||
+		hookErr["error"] == nil || hookErr["errors"] != nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Errorf("oversized webhook: %d %s", resp.StatusCode, raw)
 	}
 
 	check := func(path string, want map[string]string) {

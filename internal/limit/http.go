@@ -2,7 +2,6 @@ package limit
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,18 +14,18 @@ import (
 )
 
 // PerIP refuses requests from a client address that has run out of tokens with 429 Too
-// Many Requests, a Retry-After header and a JSON body. ip says who the client is (behind
-// proxies, the clientip package's resolver). IPv6 clients are limited per /64, the
-// smallest block a subscriber is normally given: limiting single IPv6 addresses would let
-// one machine walk through its 2^64 addresses and never be limited.
-func PerIP(l *Limiter, ip func(*http.Request) netip.Addr, next http.Handler) http.Handler {
+// Many Requests, a Retry-After header and a body in shape. ip says who the client is
+// (behind proxies, the clientip package's resolver). IPv6 clients are limited per /64,
+// the smallest block a subscriber is normally given: limiting single IPv6 addresses would
+// let one machine walk through its 2^64 addresses and never be limited.
+func PerIP(l *Limiter, ip func(*http.Request) netip.Addr, shape Shape, next http.Handler) http.Handler {
 	if l == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ok, retryAfter := l.Allow(ipKey(ip(r)))
 		if !ok {
-			TooMany(w, retryAfter)
+			TooMany(w, r, shape, retryAfter)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -50,31 +49,37 @@ func ipKey(a netip.Addr) string {
 }
 
 // TooMany answers 429 with Retry-After in whole seconds, rounded up so that a client that
-// waits as told is not refused again, and the same figure in the JSON body for clients
-// that do not read headers.
-func TooMany(w http.ResponseWriter, retryAfter time.Duration) {
+// waits as told is not refused again, and the same figure in the body for clients that do
+// not read headers: retryAfterSeconds in the JSON shape, the retryAfter extension (as the
+// per-user limit has it) in the GraphQL shape.
+func TooMany(w http.ResponseWriter, r *http.Request, shape Shape, retryAfter time.Duration) {
 	secs := max(1, int64(math.Ceil(retryAfter.Seconds())))
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	if shape == GraphQL {
+		writeGraphQLError(w, r, http.StatusTooManyRequests, CodeRateLimited,
+			fmt.Sprintf("too many requests; retry in %d s", secs), map[string]any{"retryAfter": secs})
+		return
+	}
 	writeJSON(w, http.StatusTooManyRequests, struct {
 		Error             string `json:"error"`
 		RetryAfterSeconds int64  `json:"retryAfterSeconds"`
 	}{"rate limited", secs})
 }
 
-// MaxBody refuses request bodies larger than limit bytes with 413 and a JSON body. A
+// MaxBody refuses request bodies larger than limit bytes with 413 and a body in shape. A
 // Content-Length over the limit is refused before anything is read. Other bodies (chunked
 // ones have no length) are read into memory up to the limit before next runs, so that a
 // body that turns out too large still gets a 413 from here rather than whatever error
 // the next handler makes of a failed read; GraphQL requests are small enough for that.
 // WebSocket upgrades pass through untouched: their traffic is not a request body.
-func MaxBody(limit int64, next http.Handler) http.Handler {
+func MaxBody(limit int64, shape Shape, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isWebSocketUpgrade(r) || r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if r.ContentLength > limit {
-			tooLarge(w, limit)
+			tooLarge(w, r, shape, limit)
 			return
 		}
 		var buf bytes.Buffer
@@ -84,11 +89,11 @@ func MaxBody(limit int64, next http.Handler) http.Handler {
 		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 		if err != nil {
 			if maxErr := (*http.MaxBytesError)(nil); errors.As(err, &maxErr) {
-				tooLarge(w, limit)
+				tooLarge(w, r, shape, limit)
 				return
 			}
 			// The client went away or sent a broken body; nothing useful reaches next.
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "could not read request body"})
+			refuse(w, r, shape, http.StatusBadRequest, CodeMalformedRequest, "could not read the request body", nil)
 			return
 		}
 		r.Body = io.NopCloser(&buf)
@@ -97,12 +102,11 @@ func MaxBody(limit int64, next http.Handler) http.Handler {
 	})
 }
 
-func tooLarge(w http.ResponseWriter, limit int64) {
+func tooLarge(w http.ResponseWriter, r *http.Request, shape Shape, limit int64) {
 	// The rest of the body is not wanted; closing spares the server reading it.
 	w.Header().Set("Connection", "close")
-	writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
-		"error": fmt.Sprintf("request body larger than %d bytes", limit),
-	})
+	refuse(w, r, shape, http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
+		fmt.Sprintf("request body larger than %d bytes", limit), map[string]any{"maxBytes": limit})
 }
 
 func isWebSocketUpgrade(r *http.Request) bool {
@@ -120,10 +124,4 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -17,7 +17,7 @@ func TestPerIP(t *testing.T) {
 	l := New(Config{Rate: 1.0 / 60, Burst: 2, Now: c.Now})
 	h := PerIP(l, func(r *http.Request) netip.Addr {
 		return netip.MustParseAddr(r.Header.Get("Test-Client"))
-	}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}, JSON, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
 	do := func(client string) *httptest.ResponseRecorder {
@@ -89,7 +89,7 @@ func TestTooManyRetryAfter(t *testing.T) {
 		{59*time.Second + 1, "60"},
 	} {
 		w := httptest.NewRecorder()
-		TooMany(w, tt.wait)
+		TooMany(w, httptest.NewRequest(http.MethodPost, "/", nil), JSON, tt.wait)
 		if got := w.Header().Get("Retry-After"); got != tt.want {
 			t.Errorf("TooMany(%v): Retry-After %q, want %q", tt.wait, got, tt.want)
 		}
@@ -98,7 +98,7 @@ func TestTooManyRetryAfter(t *testing.T) {
 
 func TestPerIPNilLimiter(t *testing.T) {
 	next := http.NotFoundHandler()
-	if h := PerIP(nil, nil, next); h == nil {
+	if h := PerIP(nil, nil, GraphQL, next); h == nil {
 		t.Fatal("nil handler")
 	}
 }
@@ -110,7 +110,7 @@ func TestMaxBody(t *testing.T) {
 		seen   []byte
 		called bool
 	)
-	srv := httptest.NewServer(MaxBody(limit, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(MaxBody(limit, JSON, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		mu.Lock()
 		called, seen = true, b
@@ -184,7 +184,7 @@ func TestMaxBody(t *testing.T) {
 
 func TestMaxBodySkipsWebSocketUpgrade(t *testing.T) {
 	called := false
-	h := MaxBody(10, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }))
+	h := MaxBody(10, GraphQL, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }))
 	r := httptest.NewRequest(http.MethodGet, "/graphql", strings.NewReader(strings.Repeat("x", 100)))
 	r.Header.Set("Connection", "keep-alive, Upgrade")
 	r.Header.Set("Upgrade", "websocket")
