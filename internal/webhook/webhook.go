@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -115,14 +117,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ev, err := terra.DecodeEvent(body)
-	if err != nil {
-		h.log.WarnContext(r.Context(), "webhook malformed", "err", err, "trace_id", traceID(r))
-		h.Metrics.Webhook("", metrics.WebhookRefused)
-		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
-		return
-	}
-
 	d := store.Delivery{
 		DedupeKey:  dedupeKey(r, body),
 		TraceID:    traceID(r),
@@ -130,45 +124,134 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ReceivedAt: h.now().UTC(),
 		Body:       body,
 		Source:     store.SourceWebhook,
-		Event:      ToStoreEvent(ev),
+		// What a dead letter keeps if decoding never finishes.
+		Event: store.Event{Type: peekType(body), Kind: kindUndecoded},
 	}
+	err = recovered(func() error {
+		ev, err := terra.DecodeEvent(body)
+		if err == nil {
+			d.Event = ToStoreEvent(ev)
+		}
+		return err
+	})
+	if err != nil && !errors.As(err, new(*panicError)) {
+		h.log.WarnContext(r.Context(), "webhook malformed", "err", err, "trace_id", traceID(r))
+		h.Metrics.Webhook("", metrics.WebhookRefused)
+		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
+		return
+	}
+
 	// Terra waits about 8 s and throttles slow endpoints: a delivery that cannot be stored
 	// quickly is refused with 503, and Terra's retry brings it back. Nothing is lost: the
 	// transaction either committed (then the retry is a duplicate) or did not.
-	ctx, cancel := context.WithTimeout(r.Context(), h.deadline)
+	deadline := time.Now().Add(h.deadline)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
-	out, err := h.apply.ApplyWebhook(ctx, d)
-	if errors.Is(err, store.ErrInvalid) && ctx.Err() == nil {
+	var out store.Outcome
+	if err == nil {
+		err = recovered(func() (err error) {
+			out, err = h.apply.ApplyWebhook(ctx, d)
+			return err
+		})
+	}
+	var reason string
+	var bug *panicError
+	switch {
+	case errors.As(err, &bug):
+		// A bug, not bad data: Terra's retries would meet it for a day and then drop the
+		// event. Keep it as a dead letter instead, replayable once the bug is fixed. The
+		// panic's text stays in the log; the stored reason is generic.
+		h.log.ErrorContext(r.Context(), "webhook panicked while decoding or applying", "type", d.Event.Type,
+			"trace_id", d.TraceID, "panic", fmt.Sprint(bug.value), "stack", string(bug.stack))
+		// Ending the context rolls back a transaction the panic left open (database/sql does
+		// on cancellation), which frees SQLite's one writer for the dead letter.
+		cancel()
+		var cancelDead context.CancelFunc
+		ctx, cancelDead = context.WithDeadline(r.Context(), deadline)
+		defer cancelDead()
+		reason = panicReason
+	case errors.Is(err, store.ErrInvalid) && ctx.Err() == nil:
 		// Retrying will not fix bad data: keep the delivery as a dead letter, visible to
 		// service callers and replayable once the cause is fixed, and acknowledge it so
 		// Terra moves on. The events behind it are not held up.
-		if dead, derr := h.apply.RecordDeadLetter(ctx, d, err.Error()); derr == nil {
-			h.log.ErrorContext(r.Context(), "webhook dead-lettered", "type", ev.Type, "trace_id", d.TraceID, "inbox_id", dead.ID, "err", err)
-			h.Metrics.Webhook(ev.Type, metrics.WebhookError)
+		reason = err.Error()
+	}
+	if reason != "" {
+		dead, derr := h.apply.RecordDeadLetter(ctx, d, reason)
+		switch {
+		case derr == nil && dead.Outcome != store.InboxFailed:
+			// The panic came after the delivery was committed: it is applied, and that stands.
+			err, out = nil, store.Outcome{}
+		case derr == nil:
+			h.log.ErrorContext(r.Context(), "webhook dead-lettered", "type", d.Event.Type, "trace_id", d.TraceID, "inbox_id", dead.ID, "err", err)
+			h.Metrics.Webhook(d.Event.Type, metrics.WebhookError)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusOK)
 			_ = json.NewEncoder(w).Encode(map[string]any{"status": "dead_letter", "duplicate": false})
 			return
-		} else {
+		default:
 			err = derr
 		}
 	}
 	if err != nil {
-		h.log.ErrorContext(r.Context(), "webhook not stored", "type", ev.Type, "trace_id", d.TraceID, "err", err)
-		h.Metrics.Webhook(ev.Type, metrics.WebhookError)
+		h.log.ErrorContext(r.Context(), "webhook not stored", "type", d.Event.Type, "trace_id", d.TraceID, "err", err)
+		h.Metrics.Webhook(d.Event.Type, metrics.WebhookError)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, "could not store the event; retry later")
 		return
 	}
-	h.Metrics.Webhook(ev.Type, outcomeOf(d.Event.Kind, out))
+	h.Metrics.Webhook(d.Event.Type, outcomeOf(d.Event.Kind, out))
 	// Events are applied as they are stored, so the inbox's lag is how long after Terra
 	// signed this attempt it was applied.
 	h.Metrics.ObserveDeliveryLag(h.now().Sub(signedAt))
-	h.log.InfoContext(r.Context(), "webhook received", "type", ev.Type, "trace_id", d.TraceID,
+	h.log.InfoContext(r.Context(), "webhook received", "type", d.Event.Type, "trace_id", d.TraceID,
 		"duplicate", out.Duplicate, "users_changed", len(out.Users), "secret_index", secretIndex)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "duplicate": out.Duplicate})
+}
+
+// panicReason is a dead letter's reason when decoding or applying it panicked. The panic's
+// own text could hold anything, so it is logged, not stored or shown.
+const panicReason = "internal error while applying the event (a bug in terragate, logged with its trace id); replay it once fixed"
+
+// kindUndecoded is the kind a dead letter records when a panic came before the event's kind
+// was known; a replay decodes the body afresh.
+const kindUndecoded store.EventKind = "undecoded"
+
+// panicError is a panic caught while decoding or applying one delivery.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return "panic: " + fmt.Sprint(e.value) }
+
+// recovered runs fn, turning a panic into a *panicError: one event that hits a bug must not
+// take the request down with it, and must not be lost. http.ErrAbortHandler is net/http's
+// own way to abort and goes on up.
+func recovered(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			err = &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return fn()
+}
+
+// peekType is the body's "type" as far as it can be read without decoding the event, for a
+// dead letter whose decoding panicked: at most 64 bytes, "" when there is none.
+func peekType(body []byte) string {
+	var v struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(body, &v) != nil || len(v.Type) > 64 {
+		return ""
+	}
+	return v.Type
 }
 
 func outcomeOf(kind store.EventKind, out store.Outcome) string {

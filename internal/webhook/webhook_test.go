@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -324,5 +325,154 @@ func TestSlowDatabaseAnswers503Quickly(t *testing.T) {
 	}
 	if u, err := st.TerraUser(context.Background(), "u-slow"); err != nil || u.Status != store.StatusConnected {
 		t.Errorf("after the retry: %+v, %v", u, err)
+	}
+}
+
+// buggy is the real SQLite store with a bug planted in front of it: applying a delivery whose
+// body holds marker panics, before the store sees it or (after) once the store has committed
+// it. It stands in for a bug in decoding or applying one event; the store, its inbox and its
+// dead letters are real. The handler takes any Applier, so no hook is needed in the code.
+type buggy struct {
+	store.Store
+	marker string
+	after  bool
+}
+
+const panicText = "runtime error: index out of range [3] with length 3"
+
+func (b *buggy) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error) {
+	if !bytes.Contains(d.Body, []byte(b.marker)) {
+		return b.Store.ApplyWebhook(ctx, d)
+	}
+	if b.after {
+		if _, err := b.Store.ApplyWebhook(ctx, d); err != nil {
+			return store.Outcome{}, err
+		}
+	}
+	panic(panicText)
+}
+
+// A panic while applying one event is a bug, not bad data: Terra would retry it for a day and
+// then drop it. It becomes a dead letter with a generic reason (stored, listed, replayable),
+// the answer is a quick 200, and the events behind it and the server go on.
+func TestPanicBecomesADeadLetter(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs := &bytes.Buffer{}
+	h, err := webhook.New(secret, &buggy{Store: st, marker: "u-bug"}, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	post := func(userID, trace string) (int, string, time.Duration) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"type": "auth", "status": "success", "user": user(userID, "OURA", "alice")})
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+		req.Header.Set("terra-signature", terra.Sign([]byte(secret), time.Now(), body))
+		req.Header.Set("X-Terra-Trace-Id", trace)
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v (the server went down?)", userID, err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw), time.Since(start)
+	}
+
+	code, body, took := post("u-bug", "trace-bug")
+	if code != http.StatusOK || !strings.Contains(body, `"dead_letter"`) || took > 2*time.Second {
+		t.Fatalf("the panicking event: %d %s after %v, want a dead_letter 200 within about a second", code, body, took)
+	}
+	// The events behind it go through.
+	if code, body, _ := post("u-ok", "trace-ok"); code != http.StatusOK || strings.Contains(body, "dead_letter") {
+		t.Fatalf("the event behind it: %d %s", code, body)
+	}
+	if u, err := st.TerraUser(ctx, "u-ok"); err != nil || u.Status != store.StatusConnected {
+		t.Errorf("the event behind it was not applied: %+v, %v", u, err)
+	}
+	if _, err := st.TerraUser(ctx, "u-bug"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the panicking event was half applied: %v", err)
+	}
+	// Terra's retry of it finds the dead letter, and does not make a second one.
+	if code, body, _ := post("u-bug", "trace-bug"); code != http.StatusOK || !strings.Contains(body, "dead_letter") {
+		t.Errorf("Terra's retry: %d %s", code, body)
+	}
+
+	page, err := st.ListWebhookEvents(ctx, store.InboxFilter{Outcome: string(store.InboxFailed)}, store.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 1 {
+		t.Fatalf("%d dead letters, want 1: %+v", len(page.Events), page.Events)
+	}
+	dead := page.Events[0]
+	if dead.Type != "auth" || dead.TraceID != "trace-bug" || !strings.Contains(dead.Error, "internal error") {
+		t.Errorf("dead letter: %+v", dead)
+	}
+	if strings.Contains(dead.Error, "index out of range") {
+		t.Errorf("the stored reason repeats the panic: %q", dead.Error)
+	}
+	if !strings.Contains(logs.String(), panicText) || !strings.Contains(logs.String(), `"trace_id":"trace-bug"`) {
+		t.Errorf("the panic is not logged with its trace id:\n%s", logs)
+	}
+	if strings.Contains(logs.String(), secret) {
+		t.Error("the signing secret reached the log")
+	}
+
+	// Once the bug is fixed (here: replaying through the store itself), the replay applies it.
+	d, err := webhook.Redelivery(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ReplayDeadLetter(ctx, dead.ID, d); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if u, err := st.TerraUser(ctx, "u-bug"); err != nil || u.Status != store.StatusConnected {
+		t.Errorf("after the replay: %+v, %v", u, err)
+	}
+}
+
+// A panic after the delivery was committed (a bug in what follows, such as telling
+// subscribers) leaves it applied: the answer is 200, with no dead letter beside it.
+func TestPanicAfterCommitKeepsTheDelivery(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h, err := webhook.New(secret, &buggy{Store: st, marker: "u-late", after: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	body, _ := json.Marshal(map[string]any{"type": "auth", "status": "success", "user": user("u-late", "OURA", "alice")})
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+	req.Header.Set("terra-signature", terra.Sign([]byte(secret), time.Now(), body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(raw), "dead_letter") {
+		t.Errorf("%d %s, want a plain 200", resp.StatusCode, raw)
+	}
+	if u, err := st.TerraUser(ctx, "u-late"); err != nil || u.Status != store.StatusConnected {
+		t.Errorf("the committed delivery: %+v, %v", u, err)
+	}
+	page, err := st.ListWebhookEvents(ctx, store.InboxFilter{}, store.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 1 || page.Events[0].Outcome != store.InboxApplied {
+		t.Errorf("inbox: %+v, want the one applied row", page.Events)
 	}
 }
