@@ -51,3 +51,26 @@ func TestAuditQueriesAppendOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestQuery(t *testing.T) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		q, err := Query(engine, "ListActiveTerraUsers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(q, "SELECT * FROM terra_users") || !strings.Contains(q, "AND active") ||
+			!strings.HasSuffix(q, "ORDER BY connected_at, user_id") {
+			t.Errorf("%s ListActiveTerraUsers = %q", engine, q)
+		}
+		// A name that is a prefix of another must not match it.
+		if q, err := Query(engine, "ListTerraUsers"); err != nil || strings.Contains(q, "AND active") {
+			t.Errorf("%s ListTerraUsers = %q, %v", engine, q, err)
+		}
+	}
+	if _, err := Query("sqlite", "NoSuchQuery"); err == nil {
+		t.Error("an unknown query name must be an error")
+	}
+	if _, err := Query("oracle", "ListTerraUsers"); err == nil {
+		t.Error("an unknown engine must be an error")
+	}
+}

@@ -20,7 +20,7 @@ func TestUpgradeFromVersion4(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "terragate.db")
 	ctx := t.Context()
 	gooseAt(t, path, 4)
-	conn, err := sql.Open("sqlite", dsn(path, false))
+	conn, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestDeadLettersDownAndUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	gooseAt(t, path, 4)
-	conn, err := sql.Open("sqlite", dsn(path, false))
+	conn, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
 		t.Fatal(err)
 	}

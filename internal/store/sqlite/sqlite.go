@@ -86,7 +86,7 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 		return nil, errors.Join(fmt.Errorf("sqlite: %s %s: %w", op, path, err), write.Close())
 	}
 	// The reader opens after the migration so the file exists and is already in WAL mode.
-	read, err := sql.Open("sqlite", dsn(path, true))
+	read, err := sql.Open("sqlite", DSN(path, true))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: open %s: %w", path, err), write.Close())
 	}
@@ -115,7 +115,7 @@ func openWriter(path string) (*sql.DB, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
 		return nil, fmt.Errorf("sqlite: open %q: a database file path is required: %w", path, store.ErrInvalid)
 	}
-	write, err := sql.Open("sqlite", dsn(path, false))
+	write, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -144,11 +144,12 @@ func Migrate(ctx context.Context, path, command string, out io.Writer) error {
 	return nil
 }
 
-// dsn is the modernc DSN for path. Pragmas go in the DSN because the driver runs them on
-// every new connection, where a db.Exec would reach one pooled connection only. Writers begin
-// transactions IMMEDIATE so the write lock is taken up front, not upgraded midway; readers are
-// query_only.
-func dsn(path string, readOnly bool) string {
+// DSN is the modernc DSN for path, exported for what must open the file exactly as the
+// store does (the benchmarks' hand-written baseline). Pragmas go in the DSN because the
+// driver runs them on every new connection, where a db.Exec would reach one pooled
+// connection only. Writers begin transactions IMMEDIATE so the write lock is taken up
+// front, not upgraded midway; readers are query_only.
+func DSN(path string, readOnly bool) string {
 	// The driver hands "file:" names to SQLite as URIs, which give '?', '#' and '%' meaning.
 	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	q := "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"

@@ -235,7 +235,7 @@ func TestOpenRefusesMemory(t *testing.T) {
 }
 
 func TestDSN(t *testing.T) {
-	got := dsn("data/terra?gate#1%.db", false)
+	got := DSN("data/terra?gate#1%.db", false)
 	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
 	if got != want {
 		t.Errorf("dsn =\n%s\nwant\n%s", got, want)
@@ -267,7 +267,7 @@ func migrationCount(t *testing.T) int {
 // tests can hold data written by an older schema.
 func gooseAt(t *testing.T, path string, version int64) {
 	t.Helper()
-	conn, err := sql.Open("sqlite", dsn(path, false))
+	conn, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func gooseAt(t *testing.T, path string, version int64) {
 func TestUpgradeKeepsVersion1Data(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "terragate.db")
 	gooseAt(t, path, 1)
-	conn, err := sql.Open("sqlite", dsn(path, false))
+	conn, err := sql.Open("sqlite", DSN(path, false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestQuantile(t *testing.T) {
+	var l []time.Duration
+	for i := 1; i <= 100; i++ {
+		l = append(l, time.Duration(i)*time.Millisecond)
+	}
+	s := Stats{Latencies: l}
+	for q, want := range map[float64]time.Duration{.5: 50 * time.Millisecond, .99: 99 * time.Millisecond, 1: 100 * time.Millisecond, 0: time.Millisecond} {
+		if got := s.Quantile(q); got != want {
+			t.Errorf("Quantile(%v) = %v, want %v", q, got, want)
+		}
+	}
+	if (Stats{}).Quantile(.5) != 0 {
+		t.Error("no latencies must give 0")
+	}
+}
+
+// TestOpenCountsFromDueTime stalls the system once and checks the requests that came due
+// during the stall carry it in their latencies, as they would for a real client: a closed
+// loop would have sent none of them and hidden the stall (coordinated omission).
+func TestOpenCountsFromDueTime(t *testing.T) {
+	var mu sync.Mutex
+	stalled := false
+	stall := 200 * time.Millisecond
+	op := func(ctx context.Context, i int) error {
+		mu.Lock()
+		first := !stalled
+		stalled = true
+		if first {
+			// One slot in flight only: everything behind this request waits for it.
+			time.Sleep(stall)
+		}
+		mu.Unlock()
+		return nil
+	}
+	var next atomic.Int64
+	s := Open(context.Background(), 100, 1, 0, 500*time.Millisecond, &next, op)
+	if s.Requests < 45 || s.Requests > 51 {
+		t.Errorf("%d requests measured at 100/s for 0.5 s", s.Requests)
+	}
+	// Requests due every 10 ms during a 200 ms stall: about 20 of them waited, the first
+	// of them for nearly all of it.
+	if s.Quantile(1) < stall-20*time.Millisecond {
+		t.Errorf("worst latency %v, want about the %v stall", s.Quantile(1), stall)
+	}
+	waited := 0
+	for _, l := range s.Latencies {
+		if l > 50*time.Millisecond {
+			waited++
+		}
+	}
+	if waited < 10 {
+		t.Errorf("%d requests show the stall, want the ~15 that came due during it", waited)
+	}
+}
+
+func TestClosedKeepsInFlightAndCountsErrors(t *testing.T) {
+	var inFlight, peak atomic.Int64
+	boom := errors.New("boom")
+	op := func(ctx context.Context, i int) error {
+		n := inFlight.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		inFlight.Add(-1)
+		if i%10 == 0 {
+			return boom
+		}
+		return nil
+	}
+	var next atomic.Int64
+	s := Closed(context.Background(), 8, 20*time.Millisecond, 200*time.Millisecond, &next, op)
+	if peak.Load() != 8 {
+		t.Errorf("peak in flight %d, want 8", peak.Load())
+	}
+	// 8 workers, 5 ms each, 200 ms: at most about 320 requests (fewer on a busy machine),
+	// a tenth of them failing.
+	if s.Requests < 40 || s.Requests > 340 {
+		t.Errorf("%d requests measured", s.Requests)
+	}
+	if s.Errors < s.Requests/20 || s.Errors > s.Requests/5 || !errors.Is(s.FirstError, boom) {
+		t.Errorf("%d errors of %d (first %v)", s.Errors, s.Requests, s.FirstError)
+	}
+	if got := s.PerSecond(); got < 150 || got > 1700 {
+		t.Errorf("%.0f successful requests per second", got)
+	}
+	if int(next.Load()) < s.Requests {
+		t.Errorf("request numbers %d below the %d measured", next.Load(), s.Requests)
+	}
+}

@@ -1,0 +1,246 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Config sizes a run.
+type Config struct {
+	// Duration is each measured run; WarmUp runs before it, unmeasured.
+	Duration, WarmUp time.Duration
+	// Rounds repeats each measurement; the table shows the median and the spread.
+	Rounds int
+	// InFlight is the concurrency of the throughput scenarios.
+	InFlight int
+	// Population is the end users and connections of the connectedUsers scenarios.
+	Population Population
+	// Subscribers is how many idle WebSocket subscribers the subscription scenario opens,
+	// and Events how many events it then delivers, one at a time, each to one of them.
+	Subscribers, Events int
+	// SessionRate is the arrival rate (per second) at which createWidgetSession latency is
+	// measured: low enough that about one request is in flight.
+	SessionRate float64
+	// WebhookRate is the sustained arrival rate of the webhook ingest scenario.
+	WebhookRate float64
+	// Postgres is a PostgreSQL server whose database the runs may create schemas in (each
+	// dropped afterwards); empty leaves PostgreSQL out.
+	Postgres string
+	// Dir holds the SQLite files and the binary.
+	Dir string
+}
+
+// DefaultConfig is the full run the README reports.
+func DefaultConfig() Config {
+	return Config{
+		Duration:    3 * time.Second,
+		WarmUp:      time.Second,
+		Rounds:      3,
+		InFlight:    32,
+		Population:  Population{Users: 100_000, PerUser: 3},
+		Subscribers: 10_000,
+		Events:      200,
+		SessionRate: 200,
+		WebhookRate: 2000,
+	}
+}
+
+// Runner runs the scenarios of one run; they share the binary, the emulator and the
+// numbering of requests, so that no two requests of a run are the same.
+type Runner struct {
+	Cfg Config
+	Bin string
+	Emu *Emulator
+	// Progress receives a line as each measurement starts (nil: none).
+	Progress io.Writer
+
+	client *http.Client
+	next   atomic.Int64
+}
+
+// NewRunner builds terragate and starts the emulator. Close releases them.
+func NewRunner(ctx context.Context, cfg Config) (*Runner, error) {
+	bin, err := Build(ctx, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	emu, err := StartEmulator()
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{Cfg: cfg, Bin: bin, Emu: emu, client: Client(cfg.InFlight)}, nil
+}
+
+// Close stops the emulator.
+func (r *Runner) Close() { r.Emu.Close() }
+
+func (r *Runner) progress(format string, args ...any) {
+	if r.Progress != nil {
+		fmt.Fprintf(r.Progress, format+"\n", args...)
+	}
+}
+
+// sqliteURL names a new SQLite file of the run.
+func (r *Runner) sqliteURL(name string) string {
+	return "sqlite:" + filepath.Join(r.Cfg.Dir, name+".db")
+}
+
+// startGateway runs terragate on databaseURL in front of the emulator.
+func (r *Runner) startGateway(ctx context.Context, databaseURL string, extra map[string]string) (*Gateway, error) {
+	env := GatewayEnv(databaseURL, r.Emu.URL)
+	for k, v := range extra {
+		env[k] = v
+	}
+	return StartGateway(ctx, r.Bin, env)
+}
+
+// Row is one line of the report. Baseline and Terragate are the two figures in Unit;
+// Ratio compares them as the scenario's target does.
+type Row struct {
+	Scenario  string
+	Unit      string
+	Baseline  string
+	Terragate string
+	Ratio     string
+	P50, P99  string
+	Allocs    string
+	Memory    string
+	Spread    string
+	Target    string
+	Met       bool
+}
+
+// median of xs (xs is reordered).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// spread is "min–max" of xs, formatted with f.
+func spread(xs []float64, f func(float64) string) string {
+	if len(xs) < 2 {
+		return ""
+	}
+	return f(slices.Min(xs)) + "–" + f(slices.Max(xs))
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func fmtMicros(v float64) string { return fmt.Sprintf("%.0f µs", v) }
+
+func fmtMillis(v float64) string { return fmt.Sprintf("%.2f ms", v/1000) }
+
+func fmtRate(v float64) string { return fmt.Sprintf("%.0f/s", v) }
+
+func fmtRatio(v float64) string { return fmt.Sprintf("%.2fx", v) }
+
+func fmtBytes(v float64) string {
+	switch {
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1f MB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1f KB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", v)
+}
+
+// latency formats a latency figure in µs below a millisecond, else in ms.
+func latency(v float64) string {
+	if v >= 1000 {
+		return fmtMillis(v)
+	}
+	return fmtMicros(v)
+}
+
+// check is a failed request's error: the answer's status when it is not want.
+func check(resp *http.Response, want int) error {
+	if resp.StatusCode != want {
+		return fmt.Errorf("HTTP %d, want %d", resp.StatusCode, want)
+	}
+	return nil
+}
+
+// QuickConfig runs every scenario in seconds with tiny sizes: for CI, which checks that the
+// suite works and reads no figure.
+func QuickConfig() Config {
+	return Config{
+		Duration:    200 * time.Millisecond,
+		WarmUp:      50 * time.Millisecond,
+		Rounds:      1,
+		InFlight:    4,
+		Population:  Population{Users: 1000, PerUser: 3},
+		Subscribers: 50,
+		Events:      10,
+		SessionRate: 50,
+		WebhookRate: 100,
+	}
+}
+
+// Groups are the scenario groups, in the order Run runs them.
+var Groups = []string{"sessions", "users", "webhooks", "subscriptions", "startup"}
+
+// Run runs the groups named in only (comma-separated; empty: all) and returns their rows.
+func (r *Runner) Run(ctx context.Context, only string) ([]Row, error) {
+	want := map[string]bool{}
+	for g := range strings.SplitSeq(only, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			if !slices.Contains(Groups, g) {
+				return nil, fmt.Errorf("no scenario group %q (have %s)", g, strings.Join(Groups, ", "))
+			}
+			want[g] = true
+		}
+	}
+	var rows []Row
+	add := func(group string, f func(context.Context) ([]Row, error)) error {
+		if len(want) > 0 && !want[group] {
+			return nil
+		}
+		rs, err := f(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", group, err)
+		}
+		rows = append(rows, rs...)
+		return nil
+	}
+	for _, g := range []struct {
+		name string
+		f    func(context.Context) ([]Row, error)
+	}{
+		{"sessions", r.SessionRows},
+		{"users", r.UserRows},
+		{"webhooks", r.WebhookRows},
+		{"subscriptions", r.SubscriptionRows},
+		{"startup", r.StartupRows},
+	} {
+		if err := add(g.name, g.f); err != nil {
+			return rows, err
+		}
+	}
+	return rows, nil
+}
+
+// Machine describes where the figures come from.
+func Machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs (GOMAXPROCS %d), %s %s/%s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

@@ -1,0 +1,227 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Sessions is the createWidgetSession scenario's fixture: a gateway on its own SQLite file
+// and a bare reverse proxy, both in front of the runner's emulator, and end-user tokens.
+// Every request is for another end user: the same user asking twice gets the live session
+// back without a Terra call, which would flatter the gateway.
+type Sessions struct {
+	r       *Runner
+	gw      *Gateway
+	proxy   *http.Server
+	proxyTo string
+
+	mu     sync.Mutex
+	tokens []string
+}
+
+// NewSessions starts the fixture.
+func (r *Runner) NewSessions(ctx context.Context) (*Sessions, error) {
+	gw, err := r.startGateway(ctx, r.sqliteURL("sessions"), nil)
+	if err != nil {
+		return nil, err
+	}
+	target, _ := url.Parse(r.Emu.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = Client(r.Cfg.InFlight).Transport
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = gw.Stop()
+		return nil, err
+	}
+	s := &Sessions{r: r, gw: gw, proxy: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}, proxyTo: "http://" + ln.Addr().String()}
+	go func() { _ = s.proxy.Serve(ln) }()
+	return s, nil
+}
+
+// Close stops the gateway and the proxy.
+func (s *Sessions) Close() error {
+	_ = s.proxy.Close()
+	return s.gw.Stop()
+}
+
+// Gateway is the fixture's terragate.
+func (s *Sessions) Gateway() *Gateway { return s.gw }
+
+// token is the token of end user number i, issued ahead in batches so that signing is
+// not timed.
+func (s *Sessions) token(i int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i >= len(s.tokens) {
+		batch := make([]string, 0, 4096)
+		for n := len(s.tokens); n < len(s.tokens)+cap(batch); n++ {
+			batch = append(batch, fmt.Sprintf("bench-session-user-%d", n))
+		}
+		t, err := Tokens(batch)
+		if err != nil {
+			panic(err) // only a broken secret fails, and the secret is a constant
+		}
+		s.tokens = append(s.tokens, t...)
+	}
+	return s.tokens[i]
+}
+
+// Prepare issues the tokens of n more requests ahead of a measurement.
+func (s *Sessions) Prepare(n int) { s.token(int(s.r.next.Load()) + n) }
+
+// terraBody is what an app backend would post to Terra itself.
+func terraBody(user string) []byte {
+	return []byte(`{"reference_id":"` + user + `","providers":"OURA,GARMIN","language":"en"}`)
+}
+
+// Direct creates a session at Terra (the emulator) the way a backend without terragate
+// would: the bare cost of the call terragate fronts.
+func (s *Sessions) Direct(ctx context.Context, i int) error {
+	return s.terraCall(ctx, s.r.Emu.URL, i)
+}
+
+// Proxied creates the session through a bare httputil.ReverseProxy in front of Terra.
+func (s *Sessions) Proxied(ctx context.Context, i int) error {
+	return s.terraCall(ctx, s.proxyTo, i)
+}
+
+func (s *Sessions) terraCall(ctx context.Context, base string, i int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v2/auth/generateWidgetSession", bytes.NewReader(terraBody(fmt.Sprintf("bench-direct-%d", i))))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("dev-id", DevID)
+	req.Header.Set("x-api-key", APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.r.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		SessionID string `json:"session_id"`
+		URL       string `json:"url"`
+	}
+	if err := check(resp, http.StatusOK); err != nil {
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.SessionID == "" {
+		return fmt.Errorf("no session in Terra's answer: %v", err)
+	}
+	return nil
+}
+
+// createSession is the mutation an app sends.
+var createSession = []byte(`{"query":"mutation($in: CreateWidgetSessionInput) { createWidgetSession(input: $in) { sessionId url expiresAt } }","variables":{"in":{"providers":["OURA","GARMIN"],"language":"en"}}}`)
+
+// ThroughGateway creates the session through terragate, as an app does.
+func (s *Sessions) ThroughGateway(ctx context.Context, i int) error {
+	return postGraphQL(ctx, s.r.client, s.gw.URL, s.token(i), createSession, "createWidgetSession")
+}
+
+// postGraphQL posts one operation and checks it answered data for field without errors.
+func postGraphQL(ctx context.Context, c *http.Client, base, token string, body []byte, field string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if err := check(resp, http.StatusOK); err != nil {
+		return err
+	}
+	if bytes.Contains(raw, []byte(`"errors"`)) || !bytes.Contains(raw, []byte(`"`+field+`"`)) {
+		return errors.New("GraphQL answered " + string(raw[:min(len(raw), 300)]))
+	}
+	return nil
+}
+
+// SessionRows measures createWidgetSession: latency at about one request in flight
+// (open model at Cfg.SessionRate) directly at Terra and through terragate, then
+// throughput at Cfg.InFlight in flight (closed model) through a bare reverse proxy and
+// through terragate.
+func (r *Runner) SessionRows(ctx context.Context) ([]Row, error) {
+	s, err := r.NewSessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	c := r.Cfg
+	var d50, d99, t50, t99, add50, add99 []float64
+	for round := range c.Rounds {
+		r.progress("createWidgetSession latency, round %d: direct and through terragate at %.0f/s", round+1, c.SessionRate)
+		direct := Open(ctx, c.SessionRate, 64, c.WarmUp, c.Duration, &r.next, s.Direct)
+		s.Prepare(int(c.SessionRate*(c.WarmUp+c.Duration).Seconds()) + 64)
+		gw := Open(ctx, c.SessionRate, 64, c.WarmUp, c.Duration, &r.next, s.ThroughGateway)
+		if err := firstError(direct, gw); err != nil {
+			return nil, fmt.Errorf("createWidgetSession latency: %w", err)
+		}
+		d50, d99 = append(d50, micros(direct.Quantile(.5))), append(d99, micros(direct.Quantile(.99)))
+		t50, t99 = append(t50, micros(gw.Quantile(.5))), append(t99, micros(gw.Quantile(.99)))
+		add50, add99 = append(add50, t50[round]-d50[round]), append(add99, t99[round]-d99[round])
+	}
+	var rp, tg, ratios []float64
+	for round := range c.Rounds {
+		r.progress("createWidgetSession throughput, round %d: reverse proxy and terragate at %d in flight", round+1, c.InFlight)
+		proxied := Closed(ctx, c.InFlight, c.WarmUp, c.Duration, &r.next, s.Proxied)
+		s.Prepare(int(float64(proxied.Requests)*1.5) + 1000)
+		gw := Closed(ctx, c.InFlight, c.WarmUp, c.Duration, &r.next, s.ThroughGateway)
+		if err := firstError(proxied, gw); err != nil {
+			return nil, fmt.Errorf("createWidgetSession throughput: %w", err)
+		}
+		rp, tg = append(rp, proxied.PerSecond()), append(tg, gw.PerSecond())
+		ratios = append(ratios, gw.PerSecond()/proxied.PerSecond())
+	}
+	m50, m99, ratio := median(add50), median(add99), median(ratios)
+	return []Row{
+		{
+			Scenario: "createWidgetSession, ~1 in flight: p50", Unit: "latency",
+			Baseline: latency(median(d50)), Terragate: latency(median(t50)), Ratio: "+" + latency(m50),
+			P50: latency(median(t50)), P99: latency(median(t99)),
+			Spread: spread(add50, latency), Target: "≤ +100 µs", Met: m50 <= 100,
+		},
+		{
+			Scenario: "createWidgetSession, ~1 in flight: p99", Unit: "latency",
+			Baseline: latency(median(d99)), Terragate: latency(median(t99)), Ratio: "+" + latency(m99),
+			P50: latency(median(t50)), P99: latency(median(t99)),
+			Spread: spread(add99, latency), Target: "≤ +1 ms", Met: m99 <= 1000,
+		},
+		{
+			Scenario: fmt.Sprintf("createWidgetSession, %d in flight", c.InFlight), Unit: "throughput",
+			Baseline: fmtRate(median(rp)) + " (reverse proxy)", Terragate: fmtRate(median(tg)), Ratio: fmtRatio(ratio),
+			Spread: spread(ratios, fmtRatio), Target: "≥ 0.90x", Met: ratio >= 0.9,
+		},
+	}, nil
+}
+
+// firstError is the first failure among runs, with how many requests failed.
+func firstError(runs ...Stats) error {
+	for _, s := range runs {
+		if s.Errors > 0 {
+			return fmt.Errorf("%d of %d requests failed, the first: %w", s.Errors, s.Requests, s.FirstError)
+		}
+		if s.Requests == 0 {
+			return errors.New("no request was measured")
+		}
+	}
+	return nil
+}
