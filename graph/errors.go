@@ -32,9 +32,10 @@ const (
 	CodeReplayFailed        = "REPLAY_FAILED"
 )
 
-// presentError maps domain error kinds to extensions.code. Anything unknown is logged with
-// the request id and shown as a generic internal error, so driver errors and internals
-// never reach a client. secrets are scrubbed from every message as a last line of defence.
+// presentError maps domain error kinds to extensions.code. Anything unknown is logged (the
+// logger's httplog.ContextHandler adds the request id) and shown as a generic internal
+// error, so driver errors and internals never reach a client. secrets are scrubbed from
+// every message as a last line of defence.
 func presentError(log *slog.Logger, secrets []string, hideDetails bool) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		e := graphql.DefaultErrorPresenter(ctx, err)
@@ -46,8 +47,7 @@ func presentError(log *slog.Logger, secrets []string, hideDetails bool) graphql.
 		}
 		code, msg, ext := classify(err, hideDetails)
 		if code == CodeInternal {
-			log.ErrorContext(ctx, "graphql internal error", "request_id", httplog.RequestID(ctx),
-				"path", e.Path.String(), "err", scrub(err.Error(), secrets))
+			log.ErrorContext(ctx, "graphql internal error", "path", e.Path.String(), "err", scrub(err.Error(), secrets))
 		}
 		e.Message = scrub(msg, secrets)
 		e.Extensions = map[string]any{"code": code}
