@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/terragate/terragate/internal/terrasim"
+)
+
+// Operations seen from outside: request ids, log formats, the metrics address, and what an
+// app sees while Terra misbehaves in each of the emulator's ways. Timing bounds are
+// functional (a clear answer within the deadline), with slack for a busy CI machine.
+
+const opsSlack = time.Second
+
+// opsGQL posts one GraphQL operation with extra request headers, and returns the answer
+// and the response's headers.
+func (g *gateway) opsGQL(header http.Header, bearer, query string, vars map[string]any) (gqlResponse, http.Header) {
+	g.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	g.seen.Write(raw)
+	var out gqlResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		g.t.Fatalf("graphql answered %d %s", resp.StatusCode, raw)
+	}
+	return out, resp.Header
+}
+
+// opsTimed runs f and says how long it took.
+func opsTimed(f func()) time.Duration {
+	start := time.Now()
+	f()
+	return time.Since(start)
+}
+
+// opsLogLines decodes the gateway's JSON log lines.
+func opsLogLines(t *testing.T, g *gateway) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(g.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("a log line is not JSON: %q", line)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func opsCalls(emu *terrasim.Emulator, path string) int {
+	n := 0
+	for _, r := range emu.Requests() {
+		if r.Path == path {
+			n++
+		}
+	}
+	return n
+}
+
+var generatedID = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// An incoming X-Request-Id is used as the request's id: echoed in the response header and in
+// every GraphQL error's extensions.requestId. Without one (or with one a proxy should not
+// have let through) the gateway makes its own and returns it the same way.
+func TestOpsRequestID(t *testing.T) {
+	g := startGateway(t)
+	cases := []struct {
+		name, sent string
+		keep       bool
+	}{
+		{"accepted", "req-7f3a.9_B", true},
+		{"absent", "", false},
+		{"with spaces", "two words", false},
+		{"too long", strings.Repeat("a", 65), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := http.Header{}
+			if c.sent != "" {
+				h.Set("X-Request-Id", c.sent)
+			}
+			// No token: an UNAUTHENTICATED error, which carries the id.
+			r, got := g.opsGQL(h, "", listUsers, nil)
+			id := got.Get("X-Request-Id")
+			switch {
+			case c.keep && id != c.sent:
+				t.Errorf("X-Request-Id %q came back as %q", c.sent, id)
+			case !c.keep && !generatedID.MatchString(id):
+				t.Errorf("sent %q, got %q: want a generated id", c.sent, id)
+			}
+			if r.code() != "UNAUTHENTICATED" {
+				t.Fatalf("got %+v, want an UNAUTHENTICATED error", r)
+			}
+			if ext := r.Errors[0].Extensions["requestId"]; ext != id {
+				t.Errorf("extensions.requestId = %v, header %q", ext, id)
+			}
+		})
+	}
+	// Two requests without an id get two ids.
+	_, a := g.opsGQL(nil, "", listUsers, nil)
+	_, b := g.opsGQL(nil, "", listUsers, nil)
+	if a.Get("X-Request-Id") == b.Get("X-Request-Id") {
+		t.Errorf("two requests share the generated id %q", a.Get("X-Request-Id"))
+	}
+}
+
+// The lines the Terra client writes while serving a request (each attempt, the retry) carry
+// the id of the GraphQL request that caused them, so one id finds the whole story.
+func TestOpsTerraLogLinesCarryTheRequestID(t *testing.T) {
+	g := startGateway(t, withEnv("TERRA_RETRIES", "2"))
+	g.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: 503, Times: 1})
+	const id = "ops-terra-log-1"
+	r, _ := g.opsGQL(http.Header{"X-Request-Id": {id}}, token(t, "alice"), createSession, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("after one 503: %+v", r.Errors)
+	}
+	var retries, calls int
+	for _, line := range opsLogLines(t, g) {
+		msg, _ := line["msg"].(string)
+		// Background work (the sync sweep at start) calls Terra too, without a request.
+		if (msg != "terra: retrying" && msg != "terra call") || line["op"] != "generateWidgetSession" {
+			continue
+		}
+		if line["request_id"] != id {
+			t.Errorf("%q without the request id: %v", msg, line)
+			continue
+		}
+		if msg == "terra call" {
+			calls++
+		} else {
+			retries++
+		}
+	}
+	if retries != 1 || calls != 2 {
+		t.Errorf("%d retry and %d call lines with the request id, want 1 and 2:\n%s", retries, calls, g.logs)
+	}
+	if strings.Contains(g.logs.String(), testAPIKey) {
+		t.Error("the API key reached the log")
+	}
+}
+
+// LOG_FORMAT=text gives logfmt lines, request ids included, and no JSON.
+func TestOpsTextLogs(t *testing.T) {
+	g := startGateway(t, withEnv("LOG_FORMAT", "text"))
+	g.opsGQL(http.Header{"X-Request-Id": {"ops-text-1"}}, "", listUsers, nil)
+	lines := strings.Split(strings.TrimSpace(g.logs.String()), "\n")
+	var request bool
+	for _, line := range lines {
+		if strings.HasPrefix(line, "{") || json.Valid([]byte(line)) {
+			t.Errorf("a JSON line with LOG_FORMAT=text: %s", line)
+		}
+		if !strings.HasPrefix(line, "time=") || !strings.Contains(line, " level=") {
+			t.Errorf("not a text line: %s", line)
+		}
+		if strings.Contains(line, `msg="http request"`) && strings.Contains(line, "request_id=ops-text-1") {
+			request = true
+		}
+	}
+	if !request {
+		t.Errorf("no text access line with the request id:\n%s", g.logs)
+	}
+}
+
+// METRICS_ADDR moves /metrics to its own listener, off the public address.
+func TestOpsMetricsAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the gateway takes the port over
+	g := startGateway(t, withEnv("METRICS_ADDR", addr))
+	g.gql("", listUsers, nil)
+
+	get := func(u string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, page := get("http://" + addr + "/metrics")
+	if code != http.StatusOK || !strings.Contains(page, `terragate_graphql_requests_total{code="UNAUTHENTICATED"`) || !strings.Contains(page, "go_goroutines") {
+		t.Errorf("METRICS_ADDR /metrics: %d\n%.500s", code, page)
+	}
+	if code, page := get(g.url + "/metrics"); code != http.StatusNotFound || strings.Contains(page, "terragate_") {
+		t.Errorf("ADDR still serves /metrics: %d %.200s", code, page)
+	}
+	if code, _ := get("http://" + addr + "/graphql"); code != http.StatusNotFound {
+		t.Errorf("the metrics address serves /graphql: %d", code)
+	}
+}
+
+// Each of the emulator's faults on the widget session endpoint, through the real gateway:
+// what the app sees and how soon. Every case has a gateway of its own, so that one case's
+// failures cannot trip the circuit breaker for the next. TERRA_TIMEOUT is 2 s and
+// TERRA_RETRIES 2, so each attempt has 1 s.
+func TestOpsTerraFaults(t *testing.T) {
+	const path = "/v2/auth/generateWidgetSession"
+	const timeout = 2 * time.Second
+	cases := []struct {
+		name   string
+		faults []terrasim.Fault
+		// code is the error code expected, "" for success.
+		code string
+		// attempts is how many calls reach Terra.
+		attempts int
+		// atLeast and within bound the answer's time.
+		atLeast, within time.Duration
+		check           func(t *testing.T, e gqlError)
+	}{
+		{name: "success after two 503s", faults: []terrasim.Fault{{Status: 503, Times: 2}},
+			attempts: 3, within: opsSlack}, // two backoff waits of at most 100 and 200 ms
+		{name: "success after two connection resets", faults: []terrasim.Fault{{Reset: true, Times: 2}},
+			attempts: 3, within: opsSlack},
+		{name: "429 with Retry-After 1 is waited out", faults: []terrasim.Fault{{Status: 429, Body: `{"detail":"rate limit exceeded"}`,
+			ContentType: "application/json", Header: http.Header{"Retry-After": {"1"}}}},
+			attempts: 2, atLeast: time.Second, within: time.Second + opsSlack},
+		{name: "429 asking for longer than the deadline answers at once", faults: []terrasim.Fault{{Status: 429, Body: `{"detail":"rate limit exceeded"}`,
+			ContentType: "application/json", Header: http.Header{"Retry-After": {"30"}}}},
+			code: "UPSTREAM_ERROR", attempts: 1, within: opsSlack, check: func(t *testing.T, e gqlError) {
+				if e.Extensions["status"] != float64(429) || e.Extensions["retryAfterSeconds"] != float64(30) {
+					t.Errorf("extensions %v, want status 429 and retryAfterSeconds 30", e.Extensions)
+				}
+			}},
+		{name: "garbage JSON", faults: []terrasim.Fault{{Garbage: true}},
+			// A 200 that does not decode is not transient: no retry, a clear error.
+			code: "UPSTREAM_ERROR", attempts: 1, within: opsSlack, check: func(t *testing.T, e gqlError) {
+				if e.Extensions["status"] != float64(200) || strings.Contains(e.Message, "user_id") || !strings.Contains(e.Message, "widget session") {
+					t.Errorf("garbage answer presented as %q %v", e.Message, e.Extensions)
+				}
+			}},
+		{name: "connection reset on every attempt", faults: []terrasim.Fault{{Reset: true, Times: 3}},
+			code: "UPSTREAM_UNAVAILABLE", attempts: 3, within: opsSlack},
+		{name: "slow within the attempt timeout", faults: []terrasim.Fault{{Delay: 500 * time.Millisecond}},
+			attempts: 1, atLeast: 500 * time.Millisecond, within: timeout},
+		{name: "slow past the deadline", faults: []terrasim.Fault{{Delay: 5 * time.Second, Times: 3}},
+			// Attempts of 1 s each until the 2 s deadline: a clear error, not a hang.
+			code: "UPSTREAM_UNAVAILABLE", attempts: 2, atLeast: timeout - 100*time.Millisecond, within: timeout + opsSlack},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g := startGateway(t, withEnv("TERRA_RETRIES", "2"), withEnv("TERRA_TIMEOUT", timeout.String()))
+			for _, f := range c.faults {
+				g.emu.Fail(path, f)
+			}
+			var r gqlResponse
+			took := opsTimed(func() { r = g.gql(token(t, "alice"), createSession, nil) })
+			if r.code() != c.code {
+				t.Fatalf("got %+v, want code %q", r, c.code)
+			}
+			if c.code == "" {
+				var d struct {
+					S widgetSession `json:"createWidgetSession"`
+				}
+				if err := json.Unmarshal(r.Data, &d); err != nil || d.S.SessionID == "" || d.S.URL == "" {
+					t.Errorf("session %s, %v", r.Data, err)
+				}
+			} else if c.check != nil {
+				c.check(t, r.Errors[0])
+			}
+			if took < c.atLeast || took > c.within {
+				t.Errorf("answered in %v, want between %v and %v", took, c.atLeast, c.within)
+			}
+			if n := opsCalls(g.emu, path); n != c.attempts {
+				t.Errorf("%d calls reached Terra, want %d", n, c.attempts)
+			}
+			for _, e := range r.Errors {
+				if strings.Contains(e.Message, testAPIKey) || strings.Contains(e.Message, "<html") {
+					t.Errorf("the error leaks: %q", e.Message)
+				}
+			}
+		})
+	}
+}
+
+// A failing endpoint trips its breaker: calls fail fast with UPSTREAM_UNAVAILABLE and a
+// retryAfter, without reaching Terra. Once that time has passed and Terra is well again, the
+// breaker lets probes through (half-open) and closes after they succeed. The breaker's open
+// time is the client's default (30 s; the gateway has no setting for it), so this test waits.
+func TestOpsCircuitBreakerRecovers(t *testing.T) {
+	t.Parallel() // it mostly waits
+	// The suite's TERRA_RETRIES=0: one attempt per call, so five failed calls trip it.
+	g := startGateway(t)
+	alice := token(t, "alice")
+	const path = "/v2/userInfo"
+	const sync = `mutation { syncConnections { userId } }`
+	metric := func(state string) string {
+		return `terragate_terra_circuit_state{endpoint="userInfo",state="` + state + `"} 1`
+	}
+	waitMetric := func(state string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second) // the gateway copies circuit states every 5 s
+		for time.Now().Before(deadline) {
+			resp, err := http.Get(g.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), metric(state)) {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Errorf("/metrics never showed %s", metric(state))
+	}
+
+	// Exactly five failures: after them Terra is well, but the breaker does not know yet.
+	g.emu.Fail(path, terrasim.Fault{Status: 503, Times: 5})
+	for i := range 5 {
+		if r := g.gql(alice, sync, nil); r.code() != "UPSTREAM_ERROR" {
+			t.Fatalf("failure %d: %+v", i+1, r)
+		}
+	}
+	calls := opsCalls(g.emu, path)
+	var open gqlResponse
+	openedAt := time.Now()
+	if took := opsTimed(func() { open = g.gql(alice, sync, nil) }); took > 500*time.Millisecond {
+		t.Errorf("an open circuit took %v to answer, want it to fail fast", took)
+	}
+	if open.code() != "UPSTREAM_UNAVAILABLE" {
+		t.Fatalf("with the circuit open: %+v", open)
+	}
+	wait, _ := open.Errors[0].Extensions["retryAfter"].(float64)
+	if wait < 1 || wait > 30 {
+		t.Fatalf("retryAfter = %v, want 1 to 30 seconds", open.Errors[0].Extensions["retryAfter"])
+	}
+	if n := opsCalls(g.emu, path); n != calls {
+		t.Errorf("the open circuit let %d calls through", n-calls)
+	}
+	// connectedUsers never needs Terra.
+	if r := g.gql(alice, listUsers, nil); len(r.Errors) > 0 {
+		t.Errorf("connectedUsers with the circuit open: %+v", r.Errors)
+	}
+	waitMetric("open")
+
+	// retryAfter is rounded up, so by then the breaker lets probes through.
+	time.Sleep(time.Until(openedAt.Add(time.Duration(wait) * time.Second)))
+	// Three probes close it; had it stayed half-open, the fourth would be refused.
+	for i := range 5 {
+		if r := g.gql(alice, sync, nil); len(r.Errors) > 0 {
+			t.Fatalf("call %d after Terra recovered: %+v", i+1, r.Errors)
+		}
+	}
+	if n := opsCalls(g.emu, path); n != calls+5 {
+		t.Errorf("%d calls reached Terra after it recovered, want 5", n-calls)
+	}
+	waitMetric("closed")
+	for _, msg := range []string{"terra: circuit open, calls fail fast", "terra: circuit half-open", "terra: circuit closed"} {
+		if !strings.Contains(g.logs.String(), msg) {
+			t.Errorf("the log lacks %q", msg)
+		}
+	}
+}
