@@ -903,7 +903,7 @@ func waitDelivered(t *testing.T, emu *terrasim.Emulator, typ string) {
 }
 
 func TestWebhookDuplicatesAndOrder(t *testing.T) {
-	g := startGateway(t)
+	g := startGateway(t, withEnv("SERVICE_API_KEYS", "backend:"+testServiceKey))
 	alice := token(t, "alice")
 	now := time.Now()
 
@@ -916,9 +916,36 @@ func TestWebhookDuplicatesAndOrder(t *testing.T) {
 			t.Errorf("second delivery not reported as duplicate: %s", raw)
 		}
 	}
-	// Without a trace id, the same body is the same delivery.
+	// Without a trace id, the same body is the same delivery, even signed again later: the
+	// second is acknowledged as a duplicate and the inbox holds it once.
 	deauth := userEvent("deauth", "success", "u-dup", "OURA", "alice")
-	g.postWebhook(deauth, signedHeader(deauth, now.Add(time.Second), ""))
+	for i, at := range []time.Time{now.Add(time.Second), now.Add(3 * time.Second)} {
+		resp, raw := g.postWebhook(deauth, signedHeader(deauth, at, ""))
+		if resp.StatusCode/100 != 2 || strings.Contains(raw, `"duplicate":true`) != (i == 1) {
+			t.Fatalf("deauth without a trace id, delivery %d: %d %s", i+1, resp.StatusCode, raw)
+		}
+	}
+	r := g.gql(testServiceKey, `{ webhookEvents(type: "deauth") { edges { node { traceId outcome body } } } }`, nil)
+	if len(r.Errors) > 0 {
+		t.Fatalf("webhookEvents: %+v", r.Errors)
+	}
+	var inbox struct {
+		W struct {
+			Edges []struct {
+				Node struct {
+					TraceID *string `json:"traceId"`
+					Outcome string  `json:"outcome"`
+					Body    string  `json:"body"`
+				} `json:"node"`
+			} `json:"edges"`
+		} `json:"webhookEvents"`
+	}
+	if err := json.Unmarshal(r.Data, &inbox); err != nil {
+		t.Fatal(err)
+	}
+	if e := inbox.W.Edges; len(e) != 1 || e[0].Node.Body != string(deauth) || e[0].Node.TraceID != nil || e[0].Node.Outcome != "applied" {
+		t.Errorf("inbox after the same body twice: %s", r.Data)
+	}
 	// A late retry of the auth, under a new trace id and a newer signature, must not
 	// revive the disconnected user.
 	g.postWebhook(auth, signedHeader(auth, now.Add(2*time.Second), "trace-late"))
