@@ -330,10 +330,7 @@ func TestTrustedRedirects(t *testing.T) {
 	}
 
 	// A replay changes nothing and shows a plain page.
-	resp, _ = follow(t, back.String())
-	if resp.StatusCode != http.StatusConflict {
-		t.Errorf("replay answered %d", resp.StatusCode)
-	}
+	g.checkErrorPage(t, "replay", back.String(), http.StatusConflict, "This link was already used.")
 	// Forgeries: another session's id, a tampered state, no state.
 	other := g.createSession(alice, map[string]any{"providers": []string{"GARMIN"}, "successRedirectUrl": appOrigin + "/done"})
 	forged := strings.Replace(back.String(), s.SessionID, other.SessionID, 1)
@@ -342,13 +339,51 @@ func TestTrustedRedirects(t *testing.T) {
 		"bad state":     strings.Replace(back.String(), "state=success.", "state=success.9", 1),
 		"no state":      g.public() + "/widget/return/" + other.SessionID + "?user_id=x&resource=GARMIN",
 	} {
-		resp, _ := follow(t, u)
-		if resp.StatusCode != http.StatusBadRequest {
-			t.Errorf("%s: answered %d", name, resp.StatusCode)
-		}
+		g.checkErrorPage(t, name, u, http.StatusBadRequest, "This link is not valid.")
 	}
 	if st := g.session(alice, other.SessionID); st.Status != "CREATED" {
 		t.Errorf("a forged return changed the session: %+v", st)
+	}
+
+	// A valid state with a forged user_id: another end user's connection, or an id Terra
+	// answers 404 for. Terra is asked, nothing changes, and the app is not handed the id.
+	bobs, err := g.emu.Connect("OURA", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := token(t, "bob")
+	for name, forgedID := range map[string]string{"bob's user_id": bobs.UserID, "unknown user_id": "00000000-0000-4000-8000-00000000dead"} {
+		sess := g.createSession(alice, map[string]any{"providers": []string{"OURA"}, "successRedirectUrl": appOrigin + "/done?case=" + url.QueryEscape(name)})
+		reqs = g.emu.Requests()
+		ret, _ := reqs[len(reqs)-1].Body["auth_success_redirect_url"].(string)
+		if !strings.Contains(ret, "/widget/return/"+sess.SessionID+"?state=") {
+			t.Fatalf("%s: Terra was given %q", name, ret)
+		}
+		resp, app := follow(t, ret+"&user_id="+url.QueryEscape(forgedID)+"&resource=OURA&reference_id=alice")
+		q := app.Query()
+		if resp.StatusCode != http.StatusSeeOther || q.Get("session_id") != sess.SessionID || q.Get("status") != "CREATED" || q.Has("user_id") {
+			t.Errorf("%s: answered %d, app redirect %s", name, resp.StatusCode, app)
+		}
+		asked := false
+		for _, r := range g.emu.Requests() {
+			asked = asked || (r.Path == "/v2/userInfo" && r.Query.Get("user_id") == forgedID)
+		}
+		if !asked {
+			t.Errorf("%s: Terra was not asked to confirm the user_id", name)
+		}
+		if st := g.session(alice, sess.SessionID); st.Status != "CREATED" || st.TerraUser != nil {
+			t.Errorf("%s: the session became %+v", name, st)
+		}
+		for who, bearer := range map[string]string{"alice": alice, "bob": bob} {
+			for _, u := range g.connectedUsers(bearer, true) {
+				if u.UserID == forgedID {
+					t.Errorf("%s: %s now has the forged connection: %+v", name, who, u)
+				}
+			}
+		}
+	}
+	if users := g.connectedUsers(alice, true); len(users) != 1 {
+		t.Errorf("alice's connections after the forged returns: %+v", users)
 	}
 
 	// A phone-only source comes back with user_id=null: passed through, not confirmed.
@@ -372,6 +407,39 @@ func TestTrustedRedirects(t *testing.T) {
 	}
 	if st := g.session(alice, denied.SessionID); st.Status != "FAILED" {
 		t.Errorf("denied session: %+v", st)
+	}
+}
+
+// checkErrorPage asserts that u answers status with terragate's plain error page: HTML
+// with a human sentence, and nothing of the request (state, session id) or of secrets.
+func (g *gateway) checkErrorPage(t *testing.T, name, u string, status int, sentence string) {
+	t.Helper()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(body)
+	if resp.StatusCode != status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("%s: answered %d %s, want %d text/html", name, resp.StatusCode, resp.Header.Get("Content-Type"), status)
+	}
+	if !strings.Contains(page, "<h1>"+sentence+"</h1>") || !strings.Contains(page, "Please go back to the app") {
+		t.Errorf("%s: the page does not say %q in plain words:\n%s", name, sentence, page)
+	}
+	parsed, _ := url.Parse(u)
+	leaks := []string{testAPIKey, testWebhookSecret, testDevID, testJWTSecret, path.Base(parsed.Path), "state=", "goroutine", ".go:"}
+	if state := parsed.Query().Get("state"); state != "" {
+		leaks = append(leaks, state)
+		if i := strings.LastIndex(state, "."); i >= 0 {
+			leaks = append(leaks, state[i+1:]) // the signature alone
+		}
+	}
+	for _, leak := range leaks {
+		if strings.Contains(page, leak) {
+			t.Errorf("%s: the error page shows %q", name, leak)
+		}
 	}
 }
 
@@ -449,6 +517,68 @@ func TestSubscriptions(t *testing.T) {
 	}
 	if _, err := g.dialWS(alice, http.Header{"Origin": {"https://evil.example.com"}}); err == nil {
 		t.Error("a connection from a foreign origin was accepted")
+	}
+}
+
+// Every change Terra reports about a connection reaches its end user's subscribers as it
+// happens, with the connection as it is afterwards, and no one else's.
+func TestSubscriptionsCarryEveryConnectionChange(t *testing.T) {
+	g := startGateway(t)
+	alice, bob := token(t, "alice"), token(t, "bob")
+	wa, err := g.dialWS(alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := g.dialWS(bob, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa.subscribe("a", connectionEventsSub, nil)
+	wb.subscribe("b", connectionEventsSub, nil)
+	time.Sleep(100 * time.Millisecond) // let both subscriptions register
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(ws *wsClient, id, typ, userID, status string) {
+		t.Helper()
+		m, ok := ws.next(id, 5*time.Second)
+		if !ok {
+			t.Fatalf("no %s event for %s", typ, userID)
+		}
+		ev := decodeNext[connectionEvent](t, m).ConnectionEvents
+		if ev.Type != typ || ev.TerraUser.UserID != userID || ev.TerraUser.Status != status {
+			t.Fatalf("event %s for %s (%s), want %s for %s (%s)", ev.Type, ev.TerraUser.UserID, ev.TerraUser.Status, typ, userID, status)
+		}
+	}
+
+	oura, err := g.emu.Connect("OURA", "alice")
+	must(err)
+	want(wa, "a", "CONNECTED", oura.UserID, "CONNECTED")
+	must(g.emu.ChangePermissions(oura.UserID, []string{"heart:read"}, nil))
+	want(wa, "a", "PERMISSIONS_CHANGED", oura.UserID, "CONNECTED")
+	must(g.emu.ConnectionError(oura.UserID))
+	want(wa, "a", "ERROR", oura.UserID, "ERROR")
+	renewed, err := g.emu.Reauth(oura.UserID)
+	must(err)
+	want(wa, "a", "REAUTHENTICATED", renewed.UserID, "CONNECTED")
+	fitbit, err := g.emu.Connect("FITBIT", "alice")
+	must(err)
+	want(wa, "a", "CONNECTED", fitbit.UserID, "CONNECTED")
+	must(g.emu.RevokeAccess(fitbit.UserID))
+	want(wa, "a", "REVOKED", fitbit.UserID, "REVOKED")
+
+	// Bob heard none of it, though his subscription is live: his own connection arrives.
+	if m, ok := wb.next("b", 300*time.Millisecond); ok {
+		t.Errorf("bob received %s %s", m.Type, m.Payload)
+	}
+	bobs, err := g.emu.Connect("GARMIN", "bob")
+	must(err)
+	want(wb, "b", "CONNECTED", bobs.UserID, "CONNECTED")
+	if m, ok := wa.next("a", 300*time.Millisecond); ok {
+		t.Errorf("alice received %s %s", m.Type, m.Payload)
 	}
 }
 
@@ -548,9 +678,26 @@ func TestDisconnectUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	users = g.waitUsers(alice, false, "garmin", func(u []terraUser) bool { return len(u) == 1 })
+	garmin := users[0].UserID
 	g.emu.Fail("/v2/auth/deauthenticateUser", terrasim.Fault{Status: 404, Body: `{"status":"error","message":"user not found"}`, ContentType: "application/json", Times: 1})
-	if r := g.gql(alice, disconnect, map[string]any{"id": users[0].UserID}); len(r.Errors) > 0 {
-		t.Errorf("Terra 404: %+v", r.Errors)
+	r := g.gql(alice, disconnect, map[string]any{"id": garmin})
+	if len(r.Errors) > 0 || string(r.Data) != `{"disconnectUser":{"userId":"`+garmin+`","status":"DISCONNECTED","active":false}}` {
+		t.Errorf("Terra 404: %+v %s", r.Errors, r.Data)
+	}
+	if u := g.connectedUsers(alice, false); len(u) != 0 {
+		t.Errorf("listed after Terra's 404: %+v", u)
+	}
+	found := false
+	for _, u := range g.connectedUsers(alice, true) {
+		if u.UserID == garmin {
+			found = true
+			if u.Status != "DISCONNECTED" || u.Active {
+				t.Errorf("after Terra's 404 the connection is %s (active %v), want DISCONNECTED", u.Status, u.Active)
+			}
+		}
+	}
+	if !found {
+		t.Error("the connection is gone from the store instead of DISCONNECTED")
 	}
 }
 
