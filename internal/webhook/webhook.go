@@ -180,7 +180,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dead, derr := h.apply.RecordDeadLetter(ctx, d, reason)
 		switch {
 		case derr == nil && dead.Outcome != store.InboxFailed:
-			// The panic came after the delivery was committed: it is applied, and that stands.
+			// Already in the inbox and applied (a panic after the commit): that stands.
 			err, out = nil, store.Outcome{}
 		case derr == nil:
 			h.log.ErrorContext(r.Context(), "webhook dead-lettered", "type", d.Event.Type, "trace_id", d.TraceID, "inbox_id", dead.ID, "err", err)
