@@ -2,7 +2,8 @@ package main
 
 // Attacks on the running gateway, each expected to fail. Token forgery, cross-user access
 // and redirect bypasses are in server_test.go and server_lifecycle_test.go beside the
-// features they attack; the ones here are about request shape, CSRF and webhook replay.
+// features they attack, identity-provider tokens and service keys in server_auth_test.go;
+// the ones here are about request shape, CSRF, limits and webhook replay.
 
 import (
 	"encoding/json"
