@@ -96,11 +96,21 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 	}
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
+	// Every query is prepared once per pool (and by database/sql again on each further
+	// connection that runs it), now that the schema is known to be current.
+	wq, err := sqlitedb.Prepare(ctx, write)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: prepare queries: %w", err), read.Close(), write.Close())
+	}
+	rq, err := sqlitedb.Prepare(ctx, read)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: prepare queries: %w", err), wq.Close(), read.Close(), write.Close())
+	}
 	d := &DB{
 		write: write,
 		read:  read,
-		wq:    sqlitedb.New(write),
-		rq:    sqlitedb.New(read),
+		wq:    wq,
+		rq:    rq,
 		log:   log,
 		now:   time.Now,
 	}
@@ -245,9 +255,9 @@ func (d *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools.
+// Close closes the prepared statements and both pools.
 func (d *DB) Close() error {
-	return errors.Join(d.read.Close(), d.write.Close())
+	return errors.Join(d.rq.Close(), d.wq.Close(), d.read.Close(), d.write.Close())
 }
 
 // inTx runs fn in a write transaction, committing if it returns nil.

@@ -29,7 +29,7 @@ type InsertAuditEntryParams struct {
 // The audit log is append-only: this insert and the listings below are its only queries, and
 // the table's triggers refuse any UPDATE or DELETE.
 func (q *Queries) InsertAuditEntry(ctx context.Context, arg InsertAuditEntryParams) error {
-	_, err := q.db.ExecContext(ctx, insertAuditEntry,
+	_, err := q.exec(ctx, q.insertAuditEntryStmt, insertAuditEntry,
 		arg.At,
 		arg.Actor,
 		arg.ActorKind,
@@ -71,7 +71,7 @@ type ListAuditEntriesParams struct {
 // the variant of the most selective filter given. All four take their parameters in the
 // same order, so that their generated Go parameter types convert into each other.
 func (q *Queries) ListAuditEntries(ctx context.Context, arg ListAuditEntriesParams) ([]AuditLog, error) {
-	rows, err := q.db.QueryContext(ctx, listAuditEntries,
+	rows, err := q.query(ctx, q.listAuditEntriesStmt, listAuditEntries,
 		arg.Since,
 		arg.Until,
 		arg.BeforeAt,
@@ -137,7 +137,7 @@ type ListAuditEntriesByActionParams struct {
 
 // ListAuditEntries led by the action (audit_log_action).
 func (q *Queries) ListAuditEntriesByAction(ctx context.Context, arg ListAuditEntriesByActionParams) ([]AuditLog, error) {
-	rows, err := q.db.QueryContext(ctx, listAuditEntriesByAction,
+	rows, err := q.query(ctx, q.listAuditEntriesByActionStmt, listAuditEntriesByAction,
 		arg.Since,
 		arg.Until,
 		arg.BeforeAt,
@@ -203,7 +203,7 @@ type ListAuditEntriesByActorParams struct {
 
 // ListAuditEntries led by the actor (audit_log_actor).
 func (q *Queries) ListAuditEntriesByActor(ctx context.Context, arg ListAuditEntriesByActorParams) ([]AuditLog, error) {
-	rows, err := q.db.QueryContext(ctx, listAuditEntriesByActor,
+	rows, err := q.query(ctx, q.listAuditEntriesByActorStmt, listAuditEntriesByActor,
 		arg.Since,
 		arg.Until,
 		arg.BeforeAt,
@@ -269,7 +269,7 @@ type ListAuditEntriesByReferenceParams struct {
 
 // ListAuditEntries led by the end user (audit_log_reference_id).
 func (q *Queries) ListAuditEntriesByReference(ctx context.Context, arg ListAuditEntriesByReferenceParams) ([]AuditLog, error) {
-	rows, err := q.db.QueryContext(ctx, listAuditEntriesByReference,
+	rows, err := q.query(ctx, q.listAuditEntriesByReferenceStmt, listAuditEntriesByReference,
 		arg.Since,
 		arg.Until,
 		arg.BeforeAt,

@@ -7,6 +7,7 @@ package sqlitedb
 import (
 	"context"
 	"database/sql"
+	"fmt"
 )
 
 type DBTX interface {
@@ -20,12 +21,398 @@ func New(db DBTX) *Queries {
 	return &Queries{db: db}
 }
 
+func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
+	q := Queries{db: db}
+	var err error
+	if q.acquireLeaseStmt, err = db.PrepareContext(ctx, acquireLease); err != nil {
+		return nil, fmt.Errorf("error preparing query AcquireLease: %w", err)
+	}
+	if q.consumeWidgetReturnStmt, err = db.PrepareContext(ctx, consumeWidgetReturn); err != nil {
+		return nil, fmt.Errorf("error preparing query ConsumeWidgetReturn: %w", err)
+	}
+	if q.countTerraUsersStmt, err = db.PrepareContext(ctx, countTerraUsers); err != nil {
+		return nil, fmt.Errorf("error preparing query CountTerraUsers: %w", err)
+	}
+	if q.countTerraUsersByReferenceStmt, err = db.PrepareContext(ctx, countTerraUsersByReference); err != nil {
+		return nil, fmt.Errorf("error preparing query CountTerraUsersByReference: %w", err)
+	}
+	if q.createWidgetSessionStmt, err = db.PrepareContext(ctx, createWidgetSession); err != nil {
+		return nil, fmt.Errorf("error preparing query CreateWidgetSession: %w", err)
+	}
+	if q.expireWidgetSessionsStmt, err = db.PrepareContext(ctx, expireWidgetSessions); err != nil {
+		return nil, fmt.Errorf("error preparing query ExpireWidgetSessions: %w", err)
+	}
+	if q.getTerraUserStmt, err = db.PrepareContext(ctx, getTerraUser); err != nil {
+		return nil, fmt.Errorf("error preparing query GetTerraUser: %w", err)
+	}
+	if q.getWebhookEventStmt, err = db.PrepareContext(ctx, getWebhookEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query GetWebhookEvent: %w", err)
+	}
+	if q.getWebhookEventByDedupeKeyStmt, err = db.PrepareContext(ctx, getWebhookEventByDedupeKey); err != nil {
+		return nil, fmt.Errorf("error preparing query GetWebhookEventByDedupeKey: %w", err)
+	}
+	if q.getWidgetSessionStmt, err = db.PrepareContext(ctx, getWidgetSession); err != nil {
+		return nil, fmt.Errorf("error preparing query GetWidgetSession: %w", err)
+	}
+	if q.getWidgetSessionByTerraIDStmt, err = db.PrepareContext(ctx, getWidgetSessionByTerraID); err != nil {
+		return nil, fmt.Errorf("error preparing query GetWidgetSessionByTerraID: %w", err)
+	}
+	if q.insertAuditEntryStmt, err = db.PrepareContext(ctx, insertAuditEntry); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertAuditEntry: %w", err)
+	}
+	if q.insertDeadLetterStmt, err = db.PrepareContext(ctx, insertDeadLetter); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertDeadLetter: %w", err)
+	}
+	if q.insertWebhookEventStmt, err = db.PrepareContext(ctx, insertWebhookEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertWebhookEvent: %w", err)
+	}
+	if q.latestWaitingWidgetSessionStmt, err = db.PrepareContext(ctx, latestWaitingWidgetSession); err != nil {
+		return nil, fmt.Errorf("error preparing query LatestWaitingWidgetSession: %w", err)
+	}
+	if q.listActiveTerraUsersStmt, err = db.PrepareContext(ctx, listActiveTerraUsers); err != nil {
+		return nil, fmt.Errorf("error preparing query ListActiveTerraUsers: %w", err)
+	}
+	if q.listAuditEntriesStmt, err = db.PrepareContext(ctx, listAuditEntries); err != nil {
+		return nil, fmt.Errorf("error preparing query ListAuditEntries: %w", err)
+	}
+	if q.listAuditEntriesByActionStmt, err = db.PrepareContext(ctx, listAuditEntriesByAction); err != nil {
+		return nil, fmt.Errorf("error preparing query ListAuditEntriesByAction: %w", err)
+	}
+	if q.listAuditEntriesByActorStmt, err = db.PrepareContext(ctx, listAuditEntriesByActor); err != nil {
+		return nil, fmt.Errorf("error preparing query ListAuditEntriesByActor: %w", err)
+	}
+	if q.listAuditEntriesByReferenceStmt, err = db.PrepareContext(ctx, listAuditEntriesByReference); err != nil {
+		return nil, fmt.Errorf("error preparing query ListAuditEntriesByReference: %w", err)
+	}
+	if q.listDeadLettersPageStmt, err = db.PrepareContext(ctx, listDeadLettersPage); err != nil {
+		return nil, fmt.Errorf("error preparing query ListDeadLettersPage: %w", err)
+	}
+	if q.listReferenceIDsStmt, err = db.PrepareContext(ctx, listReferenceIDs); err != nil {
+		return nil, fmt.Errorf("error preparing query ListReferenceIDs: %w", err)
+	}
+	if q.listTerraUsersStmt, err = db.PrepareContext(ctx, listTerraUsers); err != nil {
+		return nil, fmt.Errorf("error preparing query ListTerraUsers: %w", err)
+	}
+	if q.listTerraUsersPageStmt, err = db.PrepareContext(ctx, listTerraUsersPage); err != nil {
+		return nil, fmt.Errorf("error preparing query ListTerraUsersPage: %w", err)
+	}
+	if q.listTerraUsersPageByReferenceStmt, err = db.PrepareContext(ctx, listTerraUsersPageByReference); err != nil {
+		return nil, fmt.Errorf("error preparing query ListTerraUsersPageByReference: %w", err)
+	}
+	if q.listWebhookEventsStmt, err = db.PrepareContext(ctx, listWebhookEvents); err != nil {
+		return nil, fmt.Errorf("error preparing query ListWebhookEvents: %w", err)
+	}
+	if q.listWebhookEventsPageStmt, err = db.PrepareContext(ctx, listWebhookEventsPage); err != nil {
+		return nil, fmt.Errorf("error preparing query ListWebhookEventsPage: %w", err)
+	}
+	if q.listWebhookEventsPageByTypeStmt, err = db.PrepareContext(ctx, listWebhookEventsPageByType); err != nil {
+		return nil, fmt.Errorf("error preparing query ListWebhookEventsPageByType: %w", err)
+	}
+	if q.recordReplayStmt, err = db.PrepareContext(ctx, recordReplay); err != nil {
+		return nil, fmt.Errorf("error preparing query RecordReplay: %w", err)
+	}
+	if q.recordWebhookOutcomeStmt, err = db.PrepareContext(ctx, recordWebhookOutcome); err != nil {
+		return nil, fmt.Errorf("error preparing query RecordWebhookOutcome: %w", err)
+	}
+	if q.releaseLeaseStmt, err = db.PrepareContext(ctx, releaseLease); err != nil {
+		return nil, fmt.Errorf("error preparing query ReleaseLease: %w", err)
+	}
+	if q.reusableWidgetSessionStmt, err = db.PrepareContext(ctx, reusableWidgetSession); err != nil {
+		return nil, fmt.Errorf("error preparing query ReusableWidgetSession: %w", err)
+	}
+	if q.updateWidgetSessionOutcomeStmt, err = db.PrepareContext(ctx, updateWidgetSessionOutcome); err != nil {
+		return nil, fmt.Errorf("error preparing query UpdateWidgetSessionOutcome: %w", err)
+	}
+	if q.upsertTerraUserStmt, err = db.PrepareContext(ctx, upsertTerraUser); err != nil {
+		return nil, fmt.Errorf("error preparing query UpsertTerraUser: %w", err)
+	}
+	return &q, nil
+}
+
+func (q *Queries) Close() error {
+	var err error
+	if q.acquireLeaseStmt != nil {
+		if cerr := q.acquireLeaseStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing acquireLeaseStmt: %w", cerr)
+		}
+	}
+	if q.consumeWidgetReturnStmt != nil {
+		if cerr := q.consumeWidgetReturnStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing consumeWidgetReturnStmt: %w", cerr)
+		}
+	}
+	if q.countTerraUsersStmt != nil {
+		if cerr := q.countTerraUsersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countTerraUsersStmt: %w", cerr)
+		}
+	}
+	if q.countTerraUsersByReferenceStmt != nil {
+		if cerr := q.countTerraUsersByReferenceStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countTerraUsersByReferenceStmt: %w", cerr)
+		}
+	}
+	if q.createWidgetSessionStmt != nil {
+		if cerr := q.createWidgetSessionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing createWidgetSessionStmt: %w", cerr)
+		}
+	}
+	if q.expireWidgetSessionsStmt != nil {
+		if cerr := q.expireWidgetSessionsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing expireWidgetSessionsStmt: %w", cerr)
+		}
+	}
+	if q.getTerraUserStmt != nil {
+		if cerr := q.getTerraUserStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getTerraUserStmt: %w", cerr)
+		}
+	}
+	if q.getWebhookEventStmt != nil {
+		if cerr := q.getWebhookEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getWebhookEventStmt: %w", cerr)
+		}
+	}
+	if q.getWebhookEventByDedupeKeyStmt != nil {
+		if cerr := q.getWebhookEventByDedupeKeyStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getWebhookEventByDedupeKeyStmt: %w", cerr)
+		}
+	}
+	if q.getWidgetSessionStmt != nil {
+		if cerr := q.getWidgetSessionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getWidgetSessionStmt: %w", cerr)
+		}
+	}
+	if q.getWidgetSessionByTerraIDStmt != nil {
+		if cerr := q.getWidgetSessionByTerraIDStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getWidgetSessionByTerraIDStmt: %w", cerr)
+		}
+	}
+	if q.insertAuditEntryStmt != nil {
+		if cerr := q.insertAuditEntryStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertAuditEntryStmt: %w", cerr)
+		}
+	}
+	if q.insertDeadLetterStmt != nil {
+		if cerr := q.insertDeadLetterStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertDeadLetterStmt: %w", cerr)
+		}
+	}
+	if q.insertWebhookEventStmt != nil {
+		if cerr := q.insertWebhookEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertWebhookEventStmt: %w", cerr)
+		}
+	}
+	if q.latestWaitingWidgetSessionStmt != nil {
+		if cerr := q.latestWaitingWidgetSessionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing latestWaitingWidgetSessionStmt: %w", cerr)
+		}
+	}
+	if q.listActiveTerraUsersStmt != nil {
+		if cerr := q.listActiveTerraUsersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listActiveTerraUsersStmt: %w", cerr)
+		}
+	}
+	if q.listAuditEntriesStmt != nil {
+		if cerr := q.listAuditEntriesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listAuditEntriesStmt: %w", cerr)
+		}
+	}
+	if q.listAuditEntriesByActionStmt != nil {
+		if cerr := q.listAuditEntriesByActionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listAuditEntriesByActionStmt: %w", cerr)
+		}
+	}
+	if q.listAuditEntriesByActorStmt != nil {
+		if cerr := q.listAuditEntriesByActorStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listAuditEntriesByActorStmt: %w", cerr)
+		}
+	}
+	if q.listAuditEntriesByReferenceStmt != nil {
+		if cerr := q.listAuditEntriesByReferenceStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listAuditEntriesByReferenceStmt: %w", cerr)
+		}
+	}
+	if q.listDeadLettersPageStmt != nil {
+		if cerr := q.listDeadLettersPageStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listDeadLettersPageStmt: %w", cerr)
+		}
+	}
+	if q.listReferenceIDsStmt != nil {
+		if cerr := q.listReferenceIDsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listReferenceIDsStmt: %w", cerr)
+		}
+	}
+	if q.listTerraUsersStmt != nil {
+		if cerr := q.listTerraUsersStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listTerraUsersStmt: %w", cerr)
+		}
+	}
+	if q.listTerraUsersPageStmt != nil {
+		if cerr := q.listTerraUsersPageStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listTerraUsersPageStmt: %w", cerr)
+		}
+	}
+	if q.listTerraUsersPageByReferenceStmt != nil {
+		if cerr := q.listTerraUsersPageByReferenceStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listTerraUsersPageByReferenceStmt: %w", cerr)
+		}
+	}
+	if q.listWebhookEventsStmt != nil {
+		if cerr := q.listWebhookEventsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listWebhookEventsStmt: %w", cerr)
+		}
+	}
+	if q.listWebhookEventsPageStmt != nil {
+		if cerr := q.listWebhookEventsPageStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listWebhookEventsPageStmt: %w", cerr)
+		}
+	}
+	if q.listWebhookEventsPageByTypeStmt != nil {
+		if cerr := q.listWebhookEventsPageByTypeStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listWebhookEventsPageByTypeStmt: %w", cerr)
+		}
+	}
+	if q.recordReplayStmt != nil {
+		if cerr := q.recordReplayStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing recordReplayStmt: %w", cerr)
+		}
+	}
+	if q.recordWebhookOutcomeStmt != nil {
+		if cerr := q.recordWebhookOutcomeStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing recordWebhookOutcomeStmt: %w", cerr)
+		}
+	}
+	if q.releaseLeaseStmt != nil {
+		if cerr := q.releaseLeaseStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing releaseLeaseStmt: %w", cerr)
+		}
+	}
+	if q.reusableWidgetSessionStmt != nil {
+		if cerr := q.reusableWidgetSessionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing reusableWidgetSessionStmt: %w", cerr)
+		}
+	}
+	if q.updateWidgetSessionOutcomeStmt != nil {
+		if cerr := q.updateWidgetSessionOutcomeStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing updateWidgetSessionOutcomeStmt: %w", cerr)
+		}
+	}
+	if q.upsertTerraUserStmt != nil {
+		if cerr := q.upsertTerraUserStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing upsertTerraUserStmt: %w", cerr)
+		}
+	}
+	return err
+}
+
+func (q *Queries) exec(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) (sql.Result, error) {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+	case stmt != nil:
+		return stmt.ExecContext(ctx, args...)
+	default:
+		return q.db.ExecContext(ctx, query, args...)
+	}
+}
+
+func (q *Queries) query(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) (*sql.Rows, error) {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+	case stmt != nil:
+		return stmt.QueryContext(ctx, args...)
+	default:
+		return q.db.QueryContext(ctx, query, args...)
+	}
+}
+
+func (q *Queries) queryRow(ctx context.Context, stmt *sql.Stmt, query string, args ...interface{}) *sql.Row {
+	switch {
+	case stmt != nil && q.tx != nil:
+		return q.tx.StmtContext(ctx, stmt).QueryRowContext(ctx, args...)
+	case stmt != nil:
+		return stmt.QueryRowContext(ctx, args...)
+	default:
+		return q.db.QueryRowContext(ctx, query, args...)
+	}
+}
+
 type Queries struct {
-	db DBTX
+	db                                DBTX
+	tx                                *sql.Tx
+	acquireLeaseStmt                  *sql.Stmt
+	consumeWidgetReturnStmt           *sql.Stmt
+	countTerraUsersStmt               *sql.Stmt
+	countTerraUsersByReferenceStmt    *sql.Stmt
+	createWidgetSessionStmt           *sql.Stmt
+	expireWidgetSessionsStmt          *sql.Stmt
+	getTerraUserStmt                  *sql.Stmt
+	getWebhookEventStmt               *sql.Stmt
+	getWebhookEventByDedupeKeyStmt    *sql.Stmt
+	getWidgetSessionStmt              *sql.Stmt
+	getWidgetSessionByTerraIDStmt     *sql.Stmt
+	insertAuditEntryStmt              *sql.Stmt
+	insertDeadLetterStmt              *sql.Stmt
+	insertWebhookEventStmt            *sql.Stmt
+	latestWaitingWidgetSessionStmt    *sql.Stmt
+	listActiveTerraUsersStmt          *sql.Stmt
+	listAuditEntriesStmt              *sql.Stmt
+	listAuditEntriesByActionStmt      *sql.Stmt
+	listAuditEntriesByActorStmt       *sql.Stmt
+	listAuditEntriesByReferenceStmt   *sql.Stmt
+	listDeadLettersPageStmt           *sql.Stmt
+	listReferenceIDsStmt              *sql.Stmt
+	listTerraUsersStmt                *sql.Stmt
+	listTerraUsersPageStmt            *sql.Stmt
+	listTerraUsersPageByReferenceStmt *sql.Stmt
+	listWebhookEventsStmt             *sql.Stmt
+	listWebhookEventsPageStmt         *sql.Stmt
+	listWebhookEventsPageByTypeStmt   *sql.Stmt
+	recordReplayStmt                  *sql.Stmt
+	recordWebhookOutcomeStmt          *sql.Stmt
+	releaseLeaseStmt                  *sql.Stmt
+	reusableWidgetSessionStmt         *sql.Stmt
+	updateWidgetSessionOutcomeStmt    *sql.Stmt
+	upsertTerraUserStmt               *sql.Stmt
 }
 
 func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 	return &Queries{
-		db: tx,
+		db:                                tx,
+		tx:                                tx,
+		acquireLeaseStmt:                  q.acquireLeaseStmt,
+		consumeWidgetReturnStmt:           q.consumeWidgetReturnStmt,
+		countTerraUsersStmt:               q.countTerraUsersStmt,
+		countTerraUsersByReferenceStmt:    q.countTerraUsersByReferenceStmt,
+		createWidgetSessionStmt:           q.createWidgetSessionStmt,
+		expireWidgetSessionsStmt:          q.expireWidgetSessionsStmt,
+		getTerraUserStmt:                  q.getTerraUserStmt,
+		getWebhookEventStmt:               q.getWebhookEventStmt,
+		getWebhookEventByDedupeKeyStmt:    q.getWebhookEventByDedupeKeyStmt,
+		getWidgetSessionStmt:              q.getWidgetSessionStmt,
+		getWidgetSessionByTerraIDStmt:     q.getWidgetSessionByTerraIDStmt,
+		insertAuditEntryStmt:              q.insertAuditEntryStmt,
+		insertDeadLetterStmt:              q.insertDeadLetterStmt,
+		insertWebhookEventStmt:            q.insertWebhookEventStmt,
+		latestWaitingWidgetSessionStmt:    q.latestWaitingWidgetSessionStmt,
+		listActiveTerraUsersStmt:          q.listActiveTerraUsersStmt,
+		listAuditEntriesStmt:              q.listAuditEntriesStmt,
+		listAuditEntriesByActionStmt:      q.listAuditEntriesByActionStmt,
+		listAuditEntriesByActorStmt:       q.listAuditEntriesByActorStmt,
+		listAuditEntriesByReferenceStmt:   q.listAuditEntriesByReferenceStmt,
+		listDeadLettersPageStmt:           q.listDeadLettersPageStmt,
+		listReferenceIDsStmt:              q.listReferenceIDsStmt,
+		listTerraUsersStmt:                q.listTerraUsersStmt,
+		listTerraUsersPageStmt:            q.listTerraUsersPageStmt,
+		listTerraUsersPageByReferenceStmt: q.listTerraUsersPageByReferenceStmt,
+		listWebhookEventsStmt:             q.listWebhookEventsStmt,
+		listWebhookEventsPageStmt:         q.listWebhookEventsPageStmt,
+		listWebhookEventsPageByTypeStmt:   q.listWebhookEventsPageByTypeStmt,
+		recordReplayStmt:                  q.recordReplayStmt,
+		recordWebhookOutcomeStmt:          q.recordWebhookOutcomeStmt,
+		releaseLeaseStmt:                  q.releaseLeaseStmt,
+		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,
+		updateWidgetSessionOutcomeStmt:    q.updateWidgetSessionOutcomeStmt,
+		upsertTerraUserStmt:               q.upsertTerraUserStmt,
 	}
 }

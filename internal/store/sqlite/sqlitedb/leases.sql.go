@@ -36,7 +36,7 @@ type AcquireLeaseParams struct {
 // in an upsert's WHERE unbound (they would read as NULL); SQLite's single writer makes test
 // and write one step. sqlc cannot type parameters here, so the Go fields are untyped.
 func (q *Queries) AcquireLease(ctx context.Context, arg AcquireLeaseParams) (string, error) {
-	row := q.db.QueryRowContext(ctx, acquireLease,
+	row := q.queryRow(ctx, q.acquireLeaseStmt, acquireLease,
 		arg.Name,
 		arg.Holder,
 		arg.Until,
@@ -59,6 +59,6 @@ type ReleaseLeaseParams struct {
 }
 
 func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) error {
-	_, err := q.db.ExecContext(ctx, releaseLease, arg.Name, arg.Holder)
+	_, err := q.exec(ctx, q.releaseLeaseStmt, releaseLease, arg.Name, arg.Holder)
 	return err
 }

@@ -24,7 +24,7 @@ type CountTerraUsersParams struct {
 
 // The total count of ListTerraUsersPage's listing, whatever the page.
 func (q *Queries) CountTerraUsers(ctx context.Context, arg CountTerraUsersParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, countTerraUsers, arg.Provider, arg.Status)
+	row := q.queryRow(ctx, q.countTerraUsersStmt, countTerraUsers, arg.Provider, arg.Status)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -46,7 +46,7 @@ type CountTerraUsersByReferenceParams struct {
 
 // The total count of ListTerraUsersPageByReference's listing, whatever the page.
 func (q *Queries) CountTerraUsersByReference(ctx context.Context, arg CountTerraUsersByReferenceParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, countTerraUsersByReference, arg.ReferenceID, arg.Provider, arg.Status)
+	row := q.queryRow(ctx, q.countTerraUsersByReferenceStmt, countTerraUsersByReference, arg.ReferenceID, arg.Provider, arg.Status)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -58,7 +58,7 @@ WHERE user_id = ?1
 `
 
 func (q *Queries) GetTerraUser(ctx context.Context, userID string) (TerraUser, error) {
-	row := q.db.QueryRowContext(ctx, getTerraUser, userID)
+	row := q.queryRow(ctx, q.getTerraUserStmt, getTerraUser, userID)
 	var i TerraUser
 	err := row.Scan(
 		&i.UserID,
@@ -86,7 +86,7 @@ ORDER BY connected_at, user_id
 `
 
 func (q *Queries) ListActiveTerraUsers(ctx context.Context, referenceID string) ([]TerraUser, error) {
-	rows, err := q.db.QueryContext(ctx, listActiveTerraUsers, referenceID)
+	rows, err := q.query(ctx, q.listActiveTerraUsersStmt, listActiveTerraUsers, referenceID)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ ORDER BY reference_id
 // The end users with at least one live connection. SQLite compares text byte by byte, the
 // order the store promises.
 func (q *Queries) ListReferenceIDs(ctx context.Context) ([]string, error) {
-	rows, err := q.db.QueryContext(ctx, listReferenceIDs)
+	rows, err := q.query(ctx, q.listReferenceIDsStmt, listReferenceIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ ORDER BY connected_at, user_id
 `
 
 func (q *Queries) ListTerraUsers(ctx context.Context, referenceID string) ([]TerraUser, error) {
-	rows, err := q.db.QueryContext(ctx, listTerraUsers, referenceID)
+	rows, err := q.query(ctx, q.listTerraUsersStmt, listTerraUsers, referenceID)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ type ListTerraUsersPageParams struct {
 // empty one matches any). This one walks terra_users_connected_at; for one end user, the
 // store uses ListTerraUsersPageByReference.
 func (q *Queries) ListTerraUsersPage(ctx context.Context, arg ListTerraUsersPageParams) ([]TerraUser, error) {
-	rows, err := q.db.QueryContext(ctx, listTerraUsersPage,
+	rows, err := q.query(ctx, q.listTerraUsersPageStmt, listTerraUsersPage,
 		arg.AfterAt,
 		arg.AfterUserID,
 		arg.Provider,
@@ -283,7 +283,7 @@ type ListTerraUsersPageByReferenceParams struct {
 
 // ListTerraUsersPage for one end user, over terra_users_reference_id.
 func (q *Queries) ListTerraUsersPageByReference(ctx context.Context, arg ListTerraUsersPageByReferenceParams) ([]TerraUser, error) {
-	rows, err := q.db.QueryContext(ctx, listTerraUsersPageByReference,
+	rows, err := q.query(ctx, q.listTerraUsersPageByReferenceStmt, listTerraUsersPageByReference,
 		arg.ReferenceID,
 		arg.AfterAt,
 		arg.AfterUserID,
@@ -365,7 +365,7 @@ type UpsertTerraUserParams struct {
 
 // The row is decided in Go (store.Apply); this only saves it whole.
 func (q *Queries) UpsertTerraUser(ctx context.Context, arg UpsertTerraUserParams) (TerraUser, error) {
-	row := q.db.QueryRowContext(ctx, upsertTerraUser,
+	row := q.queryRow(ctx, q.upsertTerraUserStmt, upsertTerraUser,
 		arg.UserID,
 		arg.ReferenceID,
 		arg.Provider,

@@ -16,7 +16,7 @@ WHERE id = ?1
 `
 
 func (q *Queries) GetWebhookEvent(ctx context.Context, id int64) (WebhookEvent, error) {
-	row := q.db.QueryRowContext(ctx, getWebhookEvent, id)
+	row := q.queryRow(ctx, q.getWebhookEventStmt, getWebhookEvent, id)
 	var i WebhookEvent
 	err := row.Scan(
 		&i.ID,
@@ -43,7 +43,7 @@ WHERE dedupe_key = ?1
 `
 
 func (q *Queries) GetWebhookEventByDedupeKey(ctx context.Context, dedupeKey string) (WebhookEvent, error) {
-	row := q.db.QueryRowContext(ctx, getWebhookEventByDedupeKey, dedupeKey)
+	row := q.queryRow(ctx, q.getWebhookEventByDedupeKeyStmt, getWebhookEventByDedupeKey, dedupeKey)
 	var i WebhookEvent
 	err := row.Scan(
 		&i.ID,
@@ -85,7 +85,7 @@ type InsertDeadLetterParams struct {
 
 // No row comes back when the dedupe key is already in the inbox, whatever its outcome.
 func (q *Queries) InsertDeadLetter(ctx context.Context, arg InsertDeadLetterParams) (WebhookEvent, error) {
-	row := q.db.QueryRowContext(ctx, insertDeadLetter,
+	row := q.queryRow(ctx, q.insertDeadLetterStmt, insertDeadLetter,
 		arg.DedupeKey,
 		arg.Source,
 		arg.TraceID,
@@ -136,7 +136,7 @@ type InsertWebhookEventParams struct {
 
 // No row comes back when the dedupe key is already in the inbox: a retried delivery.
 func (q *Queries) InsertWebhookEvent(ctx context.Context, arg InsertWebhookEventParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, insertWebhookEvent,
+	row := q.queryRow(ctx, q.insertWebhookEventStmt, insertWebhookEvent,
 		arg.DedupeKey,
 		arg.Source,
 		arg.TraceID,
@@ -170,7 +170,7 @@ type ListDeadLettersPageParams struct {
 
 // ListWebhookEventsPage for the dead letters (outcome 'failed'), over webhook_events_failed.
 func (q *Queries) ListDeadLettersPage(ctx context.Context, arg ListDeadLettersPageParams) ([]WebhookEvent, error) {
-	rows, err := q.db.QueryContext(ctx, listDeadLettersPage,
+	rows, err := q.query(ctx, q.listDeadLettersPageStmt, listDeadLettersPage,
 		arg.BeforeID,
 		arg.Type,
 		arg.Source,
@@ -225,7 +225,7 @@ type ListWebhookEventsParams struct {
 }
 
 func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsParams) ([]WebhookEvent, error) {
-	rows, err := q.db.QueryContext(ctx, listWebhookEvents, arg.AfterID, arg.MaxRows)
+	rows, err := q.query(ctx, q.listWebhookEventsStmt, listWebhookEvents, arg.AfterID, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +285,7 @@ type ListWebhookEventsPageParams struct {
 // event type, the store uses ListWebhookEventsPageByType, which takes the same parameters
 // in the same order.
 func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEventsPageParams) ([]WebhookEvent, error) {
-	rows, err := q.db.QueryContext(ctx, listWebhookEventsPage,
+	rows, err := q.query(ctx, q.listWebhookEventsPageStmt, listWebhookEventsPage,
 		arg.BeforeID,
 		arg.Type,
 		arg.Source,
@@ -348,7 +348,7 @@ type ListWebhookEventsPageByTypeParams struct {
 
 // ListWebhookEventsPage for one event type, over webhook_events_type.
 func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebhookEventsPageByTypeParams) ([]WebhookEvent, error) {
-	rows, err := q.db.QueryContext(ctx, listWebhookEventsPageByType,
+	rows, err := q.query(ctx, q.listWebhookEventsPageByTypeStmt, listWebhookEventsPageByType,
 		arg.BeforeID,
 		arg.Type,
 		arg.Source,
@@ -418,7 +418,7 @@ type RecordReplayParams struct {
 // or, when it failed again, outcome 'failed' with the new error and no applied_at. Only a
 // dead letter changes, so a second replay of the same row changes nothing.
 func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, recordReplay,
+	result, err := q.exec(ctx, q.recordReplayStmt, recordReplay,
 		arg.Type,
 		arg.Kind,
 		arg.AppliedAt,
@@ -447,6 +447,6 @@ type RecordWebhookOutcomeParams struct {
 }
 
 func (q *Queries) RecordWebhookOutcome(ctx context.Context, arg RecordWebhookOutcomeParams) error {
-	_, err := q.db.ExecContext(ctx, recordWebhookOutcome, arg.AppliedAt, arg.Outcome, arg.ID)
+	_, err := q.exec(ctx, q.recordWebhookOutcomeStmt, recordWebhookOutcome, arg.AppliedAt, arg.Outcome, arg.ID)
 	return err
 }

@@ -23,7 +23,7 @@ type ConsumeWidgetReturnParams struct {
 }
 
 func (q *Queries) ConsumeWidgetReturn(ctx context.Context, arg ConsumeWidgetReturnParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, consumeWidgetReturn, arg.ReturnUsedAt, arg.ID)
+	result, err := q.exec(ctx, q.consumeWidgetReturnStmt, consumeWidgetReturn, arg.ReturnUsedAt, arg.ID)
 	if err != nil {
 		return 0, err
 	}
@@ -63,7 +63,7 @@ type CreateWidgetSessionParams struct {
 }
 
 func (q *Queries) CreateWidgetSession(ctx context.Context, arg CreateWidgetSessionParams) error {
-	_, err := q.db.ExecContext(ctx, createWidgetSession,
+	_, err := q.exec(ctx, q.createWidgetSessionStmt, createWidgetSession,
 		arg.ID,
 		arg.TerraSessionID,
 		arg.ReferenceID,
@@ -95,7 +95,7 @@ RETURNING id, reference_id, providers, language, success_redirect_url, failure_r
 `
 
 func (q *Queries) ExpireWidgetSessions(ctx context.Context, now time.Time) ([]WidgetSession, error) {
-	rows, err := q.db.QueryContext(ctx, expireWidgetSessions, now)
+	rows, err := q.query(ctx, q.expireWidgetSessionsStmt, expireWidgetSessions, now)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ WHERE id = ?1
 `
 
 func (q *Queries) GetWidgetSession(ctx context.Context, id string) (WidgetSession, error) {
-	row := q.db.QueryRowContext(ctx, getWidgetSession, id)
+	row := q.queryRow(ctx, q.getWidgetSessionStmt, getWidgetSession, id)
 	var i WidgetSession
 	err := row.Scan(
 		&i.ID,
@@ -174,7 +174,7 @@ WHERE terra_session_id = ?1
 // The repeated "<> ”" lets SQLite use the partial unique index, and never matches a session
 // that has no Terra id.
 func (q *Queries) GetWidgetSessionByTerraID(ctx context.Context, terraSessionID string) (WidgetSession, error) {
-	row := q.db.QueryRowContext(ctx, getWidgetSessionByTerraID, terraSessionID)
+	row := q.queryRow(ctx, q.getWidgetSessionByTerraIDStmt, getWidgetSessionByTerraID, terraSessionID)
 	var i WidgetSession
 	err := row.Scan(
 		&i.ID,
@@ -218,7 +218,7 @@ type LatestWaitingWidgetSessionParams struct {
 // cutoff, not expired at the event's time, and CREATED or since swept to EXPIRED (the sweep
 // may run between the event and its delivery).
 func (q *Queries) LatestWaitingWidgetSession(ctx context.Context, arg LatestWaitingWidgetSessionParams) (WidgetSession, error) {
-	row := q.db.QueryRowContext(ctx, latestWaitingWidgetSession, arg.ReferenceID, arg.CreatedBy, arg.AliveAt)
+	row := q.queryRow(ctx, q.latestWaitingWidgetSessionStmt, latestWaitingWidgetSession, arg.ReferenceID, arg.CreatedBy, arg.AliveAt)
 	var i WidgetSession
 	err := row.Scan(
 		&i.ID,
@@ -262,7 +262,7 @@ type ReusableWidgetSessionParams struct {
 // A session whose return URL is spent is not handed out again: its next return would be
 // refused.
 func (q *Queries) ReusableWidgetSession(ctx context.Context, arg ReusableWidgetSessionParams) (WidgetSession, error) {
-	row := q.db.QueryRowContext(ctx, reusableWidgetSession, arg.ReferenceID, arg.InputKey, arg.LiveAfter)
+	row := q.queryRow(ctx, q.reusableWidgetSessionStmt, reusableWidgetSession, arg.ReferenceID, arg.InputKey, arg.LiveAfter)
 	var i WidgetSession
 	err := row.Scan(
 		&i.ID,
@@ -307,7 +307,7 @@ type UpdateWidgetSessionOutcomeParams struct {
 }
 
 func (q *Queries) UpdateWidgetSessionOutcome(ctx context.Context, arg UpdateWidgetSessionOutcomeParams) (WidgetSession, error) {
-	row := q.db.QueryRowContext(ctx, updateWidgetSessionOutcome,
+	row := q.queryRow(ctx, q.updateWidgetSessionOutcomeStmt, updateWidgetSessionOutcome,
 		arg.Status,
 		arg.Provider,
 		arg.TerraUserID,
