@@ -169,6 +169,10 @@ func TestAttackCSRF(t *testing.T) {
 			t.Errorf("%s: answered %d %s", ct, code, resp)
 		}
 	}
+	// Nor can other methods.
+	if code, resp := g.raw(http.MethodPut, "application/json", `{"query":"mutation { createWidgetSession { url } }"}`, http.Header{"Authorization": {"Bearer " + alice}}); code != http.StatusMethodNotAllowed || decodeGQL(t, resp).code() != "METHOD_NOT_ALLOWED" {
+		t.Errorf("PUT: answered %d %s", code, resp)
+	}
 	// GET carries queries only.
 	req, _ := http.NewRequest(http.MethodGet, g.url+"/graphql?query="+strings.ReplaceAll(mutation, " ", "%20"), nil)
 	req.Header.Set("Authorization", "Bearer "+alice)

@@ -40,6 +40,8 @@ const (
 	// CodeUnsupportedMediaType is a POST that is not application/json (HTTP 415), such
 	// as what a plain HTML form can send.
 	CodeUnsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
+	// CodeMethodNotAllowed is a method other than GET, POST and OPTIONS (HTTP 405).
+	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
 )
 
 // SingleOperation lets through only what the GraphQL handler can take as one operation,
@@ -52,17 +54,19 @@ const (
 //     object variables and extensions, and a GET whose variables or extensions are not
 //     JSON objects: gqlgen's own message for these quotes the request back, tokens and
 //     all;
-//   - a POST that is not application/json, which is all a plain HTML form can send.
+//   - a POST that is not application/json, which is all a plain HTML form can send, and
+//     methods other than GET, POST and OPTIONS.
 //
-// It reads the whole body, so it must run inside MaxBody. The check is one pass of the
-// JSON scanner, without decoding variables into values.
+// It reads the whole body, so it must run inside MaxBody. The check only scans the JSON:
+// variables are not decoded into values, which gqlgen does next anyway.
 func SingleOperation(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "" {
-			next.ServeHTTP(w, r) // WebSocket: its messages are checked by the transport
+		if isWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r) // its messages are checked by the transport
 			return
 		}
 		switch r.Method {
+		case http.MethodOptions:
 		case http.MethodPost:
 			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 				writeGraphQLError(w, r, http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
@@ -87,6 +91,11 @@ func SingleOperation(next http.Handler) http.Handler {
 				writeGraphQLError(w, r, http.StatusBadRequest, CodeMalformedRequest, msg, nil)
 				return
 			}
+		default:
+			w.Header().Set("Allow", "GET, POST, OPTIONS")
+			writeGraphQLError(w, r, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+				"send GraphQL requests as POST, or queries as GET", nil)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -136,6 +136,9 @@ func TestSingleOperation(t *testing.T) {
 		{name: "GET variables not JSON", method: http.MethodGet, query: "query=%7Ba%7D&variables=" + secret, wantStatus: 400, wantCode: CodeMalformedRequest},
 		{name: "GET extensions an array", method: http.MethodGet, query: "query=%7Ba%7D&extensions=%5B%5D", wantStatus: 400, wantCode: CodeMalformedRequest},
 		{name: "GET bad escape", method: http.MethodGet, query: "query=%zz" + secret, wantStatus: 400, wantCode: CodeMalformedRequest},
+		{name: "OPTIONS", method: http.MethodOptions},
+		{name: "PUT", method: http.MethodPut, body: `{"query":"{ a }"}`, wantStatus: 405, wantCode: CodeMethodNotAllowed},
+		{name: "HEAD", method: http.MethodHead, wantStatus: 405, wantCode: CodeMethodNotAllowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,7 +161,7 @@ func TestSingleOperation(t *testing.T) {
 				if !called || w.Code != 200 {
 					t.Fatalf("refused: %d %s", w.Code, w.Body)
 				}
-				if method == http.MethodPost && seen != tt.body {
+				if method != http.MethodGet && seen != tt.body {
 					t.Fatalf("next read %q, want the body unchanged", seen)
 				}
 				return
@@ -189,6 +192,16 @@ func TestSingleOperationPassesWebSocket(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), r)
 	if !called {
 		t.Fatal("a WebSocket upgrade did not reach the next handler")
+	}
+	// An Upgrade header alone does not skip the checks.
+	called = false
+	r = httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(`[{"query":"{ a }"}]`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Upgrade", "websocket")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if called || w.Code != http.StatusBadRequest {
+		t.Fatalf("a batch with an Upgrade header: %d, next ran: %v", w.Code, called)
 	}
 }
 
