@@ -1,5 +1,7 @@
 // Package limit protects terragate from abusive clients: per-key token-bucket rate limits
-// (per user, per client address, per expensive mutation) and a cap on request body size.
+// (per user, per client address, per expensive mutation), a cap on request body size, and
+// one well-formed GraphQL operation per request. Its HTTP refusals come in the shape the
+// endpoint's clients parse: plain JSON, or a GraphQL error with its own code.
 //
 // A limiter tracks at most MaxKeys keys, so a flood of distinct addresses costs bounded
 // memory: keys whose buckets have refilled are dropped as they go idle, and when the table
