@@ -29,6 +29,7 @@ var ErrNotFound = fmt.Errorf("connection %w", store.ErrNotFound)
 // Terra is the part of the Terra client the service needs.
 type Terra interface {
 	UserInfoByReferenceID(ctx context.Context, referenceID string) ([]terra.User, error)
+	UserInfo(ctx context.Context, userID string) (terra.UserInfo, error)
 	DeauthenticateUser(ctx context.Context, userID string) error
 	SubscriptionsPage(ctx context.Context, page, perPage int) (terra.SubscriptionsPage, error)
 }
@@ -210,7 +211,9 @@ func (s *Service) own(ctx context.Context, referenceID, userID string) (store.Te
 }
 
 // Sync reconciles one end user's connections with Terra's userInfo?reference_id= and returns
-// them as they are afterwards, inactive ones included.
+// them as they are afterwards, inactive ones included. The listing is one call, so nothing
+// slides past it as in the sweep, but an answer can still leave a live user out (an empty
+// {} is accepted), so the same confirmation applies.
 func (s *Service) Sync(ctx context.Context, referenceID string) ([]store.TerraUser, error) {
 	listedAt := s.now()
 	users, err := s.terra.UserInfoByReferenceID(ctx, referenceID)
@@ -224,9 +227,9 @@ func (s *Service) Sync(ctx context.Context, referenceID string) ([]store.TerraUs
 }
 
 // reconcile makes the store agree with Terra's list of one end user's users, read from
-// listedAt on: missing ones are added as connected, and active ones Terra no longer has
-// become DISCONNECTED. It goes through the same rules as webhooks, so a user_id that ended
-// is never revived.
+// listedAt on: missing ones are added as connected, and active ones the list leaves out
+// become DISCONNECTED once Terra confirms each is gone (see goneAtTerra). It goes through the
+// same rules as webhooks, so a user_id that ended is never revived.
 func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers []terra.User, listedAt time.Time) error {
 	now := s.now()
 	atTerra := map[string]bool{}
@@ -263,6 +266,19 @@ func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers 
 		if atTerra[u.UserID] || !u.Active || !u.UpdatedAt.Before(since) {
 			continue
 		}
+		gone, err := s.goneAtTerra(ctx, u.UserID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Not knowing is not gone: the next reconcile asks again.
+			s.log.WarnContext(ctx, "connection missing from Terra's list not confirmed gone; left as it is", "user_id", u.UserID, "err", err)
+			continue
+		}
+		if !gone {
+			s.log.InfoContext(ctx, "connection missing from Terra's list is still at Terra; kept", "user_id", u.UserID)
+			continue
+		}
 		if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceSync, "gone:"+u.UserID, now, store.Event{
 			Kind: store.EventDeauth, Type: terra.EventDeauth, User: snapshotOf(u), ReferenceID: referenceID,
 		})); err != nil {
@@ -270,6 +286,22 @@ func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers 
 		}
 	}
 	return nil
+}
+
+// goneAtTerra asks Terra about one user a listing left out: a 404 or is_authenticated=false
+// means it is gone. Lists are not proof on their own (a /subscriptions page read after Terra
+// deleted users starts later than it should, so a live user slides past the reader) and
+// DISCONNECTED is final for a user_id. An error means Terra could not say. Only users already
+// missing from a list are asked about, so a reconcile normally makes no such call.
+func (s *Service) goneAtTerra(ctx context.Context, userID string) (bool, error) {
+	ui, err := s.terra.UserInfo(ctx, userID)
+	switch {
+	case terra.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return !ui.IsAuthenticated, nil
 }
 
 // sweepPageSize is Terra's default page size for /subscriptions.
@@ -280,6 +312,10 @@ const maxSweepPages = 10000
 
 // Sweep reconciles every end user with Terra's full user list, read page by page. A sweep
 // that cannot read every page changes nothing: a partial list would look like disconnections.
+// Pages are read by position, so users Terra deletes between two reads shift later users
+// back a page and one can be skipped: every connection the list leaves out is confirmed
+// gone with Terra before it is disconnected, and one Terra cannot confirm is left for the
+// next sweep without failing this one.
 func (s *Service) Sweep(ctx context.Context) error {
 	perPage := s.SweepPageSize
 	if perPage <= 0 {

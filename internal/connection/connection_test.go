@@ -481,3 +481,225 @@ func TestConnectionEventsReachTheirEndUserOnly(t *testing.T) {
 	}
 	expectNone(t, alice, "alice")
 }
+
+// confirmed lists the user_ids the service asked Terra about one by one (userInfo?user_id=),
+// sorted, each once.
+func (e *env) confirmed() []string {
+	var ids []string
+	for _, r := range e.emu.Requests() {
+		if r.Path == "/v2/userInfo" && r.Query.Has("user_id") {
+			ids = append(ids, r.Query.Get("user_id"))
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func sorted(ids ...string) []string {
+	slices.Sort(ids)
+	return ids
+}
+
+// Terra deleting a user between two /subscriptions page reads shifts later users back a
+// page, past the sweep: the skipped live connection must stay CONNECTED (DISCONNECTED is
+// final for a user_id), while removed ones still end DISCONNECTED. Only users missing from
+// the list are asked about.
+func TestSweepConfirmsSkippedUsersBeforeDisconnecting(t *testing.T) {
+	e := newEnv(t, false) // deauth webhooks are lost: only the sweep can tell
+	e.svc.SweepPageSize = 2
+	ctx := context.Background()
+	// Oldest first, two a page: [a1 a2] [b1 c1] [d1].
+	a1, a2 := e.connect("OURA", "alice"), e.connect("GARMIN", "alice")
+	b1 := e.connect("OURA", "bob")
+	c1, d1 := e.connect("POLAR", "carol"), e.connect("WHOOP", "dave")
+	if err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []terra.User{a1, a2, b1, c1, d1} {
+		e.stored(u.UserID, connected)
+	}
+	if got := e.confirmed(); len(got) != 0 {
+		t.Fatalf("a sweep that found everyone asked Terra about %v", got)
+	}
+	alice, bob, dave := e.subscribe("alice"), e.subscribe("bob"), e.subscribe("dave")
+
+	// d1 goes before the sweep: [a1 a2] [b1 c1]. a1 goes once page 0 is read, so page 1
+	// is [c1], the last: b1 slid back onto page 0, which was already read.
+	if err := e.emu.Deauth(d1.UserID); err != nil {
+		t.Fatal(err)
+	}
+	deleted := false
+	e.calls.once("/v2/subscriptions", func() {
+		if err := e.emu.Deauth(a1.UserID); err != nil {
+			t.Error(err)
+		}
+		deleted = true
+	})
+	if err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !deleted {
+		t.Fatal("the page hook did not run")
+	}
+	if got, want := e.confirmed(), sorted(b1.UserID, d1.UserID); !slices.Equal(got, want) {
+		t.Errorf("asked Terra about %v, want the skipped and the removed user %v", got, want)
+	}
+	status := func(want map[string]store.ConnectionStatus) {
+		t.Helper()
+		for id, w := range want {
+			u, err := e.store.TerraUser(ctx, id)
+			if err != nil || u.Status != w || u.Active != (w == store.StatusConnected) {
+				t.Errorf("%s: %+v %v, want %s", id, u, err, w)
+			}
+		}
+	}
+	// a1 was on page 0 when it was read: the next sweep sees it gone.
+	status(map[string]store.ConnectionStatus{
+		a1.UserID: store.StatusConnected, a2.UserID: store.StatusConnected, b1.UserID: store.StatusConnected,
+		c1.UserID: store.StatusConnected, d1.UserID: store.StatusDisconnected,
+	})
+	expect(t, dave, events.Disconnected, d1.UserID)
+	expectNone(t, bob, "bob")
+	expectNone(t, alice, "alice")
+
+	// Without a shift: a1 is missing, confirmed and disconnected; b1 is listed again.
+	if err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.confirmed(), sorted(a1.UserID, b1.UserID, d1.UserID); !slices.Equal(got, want) {
+		t.Errorf("asked Terra about %v, want %v", got, want)
+	}
+	status(map[string]store.ConnectionStatus{
+		a1.UserID: store.StatusDisconnected, a2.UserID: store.StatusConnected, b1.UserID: store.StatusConnected,
+		c1.UserID: store.StatusConnected, d1.UserID: store.StatusDisconnected,
+	})
+	expect(t, alice, events.Disconnected, a1.UserID)
+	expectNone(t, bob, "bob")
+	expectNone(t, dave, "dave")
+}
+
+// When Terra cannot say whether a connection missing from its list is gone, the row is
+// left as it is and the sweep carries on; the next sweep that gets an answer decides.
+func TestSweepLeavesUnconfirmedConnectionsAlone(t *testing.T) {
+	faults := []struct {
+		name  string
+		fault terrasim.Fault
+	}{
+		{"503", terrasim.Fault{Status: http.StatusServiceUnavailable}},
+		{"500", terrasim.Fault{Status: http.StatusInternalServerError, Body: "<html>oops</html>", ContentType: "text/html"}},
+		{"429", terrasim.Fault{Status: http.StatusTooManyRequests}},
+		{"401", terrasim.Fault{Status: http.StatusUnauthorized, Body: `{"status":"error","message":"unauthorized"}`, ContentType: "application/json"}},
+		{"connection reset", terrasim.Fault{Reset: true}},
+		{"cut-off body", terrasim.Fault{Garbage: true}},
+		{"200 without a user", terrasim.Fault{Status: http.StatusOK, Body: `{"status":"success"}`, ContentType: "application/json"}},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			e := newEnv(t, false)
+			if f.fault.Reset {
+				// net/http repeats a GET whose reused connection was reset, which would
+				// spend the fault meant for the other confirmation. No call has been made.
+				e.calls.next.(*http.Transport).DisableKeepAlives = true
+			}
+			ctx := context.Background()
+			a1, b1 := e.connect("OURA", "alice"), e.connect("GARMIN", "bob")
+			if err := e.svc.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Both really go at Terra, but Terra fails to confirm it.
+			for _, id := range []string{a1.UserID, b1.UserID} {
+				if err := e.emu.Deauth(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			alice, bob := e.subscribe("alice"), e.subscribe("bob")
+			fault := f.fault
+			fault.Times = 2
+			e.emu.Fail("/v2/userInfo", fault)
+			if err := e.svc.Sweep(ctx); err != nil {
+				t.Fatalf("a sweep whose confirmations failed: %v", err)
+			}
+			if got, want := e.confirmed(), sorted(a1.UserID, b1.UserID); !slices.Equal(got, want) {
+				t.Errorf("asked Terra about %v, want %v", got, want)
+			}
+			for _, id := range []string{a1.UserID, b1.UserID} {
+				if u, err := e.store.TerraUser(ctx, id); err != nil || !connected(u) {
+					t.Errorf("an unconfirmed disconnection changed %s: %+v %v", id, u, err)
+				}
+			}
+			expectNone(t, alice, "alice")
+			expectNone(t, bob, "bob")
+
+			// Terra answers again: both are confirmed gone.
+			if err := e.svc.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{a1.UserID, b1.UserID} {
+				if u, _ := e.store.TerraUser(ctx, id); u.Status != store.StatusDisconnected || u.Active {
+					t.Errorf("%s once Terra confirmed it gone: %+v", id, u)
+				}
+			}
+			expect(t, alice, events.Disconnected, a1.UserID)
+			expect(t, bob, events.Disconnected, b1.UserID)
+		})
+	}
+}
+
+// Sync's listing is one call, so nothing slides past it, but it is still only a list: an
+// answer that leaves out a live connection (Terra's accepted empty {}) must not end it.
+func TestSyncConfirmsBeforeDisconnecting(t *testing.T) {
+	cases := []struct {
+		name string
+		// deauth removes the user at Terra first; confirm, when set, answers the confirmation.
+		deauth  bool
+		confirm *terrasim.Fault
+		want    store.ConnectionStatus
+	}{
+		{"still at Terra", false, nil, store.StatusConnected},
+		{"not authenticated", false, &terrasim.Fault{Status: http.StatusOK, ContentType: "application/json"}, store.StatusDisconnected},
+		{"gone", true, nil, store.StatusDisconnected},
+		{"gone, Terra failing to say", true, &terrasim.Fault{Status: http.StatusBadGateway}, store.StatusConnected},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, false)
+			ctx := context.Background()
+			oura := e.connect("OURA", "alice")
+			if _, err := e.svc.Sync(ctx, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			alice := e.subscribe("alice")
+			if c.deauth {
+				if err := e.emu.Deauth(oura.UserID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.emu.Fail("/v2/userInfo", terrasim.Fault{Status: http.StatusOK, Body: `{}`, ContentType: "application/json"})
+			if c.confirm != nil {
+				f := *c.confirm
+				if f.Status == http.StatusOK {
+					body, err := json.Marshal(map[string]any{"user": oura, "status": "success", "is_authenticated": false})
+					if err != nil {
+						t.Fatal(err)
+					}
+					f.Body = string(body)
+				}
+				e.emu.Fail("/v2/userInfo", f)
+			}
+			got, err := e.svc.Sync(ctx, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].UserID != oura.UserID || got[0].Status != c.want || got[0].Active != (c.want == store.StatusConnected) {
+				t.Fatalf("after the sync: %+v, want %s", got, c.want)
+			}
+			if ids := e.confirmed(); !slices.Equal(ids, []string{oura.UserID}) {
+				t.Errorf("asked Terra about %v, want %s once", ids, oura.UserID)
+			}
+			if c.want == store.StatusDisconnected {
+				expect(t, alice, events.Disconnected, oura.UserID)
+			}
+			expectNone(t, alice, "alice")
+		})
+	}
+}
