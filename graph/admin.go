@@ -39,6 +39,15 @@ func (r *Resolver) caller(ctx context.Context, actAs *string) (context.Context, 
 // audit appends an entry for what the caller did. The entry is evidence, not part of the
 // operation: a failure to record it is logged, and the operation still answers.
 func (r *Resolver) audit(ctx context.Context, action, subject, referenceID string, detail map[string]string) {
+	e := r.auditEntry(ctx, action, subject, referenceID, detail)
+	if err := r.Store.AppendAudit(ctx, e); err != nil {
+		r.Log.ErrorContext(ctx, "audit entry not recorded", "action", action, "err", err)
+	}
+}
+
+// auditEntry is the audit entry of an action by the caller in ctx, for audit or for a
+// store call that records it in its own transaction.
+func (r *Resolver) auditEntry(ctx context.Context, action, subject, referenceID string, detail map[string]string) store.AuditEntry {
 	e := store.AuditEntry{At: r.now(), Action: action, Subject: subject, ReferenceID: referenceID, Detail: detail}
 	switch actor, acting := auth.Actor(ctx); {
 	case acting:
@@ -54,9 +63,7 @@ func (r *Resolver) audit(ctx context.Context, action, subject, referenceID strin
 	if ip, ok := clientip.FromContext(ctx); ok {
 		e.ClientIP = ip.String()
 	}
-	if err := r.Store.AppendAudit(ctx, e); err != nil {
-		r.Log.ErrorContext(ctx, "audit entry not recorded", "action", action, "err", err)
-	}
+	return e
 }
 
 // admin lets service callers through, and records the read.

@@ -8,7 +8,6 @@ package graph
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/auth"
@@ -34,12 +33,15 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 			FailureRedirectURL: value(input.FailureRedirectURL),
 		}
 	}
+	// Recorded with the session, in its transaction: one commit, and never one without
+	// the other.
+	audit := r.auditEntry(ctx, store.ActionSessionCreated, "", user.ID, nil)
+	in.Audit = &audit
 	s, err := r.Widgets.Create(ctx, user.ID, in)
 	if err != nil {
 		return nil, err
 	}
 	r.Metrics.SessionCreated(s.Providers)
-	r.audit(ctx, store.ActionSessionCreated, s.ID, user.ID, map[string]string{"providers": strings.Join(s.Providers, ",")})
 	return widgetSession(s, r.now()), nil
 }
 

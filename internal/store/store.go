@@ -173,8 +173,10 @@ type Outcome struct {
 
 // Store is the persistence terragate depends on. Every method honours ctx.
 type Store interface {
-	// CreateWidgetSession stores a new session. A duplicate ID is ErrConflict.
-	CreateWidgetSession(ctx context.Context, s WidgetSession) error
+	// CreateWidgetSession stores a new session, with the audit entries given in the same
+	// transaction (one commit, and no session without its entry). A duplicate ID is
+	// ErrConflict; an entry CheckAudit refuses is ErrInvalid; either way nothing is stored.
+	CreateWidgetSession(ctx context.Context, s WidgetSession, audit ...AuditEntry) error
 	// WidgetSession returns one session, or ErrNotFound.
 	WidgetSession(ctx context.Context, id string) (WidgetSession, error)
 	// TerraUser returns one Terra user (tombstones included), or ErrNotFound.

@@ -69,10 +69,10 @@ func errorKind(err error) string {
 	}
 }
 
-func (t *tracedStore) CreateWidgetSession(ctx context.Context, s store.WidgetSession) (err error) {
+func (t *tracedStore) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) (err error) {
 	ctx, end := t.start(ctx, "CreateWidgetSession")
 	defer func() { end(err) }()
-	return t.next.CreateWidgetSession(ctx, s)
+	return t.next.CreateWidgetSession(ctx, s, audit...)
 }
 
 func (t *tracedStore) WidgetSession(ctx context.Context, id string) (_ store.WidgetSession, err error) {

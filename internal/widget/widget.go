@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -57,6 +58,10 @@ type Input struct {
 	Language           string
 	SuccessRedirectURL string
 	FailureRedirectURL string
+	// Audit, when set, is the audit entry of a newly created session (a session handed out
+	// again creates nothing and records nothing). It is stored in the session's own
+	// transaction, with the session's id as its Subject and its providers in its Detail.
+	Audit *store.AuditEntry
 }
 
 // reuseMargin is how much life a session must have left to be handed out again: enough for
@@ -154,7 +159,18 @@ func (s *Service) Create(ctx context.Context, referenceID string, in Input) (sto
 		Status:             store.SessionCreated,
 		InputKey:           key,
 	}
-	if err := s.store.CreateWidgetSession(ctx, sess); err != nil {
+	var audit []store.AuditEntry
+	if in.Audit != nil {
+		e := *in.Audit
+		e.Subject = sess.ID
+		e.Detail = maps.Clone(e.Detail)
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
+		}
+		e.Detail["providers"] = strings.Join(sess.Providers, ",")
+		audit = append(audit, e)
+	}
+	if err := s.store.CreateWidgetSession(ctx, sess, audit...); err != nil {
 		return store.WidgetSession{}, fmt.Errorf("record widget session: %w", err)
 	}
 	s.log.InfoContext(ctx, "widget session created", "session_id", sess.ID, "terra_session_id", ws.SessionID, "providers", sess.Providers)

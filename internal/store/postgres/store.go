@@ -18,12 +18,20 @@ import (
 
 // CreateWidgetSession stores a new session; a duplicate ID or Terra session id is
 // store.ErrConflict.
-func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession) error {
+func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) error {
 	s, err := store.CheckWidgetSession(s, d.now())
 	if err != nil {
 		return err
 	}
-	err = d.q.CreateWidgetSession(ctx, pgdb.CreateWidgetSessionParams{
+	entries := make([]pgdb.InsertAuditEntryParams, 0, len(audit))
+	for _, e := range audit {
+		e, err := store.CheckAudit(e, d.now())
+		if err != nil {
+			return err
+		}
+		entries = append(entries, auditParams(e))
+	}
+	arg := pgdb.CreateWidgetSessionParams{
 		ID:                 s.ID,
 		TerraSessionID:     s.TerraSessionID,
 		ReferenceID:        s.ReferenceID,
@@ -41,6 +49,20 @@ func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession) err
 		ExpiresAt:          s.ExpiresAt,
 		CreatedAt:          s.CreatedAt,
 		UpdatedAt:          s.UpdatedAt,
+	}
+	if len(entries) == 0 {
+		return wrap(ctx, fmt.Sprintf("create widget session %q", s.ID), d.q.CreateWidgetSession(ctx, arg))
+	}
+	err = d.inTx(ctx, func(q *pgdb.Queries) error {
+		if err := q.CreateWidgetSession(ctx, arg); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := q.InsertAuditEntry(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return wrap(ctx, fmt.Sprintf("create widget session %q", s.ID), err)
 }

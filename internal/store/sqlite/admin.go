@@ -17,7 +17,13 @@ func (d *DB) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	err = d.wq.InsertAuditEntry(ctx, sqlitedb.InsertAuditEntryParams{
+	err = d.wq.InsertAuditEntry(ctx, auditParams(e))
+	return wrap(ctx, fmt.Sprintf("append audit %q", e.Action), err)
+}
+
+// auditParams is a checked entry as its row.
+func auditParams(e store.AuditEntry) sqlitedb.InsertAuditEntryParams {
+	return sqlitedb.InsertAuditEntryParams{
 		At:          e.At,
 		Actor:       e.Actor,
 		ActorKind:   e.ActorKind,
@@ -26,8 +32,7 @@ func (d *DB) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 		ReferenceID: e.ReferenceID,
 		ClientIP:    e.ClientIP,
 		Detail:      string(store.AuditDetailJSON(e.Detail)),
-	})
-	return wrap(ctx, fmt.Sprintf("append audit %q", e.Action), err)
+	}
 }
 
 // ListAudit returns a page of the audit log, newest first, led by the most selective filter

@@ -15,12 +15,20 @@ import (
 )
 
 // CreateWidgetSession stores a new session; a duplicate ID is store.ErrConflict.
-func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession) error {
+func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) error {
 	s, err := store.CheckWidgetSession(s, d.now())
 	if err != nil {
 		return err
 	}
-	err = d.wq.CreateWidgetSession(ctx, sqlitedb.CreateWidgetSessionParams{
+	entries := make([]sqlitedb.InsertAuditEntryParams, 0, len(audit))
+	for _, e := range audit {
+		e, err := store.CheckAudit(e, d.now())
+		if err != nil {
+			return err
+		}
+		entries = append(entries, auditParams(e))
+	}
+	arg := sqlitedb.CreateWidgetSessionParams{
 		ID:                 s.ID,
 		TerraSessionID:     s.TerraSessionID,
 		ReferenceID:        s.ReferenceID,
@@ -38,6 +46,20 @@ func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession) err
 		ExpiresAt:          s.ExpiresAt,
 		CreatedAt:          s.CreatedAt,
 		UpdatedAt:          s.UpdatedAt,
+	}
+	if len(entries) == 0 {
+		return wrap(ctx, fmt.Sprintf("create widget session %q", s.ID), d.wq.CreateWidgetSession(ctx, arg))
+	}
+	err = d.inTx(ctx, func(q *sqlitedb.Queries) error {
+		if err := q.CreateWidgetSession(ctx, arg); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := q.InsertAuditEntry(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return wrap(ctx, fmt.Sprintf("create widget session %q", s.ID), err)
 }

@@ -729,3 +729,39 @@ func testInboxListInvalid(t *testing.T, s *suite) {
 		t.Errorf("ListWebhookEvents = %+v, %v; want k1 alone, with its body", page, err)
 	}
 }
+
+// testAuditWithSession: a session created with its audit entry stores both in one
+// transaction; when the session is refused (a duplicate id) or the entry is (a key naming
+// a secret), neither is stored.
+func testAuditWithSession(t *testing.T, s *suite) {
+	entry := func(subject string) store.AuditEntry {
+		return store.AuditEntry{Actor: "alice", ActorKind: store.ActorUser, Action: store.ActionSessionCreated,
+			Subject: subject, ReferenceID: "alice", ClientIP: "192.0.2.1", Detail: map[string]string{"providers": "OURA"}}
+	}
+	if err := s.s.CreateWidgetSession(s.ctx, store.WidgetSession{ID: "ws-a", ReferenceID: "alice", ExpiresAt: T0}, entry("ws-a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.session("ws-a"); got.ReferenceID != "alice" {
+		t.Errorf("session = %+v", got)
+	}
+	err := s.s.CreateWidgetSession(s.ctx, store.WidgetSession{ID: "ws-a", ReferenceID: "bob", ExpiresAt: T0}, entry("ws-a-again"))
+	if !errors.Is(err, store.ErrConflict) {
+		t.Errorf("duplicate session: %v; want ErrConflict", err)
+	}
+	bad := entry("ws-b")
+	bad.Detail = map[string]string{"token": "eyJ..."}
+	if err := s.s.CreateWidgetSession(s.ctx, store.WidgetSession{ID: "ws-b", ReferenceID: "alice", ExpiresAt: T0}, bad); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("entry naming a secret: %v; want ErrInvalid", err)
+	}
+	if _, err := s.s.WidgetSession(s.ctx, "ws-b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("session of a refused entry: %v; want ErrNotFound", err)
+	}
+	page, err := s.s.ListAudit(s.ctx, store.AuditFilter{}, store.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "subjects", subjects(page.Entries), "ws-a")
+	if got := page.Entries[0]; got.ClientIP != "192.0.2.1" || got.Detail["providers"] != "OURA" || got.At.IsZero() {
+		t.Errorf("entry = %+v", got)
+	}
+}

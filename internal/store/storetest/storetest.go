@@ -105,6 +105,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Paging", h(testAuditPaging))
 		t.Run("Invalid", h(testAuditInvalid))
 		t.Run("Concurrent", h(testAuditConcurrent))
+		t.Run("WithSession", h(testAuditWithSession))
 	})
 	t.Run("DeadLetters", func(t *testing.T) {
 		t.Run("Record", h(testDeadLetterRecord))
