@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +19,9 @@ func TestQueriesUseIndexes(t *testing.T) {
 	nameLine := regexp.MustCompile(`(?m)^-- name: (\w+) :\w+\s*$`)
 	param := regexp.MustCompile(`@[a-z_][a-z0-9_]*`)
 	fullScan := regexp.MustCompile(`^SCAN (\w+)$`)
+	// The reads every request makes must not sort either: their index gives the order.
+	noSort := map[string]bool{"ListActiveTerraUsers": true, "ListTerraUsers": true}
+	sorted := 0
 	files, err := filepath.Glob("../../../db/sqlite/queries/*.sql")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("query files: %v, %v", files, err)
@@ -52,12 +56,21 @@ func TestQueriesUseIndexes(t *testing.T) {
 				if m := fullScan.FindStringSubmatch(detail); m != nil && big[m[1]] {
 					t.Errorf("%s scans %s whole: %s", name, m[1], detail)
 				}
+				if noSort[name] {
+					sorted++
+					if strings.Contains(detail, "TEMP B-TREE") {
+						t.Errorf("%s sorts its rows: %s", name, detail)
+					}
+				}
 			}
 			if err := rows.Close(); err != nil {
 				t.Fatal(err)
 			}
 			checked++
 		}
+	}
+	if sorted < len(noSort) {
+		t.Errorf("plans of %d of the %d unsorted queries seen", sorted, len(noSort))
 	}
 	if checked < 20 {
 		t.Errorf("checked %d queries; want every query", checked)

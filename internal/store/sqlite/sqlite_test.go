@@ -236,7 +236,7 @@ func TestOpenRefusesMemory(t *testing.T) {
 
 func TestDSN(t *testing.T) {
 	got := DSN("data/terra?gate#1%.db", false)
-	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
+	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_pragma=wal_autocheckpoint(20000)&_time_format=sqlite"
 	if got != want {
 		t.Errorf("dsn =\n%s\nwant\n%s", got, want)
 	}
@@ -423,5 +423,48 @@ func TestAuditAppendOnly(t *testing.T) {
 	// The log still takes new entries.
 	if err := d.AppendAudit(ctx, e); err != nil {
 		t.Errorf("append after refused changes: %v", err)
+	}
+}
+
+// TestBackgroundCheckpoint: commits leave their pages in the WAL (no request pays for a
+// checkpoint below writerCheckpointPages), and the checkpointer moves them into the
+// database file on its own within a few intervals.
+func TestBackgroundCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "terragate.db")
+	d := open(t, path)
+	var pages int
+	if err := d.write.QueryRowContext(t.Context(), "PRAGMA wal_autocheckpoint").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if pages != writerCheckpointPages {
+		t.Errorf("wal_autocheckpoint = %d; want %d", pages, writerCheckpointPages)
+	}
+	size := func(name string) int64 {
+		fi, err := os.Stat(name)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	// Let any checkpoint of the migrations finish first.
+	time.Sleep(3 * checkpointEvery)
+	before := size(path)
+	for i := range 300 {
+		if err := d.CreateWidgetSession(t.Context(), store.WidgetSession{
+			ID: fmt.Sprintf("ws-%03d", i), ReferenceID: fmt.Sprintf("user-%d", i), ExpiresAt: time.Now().Add(time.Hour),
+			URL: strings.Repeat("u", 500),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if size(path+"-wal") == 0 {
+		t.Fatal("no WAL after 300 commits")
+	}
+	deadline := time.Now().Add(20 * checkpointEvery)
+	for size(path) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes (WAL %d) after %v: nothing checkpointed it", size(path), size(path+"-wal"), 20*checkpointEvery)
+		}
+		time.Sleep(checkpointEvery / 5)
 	}
 }
