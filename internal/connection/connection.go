@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -57,11 +58,12 @@ func New(t Terra, st store.Store, bus events.Bus, log *slog.Logger) *Service {
 // ApplyWebhook applies a delivery through the store's rules and publishes what changed. It
 // has the store's signature so the webhook handler can use either.
 func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error) {
+	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
 	out, err := s.store.ApplyWebhook(ctx, d)
 	if err != nil || out.Duplicate {
 		return out, err
 	}
-	s.publish(ctx, store.SourceOf(d), d.Event.Kind, out)
+	s.publish(ctx, d.Event.Kind, out)
 	return out, nil
 }
 
@@ -73,29 +75,22 @@ func (s *Service) RecordDeadLetter(ctx context.Context, d store.Delivery, reason
 // ReplayDeadLetter applies a dead-lettered delivery again (once its cause is fixed) and tells
 // subscribers what changed.
 func (s *Service) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery) (store.Outcome, error) {
+	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
 	out, err := s.store.ReplayDeadLetter(ctx, id, d)
 	if err != nil {
 		return out, err
 	}
-	s.publish(ctx, store.SourceOf(d), d.Event.Kind, out)
+	s.publish(ctx, d.Event.Kind, out)
 	return out, nil
 }
 
 // publish tells subscribers about each changed connection and session. The event type
 // follows from the kind of event and the row's resulting state, so a late or repeated event
 // that changed nothing visible says what the row is, never what it is not.
-func (s *Service) publish(ctx context.Context, source store.DeliverySource, kind store.EventKind, out store.Outcome) {
+func (s *Service) publish(ctx context.Context, kind store.EventKind, out store.Outcome) {
 	at := s.now().UTC()
-	for _, u := range out.Users {
-		typ, ok := eventType(kind, u)
-		if !ok || u.ReferenceID == "" {
-			continue
-		}
-		if before, known := out.Before[u.UserID]; known && !visiblyChanged(before, u) {
-			continue // the same news again (a webhook after a confirmed redirect, a retry)
-		}
+	for u, typ := range news(kind, out) {
 		s.send(ctx, events.Event{ReferenceID: u.ReferenceID, Type: typ, UserID: u.UserID, At: at})
-		s.audit(ctx, source, typ, u, at)
 	}
 	if out.SessionChanged && out.Session != nil && out.Session.Status == store.SessionCompleted {
 		s.Metrics.SessionCompleted(out.Session.Provider)
@@ -105,28 +100,53 @@ func (s *Service) publish(ctx context.Context, source store.DeliverySource, kind
 	}
 }
 
-// audit records connections added and removed. API disconnects are recorded by the caller,
-// who knows who asked.
-func (s *Service) audit(ctx context.Context, source store.DeliverySource, typ events.Type, u store.TerraUser, at time.Time) {
-	var action string
-	switch typ {
-	case events.Connected, events.Reauthenticated:
-		action = store.ActionConnectionAdded
-	case events.Disconnected, events.Revoked:
-		action = store.ActionConnectionRemoved
-	default:
-		return
+// news yields the changed connections of out that subscribers hear of, with the event
+// type each is told as.
+func news(kind store.EventKind, out store.Outcome) iter.Seq2[store.TerraUser, events.Type] {
+	return func(yield func(store.TerraUser, events.Type) bool) {
+		for _, u := range out.Users {
+			typ, ok := eventType(kind, u)
+			if !ok || u.ReferenceID == "" {
+				continue
+			}
+			if before, known := out.Before[u.UserID]; known && !visiblyChanged(before, u) {
+				continue // the same news again (a webhook after a confirmed redirect, a retry)
+			}
+			if !yield(u, typ) {
+				return
+			}
+		}
 	}
+}
+
+// auditFor is the audit of a delivery from source: connections added and removed, which
+// the store records in the transaction that applies it. API disconnects are recorded by
+// the caller, who knows who asked.
+func (s *Service) auditFor(source store.DeliverySource, kind store.EventKind) func(store.Outcome) []store.AuditEntry {
 	if source == store.SourceAPI {
-		return
+		return nil
 	}
-	e := store.AuditEntry{At: at, Actor: "terra", ActorKind: store.ActorTerra, Action: action, Subject: u.UserID,
-		ReferenceID: u.ReferenceID, Detail: map[string]string{"provider": u.Provider, "status": string(u.Status), "source": string(source)}}
-	if source != store.SourceWebhook {
-		e.Actor, e.ActorKind = "terragate", store.ActorSystem
-	}
-	if err := s.store.AppendAudit(ctx, e); err != nil {
-		s.log.ErrorContext(ctx, "audit entry not recorded", "action", action, "err", err)
+	return func(out store.Outcome) []store.AuditEntry {
+		var entries []store.AuditEntry
+		at := s.now().UTC()
+		for u, typ := range news(kind, out) {
+			var action string
+			switch typ {
+			case events.Connected, events.Reauthenticated:
+				action = store.ActionConnectionAdded
+			case events.Disconnected, events.Revoked:
+				action = store.ActionConnectionRemoved
+			default:
+				continue
+			}
+			e := store.AuditEntry{At: at, Actor: "terra", ActorKind: store.ActorTerra, Action: action, Subject: u.UserID,
+				ReferenceID: u.ReferenceID, Detail: map[string]string{"provider": u.Provider, "status": string(u.Status), "source": string(source)}}
+			if source != store.SourceWebhook {
+				e.Actor, e.ActorKind = "terragate", store.ActorSystem
+			}
+			entries = append(entries, e)
+		}
+		return entries
 	}
 }
 

@@ -146,6 +146,11 @@ type Delivery struct {
 	ReceivedAt time.Time
 	Body       []byte
 	Event      Event
+	// Audit, when set, names the audit entries of what applying changed. The store calls
+	// it inside the transaction, once the event is applied, and stores its entries there:
+	// one commit, and no change without its entry. An entry CheckAudit refuses is left out
+	// (and logged), never a reason to refuse the event.
+	Audit func(Outcome) []AuditEntry
 }
 
 // DeliverySource is where an event came from.

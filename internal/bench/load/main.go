@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -79,12 +80,11 @@ func run(ctx context.Context, args []string) error {
 	defer r.Close()
 	r.Progress = os.Stderr
 	fmt.Fprintln(os.Stderr, bench.Machine())
+	// The rows measured before a failure are still worth printing.
 	rows, err := r.Run(ctx, *only)
-	if err != nil {
-		return err
-	}
+	write := bench.WriteTable
 	if *markdown {
-		return bench.WriteMarkdown(os.Stdout, rows)
+		write = bench.WriteMarkdown
 	}
-	return bench.WriteTable(os.Stdout, rows)
+	return errors.Join(write(os.Stdout, rows), err)
 }

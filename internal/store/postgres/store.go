@@ -259,6 +259,18 @@ func (d *DB) applyEvent(ctx context.Context, q *pgdb.Queries, dl store.Delivery,
 		out.Session = &saved
 		out.SessionChanged = true
 	}
+	if dl.Audit != nil {
+		for _, e := range dl.Audit(out) {
+			e, err := store.CheckAudit(e, now)
+			if err != nil {
+				d.log.ErrorContext(ctx, "audit entry not recorded", "action", e.Action, "err", err)
+				continue
+			}
+			if err := q.InsertAuditEntry(ctx, auditParams(e)); err != nil {
+				return store.Outcome{}, "", fmt.Errorf("audit %s: %w", e.Action, err)
+			}
+		}
+	}
 	if d.afterApply != nil {
 		if err := d.afterApply(); err != nil {
 			return store.Outcome{}, "", err

@@ -765,3 +765,44 @@ func testAuditWithSession(t *testing.T, s *suite) {
 		t.Errorf("entry = %+v", got)
 	}
 }
+
+// testAuditWithDelivery: a delivery's audit entries are stored with what it applied, from
+// the outcome the store reached; a duplicate stores none, and an entry the store refuses is
+// left out without refusing the event.
+func testAuditWithDelivery(t *testing.T, s *suite) {
+	calls := 0
+	auditUsers := func(extra ...store.AuditEntry) func(store.Outcome) []store.AuditEntry {
+		return func(out store.Outcome) []store.AuditEntry {
+			calls++
+			var entries []store.AuditEntry
+			for _, u := range out.Users {
+				entries = append(entries, store.AuditEntry{Actor: "terra", ActorKind: store.ActorTerra,
+					Action: store.ActionConnectionAdded, Subject: u.UserID, ReferenceID: u.ReferenceID,
+					Detail: map[string]string{"status": string(u.Status)}})
+			}
+			return append(entries, extra...)
+		}
+	}
+	d := authSuccess("k1", at(1), snap("u1", "alice", "OURA"))
+	d.Audit = auditUsers()
+	s.apply(d)
+	if out := s.apply(d); !out.Duplicate {
+		t.Fatalf("second delivery = %+v; want Duplicate", out)
+	}
+	if calls != 1 {
+		t.Errorf("Audit called %d times; want once, for the delivery that applied", calls)
+	}
+	d2 := authSuccess("k2", at(2), snap("u2", "bob", "GARMIN"))
+	d2.Audit = auditUsers(store.AuditEntry{Actor: "terra", ActorKind: store.ActorTerra, Action: store.ActionConnectionAdded,
+		Subject: "leak", Detail: map[string]string{"token": "eyJ..."}})
+	s.apply(d2)
+	s.wantState("u2", store.StatusConnected, true)
+	page, err := s.s.ListAudit(s.ctx, store.AuditFilter{}, store.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs(t, "subjects", subjects(page.Entries), "u2", "u1")
+	if got := page.Entries[1]; got.ReferenceID != "alice" || got.Detail["status"] != string(store.StatusConnected) {
+		t.Errorf("entry of u1 = %+v", got)
+	}
+}

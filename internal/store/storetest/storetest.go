@@ -106,6 +106,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Invalid", h(testAuditInvalid))
 		t.Run("Concurrent", h(testAuditConcurrent))
 		t.Run("WithSession", h(testAuditWithSession))
+		t.Run("WithDelivery", h(testAuditWithDelivery))
 	})
 	t.Run("DeadLetters", func(t *testing.T) {
 		t.Run("Record", h(testDeadLetterRecord))
