@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -240,7 +241,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", meter.Handler())
 	} else {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddr, meter, log)
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, meter, cfg.DebugPprof, log)
 		if err != nil {
 			return err
 		}
@@ -431,14 +432,22 @@ func watchCircuits(ctx context.Context, tc *terra.Client, m *metrics.Metrics) {
 	}
 }
 
-// serveMetrics serves /metrics on its own address, so it can stay off the public network.
-func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves /metrics on its own address, so it can stay off the public network,
+// and with withPprof Go's profiler beside it.
+func serveMetrics(addr string, m *metrics.Metrics, withPprof bool, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("METRICS_ADDR: listen on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	if withPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -212,6 +213,47 @@ func TestOpsMetricsAddr(t *testing.T) {
 	}
 	if code, _ := get("http://" + addr + "/graphql"); code != http.StatusNotFound {
 		t.Errorf("the metrics address serves /graphql: %d", code)
+	}
+	if code, _ := get("http://" + addr + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("the profiler is served without DEBUG_PPROF: %d", code)
+	}
+}
+
+// TestOpsPprof: DEBUG_PPROF serves Go's profiler on METRICS_ADDR only, and is refused
+// without it, so the profiler can never reach the public address.
+func TestOpsPprof(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	g := startGateway(t, withEnv("METRICS_ADDR", addr), withEnv("DEBUG_PPROF", "true"))
+	for _, c := range []struct {
+		url  string
+		want int
+	}{
+		{"http://" + addr + "/debug/pprof/", http.StatusOK},
+		{"http://" + addr + "/debug/pprof/goroutine?debug=1", http.StatusOK},
+		{g.url + "/debug/pprof/", http.StatusNotFound},
+		{g.url + "/debug/pprof/goroutine?debug=1", http.StatusNotFound},
+	} {
+		resp, err := http.Get(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET %s = %d; want %d", c.url, resp.StatusCode, c.want)
+		}
+	}
+
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{"TERRA_DEV_ID": "d", "TERRA_API_KEY": "k", "TERRA_WEBHOOK_SECRET": "s", "AUTH_JWT_SECRET": "j",
+		"ADDR": "127.0.0.1:0", "DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "t.db"), "DEBUG_PPROF": "true"}
+	err = run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "DEBUG_PPROF") || !strings.Contains(err.Error(), "METRICS_ADDR") {
+		t.Errorf("DEBUG_PPROF without METRICS_ADDR: run = %v; want a refusal naming both", err)
 	}
 }
 

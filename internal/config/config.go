@@ -71,6 +71,7 @@ type Config struct {
 	WebhookAllowedIPs      string // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
 
 	MetricsAddr string // METRICS_ADDR: serve /metrics there instead of on ADDR
+	DebugPprof  bool   // DEBUG_PPROF: Go's profiler at /debug/pprof/ on METRICS_ADDR
 
 	// OpenTelemetry's own variable names, so collectors' usual settings work as they are.
 	OTelEndpoint       string // OTEL_EXPORTER_OTLP_ENDPOINT: OTLP/HTTP base URL; tracing is off without one
@@ -150,6 +151,7 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
+		{env: "DEBUG_PPROF", usage: "serve Go's profiler at /debug/pprof/ on METRICS_ADDR (required: never on the public address)", set: boolean(func(c *Config) *bool { return &c.DebugPprof })},
 		{env: "METRICS_ADDR", usage: "serve Prometheus metrics at /metrics on this address instead of ADDR, e.g. 127.0.0.1:9100", set: str(func(c *Config) *string { return &c.MetricsAddr })},
 		// The endpoints may carry a collector's credentials in them, so they are never printed.
 		{env: "OTEL_EXPORTER_OTLP_ENDPOINT", usage: "OpenTelemetry collector base URL (OTLP/HTTP) to send traces to; unset: no tracing", secret: true, set: str(func(c *Config) *string { return &c.OTelEndpoint })},
@@ -279,6 +281,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", u.env, err))
 		}
 	}
+	if c.DebugPprof && c.MetricsAddr == "" {
+		errs = append(errs, errors.New("DEBUG_PPROF: needs METRICS_ADDR, a private address: the profiler is never served on ADDR"))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -378,6 +383,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("sync_interval", c.SyncInterval),
 		slog.Duration("providers_ttl", c.ProvidersTTL),
 		slog.Bool("playground", c.Playground),
+		slog.Bool("debug_pprof", c.DebugPprof),
 		slog.String("otel_exporter_otlp_endpoint", mark(c.OTelEndpoint+c.OTelTracesEndpoint)),
 		slog.Bool("otel_sdk_disabled", c.OTelSDKDisabled),
 	)
