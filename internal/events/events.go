@@ -44,8 +44,10 @@ type Bus interface {
 }
 
 // subscriberBuffer is how many events a slow subscriber may fall behind before it misses
-// some; a connection changes a few times a day, so this is never reached in practice.
-const subscriberBuffer = 64
+// some. An end user's connections change a few times a day, a handful at once at most (a
+// re-authentication is two, a sync one per connection), so this is never reached in
+// practice; and every idle subscriber holds a buffer this big, so it stays small.
+const subscriberBuffer = 16
 
 // Local is the in-process Bus: enough for one instance.
 type Local struct {
