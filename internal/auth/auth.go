@@ -29,6 +29,7 @@ import (
 	"unicode"
 
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // ErrUnauthenticated is the kind of every error this package returns for a
@@ -153,7 +154,12 @@ type Verifier struct {
 	jwks         *jwks // nil without a JWKS URL
 	services     serviceKeys
 	// now is replaceable so tests can pin the clock.
-	now func() time.Time
+	now    func() time.Time
+	leeway time.Duration
+	// verified remembers tokens that passed every check, so that an app's next request
+	// with the same token skips the signature and the JSON (most of what a request costs
+	// here). Entries are kept at most verifiedFor and their times are checked on every use.
+	verified *lru.Cache[string, verifiedToken]
 
 	ctx       context.Context // ends background work; canceled by Close
 	cancel    context.CancelFunc
@@ -209,6 +215,11 @@ func NewVerifierContext(ctx context.Context, cfg Config) (*Verifier, error) {
 		subjectClaim: subjectClaim,
 		services:     services,
 		now:          time.Now,
+		leeway:       leeway,
+	}
+	v.verified, err = lru.New[string, verifiedToken](verifiedTokens)
+	if err != nil {
+		return nil, err
 	}
 	if len(v.secret) > 0 {
 		v.allowed = append(v.allowed, algHS256)
@@ -264,26 +275,86 @@ func looksLikeJWT(s string) bool {
 	return strings.Count(s, ".") == 2
 }
 
+// Limits of the verified-token cache: a token removed from the identity provider's keys
+// (or a key rotated out) is still accepted for at most verifiedFor, as the JWKS cache
+// would anyway accept it until its next refresh.
+const (
+	verifiedTokens = 4096
+	verifiedFor    = time.Minute
+)
+
+// verifiedToken is a token that passed every check at some time before until, and the
+// window its nbf and exp claims allow. kid is the JWKS key that verified it ("" for the
+// HS256 secret), which must still be in the provider's set for the token to be taken.
+type verifiedToken struct {
+	user                      User
+	notBefore, expires, until time.Time
+	kid                       string
+}
+
+// valid reports whether the remembered token may still be taken at now: its claims' times
+// are checked again with the same leeway, so a cached token expires exactly as a parsed one.
+func (t verifiedToken) valid(now time.Time, leeway time.Duration) bool {
+	return now.Before(t.until) &&
+		(t.notBefore.IsZero() || !now.Before(t.notBefore.Add(-leeway))) &&
+		now.Before(t.expires.Add(leeway))
+}
+
 func (v *Verifier) verifyJWT(token string) (User, error) {
+	now := v.now()
+	if t, ok := v.verified.Get(token); ok {
+		if t.valid(now, v.leeway) && (t.kid == "" || v.jwks.has(v.ctx, t.kid)) {
+			return t.user, nil
+		}
+		v.verified.Remove(token)
+	}
+	user, parsed, claims, err := v.parseJWT(token)
+	if err != nil {
+		return User{}, err
+	}
+	t := verifiedToken{user: user, until: now.Add(verifiedFor)}
+	if parsed.Method.Alg() != algHS256 {
+		// A JWKS token is remembered only with the key it named, so that a key the
+		// provider withdraws stops its tokens at once; one verified against the whole set
+		// (no kid) is not remembered.
+		kid, _ := parsed.Header["kid"].(string)
+		if kid == "" {
+			return user, nil
+		}
+		t.kid = kid
+	}
+	if claims.NotBefore != nil {
+		t.notBefore = claims.NotBefore.Time
+	}
+	if claims.ExpiresAt != nil { // required by the parser
+		t.expires = claims.ExpiresAt.Time
+		v.verified.Add(token, t)
+	}
+	return user, nil
+}
+
+// parseJWT verifies a token in full: signature, algorithm, times, issuer, audience and
+// subject.
+func (v *Verifier) parseJWT(token string) (User, *jwt.Token, tokenClaims, error) {
 	claims := tokenClaims{keepRaw: v.subjectClaim != DefaultSubjectClaim}
 	parsed, err := v.parser.ParseWithClaims(token, &claims, v.key)
 	if err != nil {
-		return User{}, unauthenticated(v.reason(parsed, err))
+		return User{}, parsed, claims, unauthenticated(v.reason(parsed, err))
 	}
 	if v.issuer != "" && claims.Issuer != v.issuer {
-		return User{}, unauthenticated("issuer mismatch")
+		return User{}, parsed, claims, unauthenticated("issuer mismatch")
 	}
 	if v.audience != "" && !slices.Contains(claims.Audience, v.audience) {
-		return User{}, unauthenticated("audience mismatch")
+		return User{}, parsed, claims, unauthenticated("audience mismatch")
 	}
 	id, reason := claims.subject(v.subjectClaim)
 	if reason == "" {
 		reason = checkUserID(id)
 	}
 	if reason != "" {
-		return User{}, unauthenticated(reason)
+		return User{}, parsed, claims, unauthenticated(reason)
 	}
-	return User{ID: id}, nil
+	return User{ID: id}, parsed, claims, nil
 }
 
 // Reasons a key could not be chosen for a token. They are matched by reason,

@@ -390,3 +390,74 @@ func TestContext(t *testing.T) {
 		t.Fatalf("Require err = %v, want the recorded error", err)
 	}
 }
+
+// TestVerifiedTokenCache: a token verified once is taken again from the cache, but only
+// within the times its claims allow (with the same leeway) and for at most verifiedFor;
+// a token that failed is never remembered.
+func TestVerifiedTokenCache(t *testing.T) {
+	v := newTestVerifier(t, Config{})
+	now := testNow
+	v.now = func() time.Time { return now }
+	tok := issue(t, testSecret, IssueOptions{Subject: "alice", TTL: 10 * time.Minute})
+	for range 2 {
+		if u, err := v.Verify(tok); err != nil || u.ID != "alice" {
+			t.Fatalf("Verify = %+v, %v", u, err)
+		}
+	}
+	if _, ok := v.verified.Get(tok); !ok {
+		t.Fatal("a verified token was not remembered")
+	}
+
+	// Within the leeway after exp it is still taken; past it, refused as a parsed one is.
+	now = testNow.Add(10*time.Minute + DefaultLeeway - time.Second)
+	if _, err := v.Verify(tok); err != nil {
+		t.Errorf("within the leeway: %v", err)
+	}
+	now = testNow.Add(10*time.Minute + DefaultLeeway + time.Second)
+	if _, err := v.Verify(tok); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("expired cached token: %v; want ErrUnauthenticated", err)
+	}
+	if _, ok := v.verified.Get(tok); ok {
+		t.Error("an expired token stayed remembered")
+	}
+
+	// A token expiring before its entry does is refused by the entry's own times.
+	now = testNow
+	short := issue(t, testSecret, IssueOptions{Subject: "carol", TTL: 5 * time.Second})
+	if _, err := v.Verify(short); err != nil {
+		t.Fatal(err)
+	}
+	now = testNow.Add(5*time.Second + DefaultLeeway + time.Second)
+	if e, ok := v.verified.Get(short); !ok || !now.Before(e.until) {
+		t.Fatalf("entry %+v, %v: the check below would not reach it", e, ok)
+	}
+	if _, err := v.Verify(short); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("expired token from the cache: %v; want ErrUnauthenticated", err)
+	}
+
+	// An entry lives verifiedFor: then the token is verified in full again.
+	now = testNow
+	long := issue(t, testSecret, IssueOptions{Subject: "bob", TTL: time.Hour})
+	if _, err := v.Verify(long); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := v.verified.Get(long)
+	now = testNow.Add(verifiedFor + time.Second)
+	if _, err := v.Verify(long); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := v.verified.Get(long); !again.until.After(first.until) {
+		t.Errorf("entry not renewed after verifiedFor: %v then %v", first.until, again.until)
+	}
+
+	// Forged tokens are refused every time and never enter the cache.
+	forged := issue(t, []byte("another-secret-of-the-same-length!!"), IssueOptions{Subject: "mallory"})
+	for range 2 {
+		if _, err := v.Verify(forged); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("forged: %v", err)
+		}
+	}
+	if _, ok := v.verified.Get(forged); ok {
+		t.Error("a forged token was remembered")
+	}
+}

@@ -139,6 +139,16 @@ func (j *jwks) key(ctx context.Context, t *jwt.Token) (any, error) {
 	return verificationKey(k, t.Method)
 }
 
+// has reports whether the set still holds the key kid (refetching it, within the rate
+// limit, when it does not).
+func (j *jwks) has(ctx context.Context, kid string) bool {
+	if j == nil {
+		return false
+	}
+	_, err := j.storage.KeyRead(ctx, kid)
+	return err == nil
+}
+
 // verificationKey returns k's public key if it may verify a token signed
 // with m. The key type decides the algorithm: an RSA key verifies RS256 only
 // and a P-256 key ES256 only, whatever the token claims.
