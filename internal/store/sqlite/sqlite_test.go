@@ -81,15 +81,18 @@ func TestWAL(t *testing.T) {
 	if mode != "wal" {
 		t.Errorf("journal_mode = %q; want wal", mode)
 	}
-	var busy, fk int
+	var busy, fk, temp int
 	if err := d.write.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.write.QueryRowContext(t.Context(), "PRAGMA foreign_keys").Scan(&fk); err != nil {
 		t.Fatal(err)
 	}
-	if busy != 5000 || fk != 1 {
-		t.Errorf("busy_timeout %d, foreign_keys %d; want 5000, 1", busy, fk)
+	if err := d.write.QueryRowContext(t.Context(), "PRAGMA temp_store").Scan(&temp); err != nil {
+		t.Fatal(err)
+	}
+	if busy != 5000 || fk != 1 || temp != 2 {
+		t.Errorf("busy_timeout %d, foreign_keys %d, temp_store %d; want 5000, 1, 2 (memory)", busy, fk, temp)
 	}
 	// The read pool must not write.
 	if _, err := d.read.ExecContext(t.Context(), "DELETE FROM webhook_events"); err == nil {
@@ -236,7 +239,7 @@ func TestOpenRefusesMemory(t *testing.T) {
 
 func TestDSN(t *testing.T) {
 	got := DSN("data/terra?gate#1%.db", false)
-	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_pragma=wal_autocheckpoint(20000)&_time_format=sqlite"
+	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_pragma=wal_autocheckpoint(20000)&_pragma=temp_store(memory)&_time_format=sqlite"
 	if got != want {
 		t.Errorf("dsn =\n%s\nwant\n%s", got, want)
 	}

@@ -112,34 +112,46 @@ func (d *DB) InboxEvents(ctx context.Context, afterID int64, limit int) ([]store
 	return events, nil
 }
 
-// errDuplicate ends the ApplyWebhook transaction of a delivery already in the inbox.
+// errDuplicate ends applying a delivery already in the inbox.
 var errDuplicate = errors.New("duplicate delivery")
 
 // ApplyWebhook records the delivery in the inbox and applies its event (decided by
-// store.Apply) in one transaction; a delivery already in the inbox changes nothing.
+// store.Apply) in one transaction; a delivery already in the inbox changes nothing. The
+// transaction may be shared with other deliveries waiting at the same time (batch.go), each
+// in a savepoint of its own; it returns once that transaction has committed. A panic while
+// applying is raised again here, in the caller's goroutine. A caller whose ctx ends while
+// the transaction commits gets ctx's error, and its delivery may still be kept.
 func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome, error) {
 	if err := store.CheckDelivery(dl); err != nil {
 		return store.Outcome{}, err
 	}
-	var out store.Outcome
-	err := d.inTx(ctx, func(q *sqlitedb.Queries) error {
-		var err error
-		out, err = d.apply(ctx, q, dl)
-		return err
-	})
-	switch {
+	what := fmt.Sprintf("apply webhook %q", dl.DedupeKey)
+	p := &pending{ctx: ctx, dl: dl, done: make(chan result, 1)}
+	if err := d.enqueue(p); err != nil {
+		return store.Outcome{}, wrap(ctx, what, err)
+	}
+	var r result
+	select {
+	case r = <-p.done:
+	case <-ctx.Done():
+		return store.Outcome{}, wrap(ctx, what, ctx.Err())
+	}
+	if r.panicked != nil {
+		panic(r.panicked.v)
+	}
+	switch err := r.err; {
 	case errors.Is(err, errDuplicate):
 		return store.Outcome{Duplicate: true}, nil
 	case errors.Is(err, store.ErrInvalid) && ctx.Err() == nil:
 		return store.Outcome{}, err
 	case err != nil:
-		return store.Outcome{}, wrap(ctx, fmt.Sprintf("apply webhook %q", dl.DedupeKey), err)
+		return store.Outcome{}, wrap(ctx, what, err)
 	}
-	return out, nil
+	return r.out, nil
 }
 
-// apply is ApplyWebhook's transaction: inbox row, then the event (applyEvent), then the
-// outcome on the inbox row.
+// apply is ApplyWebhook's work for one delivery: inbox row, then the event (applyEvent),
+// then the outcome on the inbox row.
 func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) (store.Outcome, error) {
 	id, err := q.InsertWebhookEvent(ctx, sqlitedb.InsertWebhookEventParams{
 		DedupeKey:  dl.DedupeKey,

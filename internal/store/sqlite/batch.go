@@ -1,0 +1,214 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
+)
+
+// Group commit for ApplyWebhook. Most of what a delivery costs SQLite's one writer is its
+// commit: every page it dirtied (the inbox row, terra_users and its indexes, audit_log and
+// its indexes) goes to the WAL again on every commit. So deliveries that arrive while the
+// writer is busy share one transaction, each in a savepoint of its own so that one that
+// fails is undone alone, and all are answered after the one COMMIT, so that none is
+// acknowledged before it is durable. A lone delivery is not held back to fill a batch.
+
+// maxBatch caps the deliveries of one transaction, which bounds how long the first of them
+// waits for the last (a few hundred µs each) and for how long other writes are held off.
+const maxBatch = 64
+
+// errClosed answers ApplyWebhook after Close.
+var errClosed = errors.New("store is closed")
+
+// errPanicked is the failure of a delivery whose applying panicked; its caller re-panics.
+var errPanicked = errors.New("panic while applying")
+
+// pending is one ApplyWebhook call queued for the batcher.
+type pending struct {
+	ctx  context.Context
+	dl   store.Delivery
+	done chan result // buffered, so the batcher never waits for a caller that gave up
+}
+
+// result is what the batcher answers one caller.
+type result struct {
+	out store.Outcome
+	err error
+	// panicked holds the value of a panic while applying, to be raised again in the
+	// caller's goroutine, where the webhook handler recovers it.
+	panicked *panicValue
+}
+
+type panicValue struct{ v any }
+
+// startBatcher starts the goroutine that applies ApplyWebhook's deliveries.
+func (d *DB) startBatcher() {
+	d.wake = make(chan struct{}, 1)
+	d.stopped = make(chan struct{})
+	go d.batcher()
+}
+
+// stopBatcher lets the batcher apply the deliveries queued and waits for it to end; later
+// deliveries are refused.
+func (d *DB) stopBatcher() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.signal()
+	<-d.stopped
+}
+
+// enqueue queues p for the batcher. A caller that gives up stays in the queue, and the
+// batcher skips it: that costs it a context check.
+func (d *DB) enqueue(p *pending) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return errClosed
+	}
+	d.queue = append(d.queue, p)
+	d.mu.Unlock()
+	d.signal()
+	return nil
+}
+
+// signal wakes the batcher; one wake-up stands for any number of deliveries.
+func (d *DB) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// queued is the number of deliveries waiting for the batcher.
+func (d *DB) queued() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.queue)
+}
+
+// batcher takes whatever deliveries are queued, up to maxBatch, and applies them in one
+// transaction, until the store is closed and the queue empty.
+func (d *DB) batcher() {
+	defer close(d.stopped)
+	batch := make([]*pending, 0, maxBatch)
+	for range d.wake {
+		for {
+			d.mu.Lock()
+			batch = append(batch[:0], d.queue[:min(len(d.queue), maxBatch)]...)
+			rest := copy(d.queue, d.queue[len(batch):])
+			clear(d.queue[rest:])
+			d.queue = d.queue[:rest]
+			closed := d.closed
+			d.mu.Unlock()
+			if len(batch) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			d.applyBatch(batch)
+			clear(batch) // drop the deliveries' bodies
+		}
+	}
+}
+
+// applyBatch applies batch in one transaction and answers every caller once it has
+// committed; a failed COMMIT fails all that ran. The statements run on a context of the
+// batch, so that no caller's cancellation interrupts the others'.
+func (d *DB) applyBatch(batch []*pending) {
+	n := 0
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			p.done <- result{err: err}
+			continue
+		}
+		batch[n] = p
+		n++
+	}
+	batch = batch[:n]
+	if n == 0 {
+		return
+	}
+	results := make([]result, n)
+	ctx := context.Background()
+	err := d.inSQLTx(ctx, func(tx *sql.Tx) error {
+		q := d.wq.WithTx(tx)
+		for i, p := range batch {
+			if err := p.ctx.Err(); err != nil {
+				results[i] = result{err: err} // gone before its turn: nothing applied
+				continue
+			}
+			r, err := d.applyOne(ctx, tx, q, p)
+			results[i] = r
+			if err != nil {
+				return err // the transaction cannot go on
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for i, r := range results {
+			if r.panicked == nil {
+				// Not committed, so not even a duplicate or a refusal stands: either may
+				// rest on what an earlier delivery of the batch wrote.
+				results[i] = result{err: err}
+			}
+		}
+	} else if d.afterCommit != nil {
+		applied := 0
+		for _, r := range results {
+			if r.err == nil && r.panicked == nil {
+				applied++
+			}
+		}
+		d.afterCommit(applied)
+	}
+	for i, p := range batch {
+		p.done <- results[i]
+	}
+}
+
+// applyOne applies p's delivery in a savepoint of tx (released on success, rolled back to
+// on failure) and returns its result. The error is not nil when the savepoint itself
+// failed, which leaves the transaction in a state nothing else should be written in.
+func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries, p *pending) (result, error) {
+	var r result
+	var failed error
+	err := savepoint(ctx, tx, func() error {
+		r, failed = d.applyRecovered(q, p)
+		return failed
+	})
+	if err != nil && !errors.Is(err, failed) { // savepoint wraps fn's error only when undone
+		return r, err
+	}
+	return r, nil
+}
+
+// applyRecovered is apply for one caller, with a panic turned into a result so that it
+// neither ends the batcher nor leaves the transaction open. Its statements keep the
+// caller's context values (for logs) but not its cancellation. A caller that gave up while
+// its delivery was applied gets it undone, as a cancelled transaction of its own would be.
+func (d *DB) applyRecovered(q *sqlitedb.Queries, p *pending) (r result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			// The caller's re-panic has the caller's stack; this one shows where it was.
+			d.log.ErrorContext(p.ctx, "sqlite: panic while applying a delivery, raised again in its caller",
+				"type", p.dl.Event.Type, "trace_id", p.dl.TraceID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			r, err = result{panicked: &panicValue{v}}, errPanicked
+		}
+	}()
+	out, err := d.apply(context.WithoutCancel(p.ctx), q, p.dl)
+	if err == nil {
+		err = p.ctx.Err()
+	}
+	if err != nil {
+		return result{err: err}, err
+	}
+	return result{out: out}, nil
+}
