@@ -21,33 +21,6 @@ import (
 
 const opsSlack = time.Second
 
-// opsGQL posts one GraphQL operation with extra request headers, and returns the answer
-// and the response's headers.
-func (g *gateway) opsGQL(header http.Header, bearer, query string, vars map[string]any) (gqlResponse, http.Header) {
-	g.t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	g.seen.Write(raw)
-	var out gqlResponse
-	if err := json.Unmarshal(raw, &out); err != nil {
-		g.t.Fatalf("graphql answered %d %s", resp.StatusCode, raw)
-	}
-	return out, resp.Header
-}
-
 // opsTimed runs f and says how long it took.
 func opsTimed(f func()) time.Duration {
 	start := time.Now()
@@ -102,7 +75,7 @@ func TestOpsRequestID(t *testing.T) {
 				h.Set("X-Request-Id", c.sent)
 			}
 			// No token: an UNAUTHENTICATED error, which carries the id.
-			r, got := g.opsGQL(h, "", listUsers, nil)
+			r, got := g.gqlWithHeaders(h, "", listUsers, nil)
 			id := got.Get("X-Request-Id")
 			switch {
 			case c.keep && id != c.sent:
@@ -119,8 +92,8 @@ func TestOpsRequestID(t *testing.T) {
 		})
 	}
 	// Two requests without an id get two ids.
-	_, a := g.opsGQL(nil, "", listUsers, nil)
-	_, b := g.opsGQL(nil, "", listUsers, nil)
+	_, a := g.gqlWithHeaders(nil, "", listUsers, nil)
+	_, b := g.gqlWithHeaders(nil, "", listUsers, nil)
 	if a.Get("X-Request-Id") == b.Get("X-Request-Id") {
 		t.Errorf("two requests share the generated id %q", a.Get("X-Request-Id"))
 	}
@@ -132,7 +105,7 @@ func TestOpsTerraLogLinesCarryTheRequestID(t *testing.T) {
 	g := startGateway(t, withEnv("TERRA_RETRIES", "2"))
 	g.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: 503, Times: 1})
 	const id = "ops-terra-log-1"
-	r, _ := g.opsGQL(http.Header{"X-Request-Id": {id}}, token(t, "alice"), createSession, nil)
+	r, _ := g.gqlWithHeaders(http.Header{"X-Request-Id": {id}}, token(t, "alice"), createSession, nil)
 	if len(r.Errors) > 0 {
 		t.Fatalf("after one 503: %+v", r.Errors)
 	}
@@ -164,7 +137,7 @@ func TestOpsTerraLogLinesCarryTheRequestID(t *testing.T) {
 // LOG_FORMAT=text gives logfmt lines, request ids included, and no JSON.
 func TestOpsTextLogs(t *testing.T) {
 	g := startGateway(t, withEnv("LOG_FORMAT", "text"))
-	g.opsGQL(http.Header{"X-Request-Id": {"ops-text-1"}}, "", listUsers, nil)
+	g.gqlWithHeaders(http.Header{"X-Request-Id": {"ops-text-1"}}, "", listUsers, nil)
 	lines := strings.Split(strings.TrimSpace(g.logs.String()), "\n")
 	var request bool
 	for _, line := range lines {

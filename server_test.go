@@ -235,9 +235,20 @@ func (r gqlResponse) code() string {
 // gql posts one GraphQL operation with the given bearer token ("" for none).
 func (g *gateway) gql(bearer, query string, vars map[string]any) gqlResponse {
 	g.t.Helper()
+	out, _ := g.gqlWithHeaders(nil, bearer, query, vars)
+	return out
+}
+
+// gqlWithHeaders posts one GraphQL operation with extra request headers, and returns the answer
+// and the response's headers.
+func (g *gateway) gqlWithHeaders(header http.Header, bearer, query string, vars map[string]any) (gqlResponse, http.Header) {
+	g.t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
@@ -252,7 +263,7 @@ func (g *gateway) gql(bearer, query string, vars map[string]any) gqlResponse {
 	if err := json.Unmarshal(raw, &out); err != nil {
 		g.t.Fatalf("graphql answered %d %s", resp.StatusCode, raw)
 	}
-	return out
+	return out, resp.Header
 }
 
 type widgetSession struct {
