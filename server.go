@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	stopTracing, err := tracing.Setup(ctx, cfg.OTelEnv, "terragate", version())
+	stopTracing, traced, err := tracing.Setup(ctx, cfg.OTelEnv, "terragate", version())
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Warn("tracing: flushing spans failed", "err", err)
 		}
 	}()
-	traced := tracing.On(cfg.OTelEnv)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -14,8 +14,9 @@ import (
 	"github.com/terragate/terragate/internal/limit"
 )
 
-// CodeRateLimited refuses an operation over the caller's rate.
-const CodeRateLimited = "RATE_LIMITED"
+// CodeRateLimited refuses an operation over the caller's rate: the per-IP limit's code,
+// which refuses before GraphQL runs, so that apps handle both alike.
+const CodeRateLimited = limit.CodeRateLimited
 
 // RateLimitedError says how long to wait.
 type RateLimitedError struct{ RetryAfter time.Duration }

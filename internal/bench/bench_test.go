@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/terragate/terragate/internal/store/postgres/pgtest"
 )
 
 var (
@@ -129,7 +131,7 @@ func BenchmarkConnectedUsers(b *testing.B) {
 				if r.Cfg.Postgres == "" {
 					b.Skip("no PostgreSQL server given (-postgres)")
 				}
-				if err := pingPostgres(context.Background(), r.Cfg.Postgres); err != nil {
+				if err := pgtest.Ping(context.Background(), r.Cfg.Postgres); err != nil {
 					b.Skipf("no PostgreSQL at the server given: %v", err)
 				}
 			}

@@ -103,11 +103,10 @@ func (r *Runner) startGateway(ctx context.Context, databaseURL string, extra map
 	return StartGateway(ctx, r.Bin, env)
 }
 
-// Row is one line of the report. Baseline and Terragate are the two figures in Unit;
-// Ratio compares them as the scenario's target does.
+// Row is one line of the report, formatted: the baseline's figure and terragate's, and
+// Ratio comparing them as the scenario's target does.
 type Row struct {
 	Scenario  string
-	Unit      string
 	Baseline  string
 	Terragate string
 	Ratio     string
@@ -188,45 +187,52 @@ func QuickConfig() Config {
 	}
 }
 
-// Groups are the scenario groups, in the order Run runs them.
-var Groups = []string{"sessions", "users", "webhooks", "subscriptions", "startup"}
+// group is a set of scenarios that share a fixture.
+type group struct {
+	name string
+	rows func(*Runner, context.Context) ([]Row, error)
+}
 
-// Run runs the groups named in only (comma-separated; empty: all) and returns their rows.
+// groups are the scenario groups, in the order Run runs them.
+var groups = []group{
+	{"sessions", (*Runner).SessionRows},
+	{"users", (*Runner).UserRows},
+	{"webhooks", (*Runner).WebhookRows},
+	{"subscriptions", (*Runner).SubscriptionRows},
+	{"startup", (*Runner).StartupRows},
+}
+
+// Groups names the scenario groups, for -only.
+func Groups() []string {
+	names := make([]string, len(groups))
+	for i, g := range groups {
+		names[i] = g.name
+	}
+	return names
+}
+
+// Run runs the groups named in only (comma-separated; empty: all) and returns their rows:
+// on a failure, those of the groups that ran before it.
 func (r *Runner) Run(ctx context.Context, only string) ([]Row, error) {
 	want := map[string]bool{}
 	for g := range strings.SplitSeq(only, ",") {
 		if g = strings.TrimSpace(g); g != "" {
-			if !slices.Contains(Groups, g) {
-				return nil, fmt.Errorf("no scenario group %q (have %s)", g, strings.Join(Groups, ", "))
+			if !slices.Contains(Groups(), g) {
+				return nil, fmt.Errorf("no scenario group %q (have %s)", g, strings.Join(Groups(), ", "))
 			}
 			want[g] = true
 		}
 	}
 	var rows []Row
-	add := func(group string, f func(context.Context) ([]Row, error)) error {
-		if len(want) > 0 && !want[group] {
-			return nil
+	for _, g := range groups {
+		if len(want) > 0 && !want[g.name] {
+			continue
 		}
-		rs, err := f(ctx)
+		rs, err := g.rows(r, ctx)
 		if err != nil {
-			return fmt.Errorf("%s: %w", group, err)
+			return rows, fmt.Errorf("%s: %w", g.name, err)
 		}
 		rows = append(rows, rs...)
-		return nil
-	}
-	for _, g := range []struct {
-		name string
-		f    func(context.Context) ([]Row, error)
-	}{
-		{"sessions", r.SessionRows},
-		{"users", r.UserRows},
-		{"webhooks", r.WebhookRows},
-		{"subscriptions", r.SubscriptionRows},
-		{"startup", r.StartupRows},
-	} {
-		if err := add(g.name, g.f); err != nil {
-			return rows, err
-		}
 	}
 	return rows, nil
 }

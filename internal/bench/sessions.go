@@ -194,19 +194,19 @@ func (r *Runner) SessionRows(ctx context.Context) ([]Row, error) {
 	m50, m99, ratio := median(add50), median(add99), median(ratios)
 	return []Row{
 		{
-			Scenario: "createWidgetSession, ~1 in flight: p50", Unit: "latency",
+			Scenario: "createWidgetSession, ~1 in flight: p50",
 			Baseline: latency(median(d50)), Terragate: latency(median(t50)), Ratio: "+" + latency(m50),
 			P50: latency(median(t50)), P99: latency(median(t99)),
 			Spread: spread(add50, latency), Target: "≤ +100 µs", Met: m50 <= 100,
 		},
 		{
-			Scenario: "createWidgetSession, ~1 in flight: p99", Unit: "latency",
+			Scenario: "createWidgetSession, ~1 in flight: p99",
 			Baseline: latency(median(d99)), Terragate: latency(median(t99)), Ratio: "+" + latency(m99),
 			P50: latency(median(t50)), P99: latency(median(t99)),
 			Spread: spread(add99, latency), Target: "≤ +1 ms", Met: m99 <= 1000,
 		},
 		{
-			Scenario: fmt.Sprintf("createWidgetSession, %d in flight", c.InFlight), Unit: "throughput",
+			Scenario: fmt.Sprintf("createWidgetSession, %d in flight", c.InFlight),
 			Baseline: fmtRate(median(rp)) + " (reverse proxy)", Terragate: fmtRate(median(tg)), Ratio: fmtRatio(ratio),
 			Spread: spread(ratios, fmtRatio), Target: "≥ 0.90x", Met: ratio >= 0.9,
 		},

@@ -38,12 +38,12 @@ func (r *Runner) StartupRows(ctx context.Context) ([]Row, error) {
 	startup, idle := median(ready), median(rss)
 	return []Row{
 		{
-			Scenario: "start-up to ready, existing database", Unit: "latency",
+			Scenario:  "start-up to ready, existing database",
 			Terragate: ms(startup), Spread: spread(ready, ms),
 			Target: "< 300 ms", Met: startup < 300,
 		},
 		{
-			Scenario: "resident memory, idle after start", Unit: "memory",
+			Scenario:  "resident memory, idle after start",
 			Terragate: fmtBytes(idle), Memory: fmtBytes(idle), Spread: spread(rss, fmtBytes),
 			Target: "< 50 MB", Met: idle < 50<<20,
 		},

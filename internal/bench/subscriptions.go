@@ -194,13 +194,13 @@ func (r *Runner) SubscriptionRows(ctx context.Context) ([]Row, error) {
 	memOK := rssEach <= 20*1024
 	return []Row{
 		{
-			Scenario: fmt.Sprintf("%d idle subscribers: memory each", c.Subscribers), Unit: "memory",
+			Scenario: fmt.Sprintf("%d idle subscribers: memory each", c.Subscribers),
 			Baseline: fmtBytes(float64(before.rss)) + " RSS before", Terragate: fmtBytes(float64(after.rss)) + " RSS after",
 			Memory: fmtBytes(rssEach) + " RSS, " + fmtBytes(goEach) + " Go heap+stacks",
 			Target: "< 20 KB each", Met: memOK,
 		},
 		{
-			Scenario: "event to its one subscriber among the idle", Unit: "latency",
+			Scenario:  "event to its one subscriber among the idle",
 			Terragate: fmt.Sprintf("%d events, none astray", c.Events),
 			P50:       latency(micros(st.Quantile(.5))), P99: latency(p99),
 			Target: "p99 < 50 ms", Met: p99 < 50_000,

@@ -2,9 +2,7 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -17,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for the baseline
 
 	"github.com/terragate/terragate/db"
@@ -47,13 +44,13 @@ type Users struct {
 	gw      *Gateway
 	base    *http.Server
 	baseURL string
-	drop    func()
+	drop    func() error
 }
 
 // NewUsers seeds a database on engine ("sqlite" or "postgres") with the runner's
 // population and starts the fixture over it.
 func (r *Runner) NewUsers(ctx context.Context, engineName string) (*Users, error) {
-	u := &Users{r: r, Engine: engineName, drop: func() {}}
+	u := &Users{r: r, Engine: engineName, drop: func() error { return nil }}
 	p := r.Cfg.Population
 	start := time.Now()
 	switch engineName {
@@ -64,13 +61,13 @@ func (r *Runner) NewUsers(ctx context.Context, engineName string) (*Users, error
 		}
 		u.URL = url
 	case "postgres":
-		url, drop, err := NewSchema(ctx, r.Cfg.Postgres)
+		url, drop, err := pgtest.CreateSchema(r.Cfg.Postgres, "bench_")
 		if err != nil {
 			return nil, err
 		}
 		u.URL, u.drop = url, drop
 		if err := SeedPostgres(ctx, url, p); err != nil {
-			drop()
+			_ = drop()
 			return nil, err
 		}
 	default:
@@ -139,7 +136,7 @@ func (u *Users) Close() {
 	if u.store != nil {
 		_ = u.store.Close()
 	}
-	u.drop()
+	_ = u.drop()
 }
 
 // Gateway is the fixture's terragate process.
@@ -259,7 +256,7 @@ func (r *Runner) UserRows(ctx context.Context) ([]Row, error) {
 		r.progress("PostgreSQL figures left out: no server given")
 		return rows, nil
 	}
-	if err := pingPostgres(ctx, r.Cfg.Postgres); err != nil {
+	if err := pgtest.Ping(ctx, r.Cfg.Postgres); err != nil {
 		r.progress("PostgreSQL figures left out: %v", err)
 		return rows, nil
 	}
@@ -294,7 +291,7 @@ func (r *Runner) userRows(ctx context.Context, engineName string) ([]Row, error)
 	perQuery := median(inproc)
 	allocsPerOp := median(allocs)
 	rows := []Row{{
-		Scenario: label + ", in process", Unit: "latency",
+		Scenario: label + ", in process",
 		Baseline: fmtMicros(median(floor)) + " (store alone)", Terragate: fmtMicros(perQuery), Ratio: fmtRatio(median(ratios)),
 		Allocs: fmt.Sprintf("%.0f", allocsPerOp), Memory: fmtBytes(median(bytes)) + "/op",
 		Spread: spread(inproc, fmtMicros), Target: "≤ 25 µs, ≤ 300 allocs", Met: perQuery <= 25 && allocsPerOp <= 300,
@@ -325,12 +322,12 @@ func (r *Runner) userRows(ctx context.Context, engineName string) ([]Row, error)
 	ratio, p99 := median(tputRatios), median(t99)
 	rows = append(rows,
 		Row{
-			Scenario: fmt.Sprintf("%s, HTTP, %d in flight", label, c.InFlight), Unit: "throughput",
+			Scenario: fmt.Sprintf("%s, HTTP, %d in flight", label, c.InFlight),
 			Baseline: fmtRate(median(bt)) + " (net/http + database/sql)", Terragate: fmtRate(median(tt)), Ratio: fmtRatio(ratio),
 			Spread: spread(tputRatios, fmtRatio), Target: "≥ 0.50x", Met: ratio >= 0.5,
 		},
 		Row{
-			Scenario: label + ", HTTP, open model at 50% of that", Unit: "latency",
+			Scenario: label + ", HTTP, open model at 50% of that",
 			Baseline: "p50 " + latency(median(b50)) + ", p99 " + latency(median(b99)), Terragate: "p50 " + latency(median(t50)) + ", p99 " + latency(p99),
 			P50: latency(median(t50)), P99: latency(p99),
 			Spread: spread(t99, latency), Target: "p99 < 5 ms", Met: p99 < 5000,
@@ -369,42 +366,4 @@ func PostgresURL(flag string) string {
 		return os.Getenv("TEST_DATABASE_URL")
 	}
 	return pgtest.DefaultURL
-}
-
-func pingPostgres(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	return conn.Ping(ctx)
-}
-
-// NewSchema creates a schema of its own on the server and returns a URL whose connections
-// use it, and the function that drops it.
-func NewSchema(ctx context.Context, server string) (string, func(), error) {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "bench_" + hex.EncodeToString(b[:])
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, server)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		return "", nil, err
-	}
-	drop := func() { _ = exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") }
-	url, err := pgtest.WithSearchPath(server, schema)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	return url, drop, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terragate/terragate/internal/store/postgres/pgtest"
 	"github.com/terragate/terragate/internal/terra"
 )
 
@@ -58,14 +59,14 @@ func (w *Webhooks) Deliver(ctx context.Context, i int) error {
 // (open model) and the capacity at Cfg.InFlight deliveries in flight.
 func (r *Runner) WebhookRows(ctx context.Context) ([]Row, error) {
 	rows, err := r.webhookRows(ctx, "sqlite", r.sqliteURL("webhooks"))
-	if err != nil || r.Cfg.Postgres == "" || pingPostgres(ctx, r.Cfg.Postgres) != nil {
+	if err != nil || r.Cfg.Postgres == "" || pgtest.Ping(ctx, r.Cfg.Postgres) != nil {
 		return rows, err
 	}
-	url, drop, err := NewSchema(ctx, r.Cfg.Postgres)
+	url, drop, err := pgtest.CreateSchema(r.Cfg.Postgres, "bench_")
 	if err != nil {
 		return rows, err
 	}
-	defer drop()
+	defer func() { _ = drop() }()
 	pg, err := r.webhookRows(ctx, "postgres", url)
 	return append(rows, pg...), err
 }
@@ -98,7 +99,7 @@ func (r *Runner) webhookRows(ctx context.Context, engineName, databaseURL string
 	busy := gw.BusyErrors()
 	rate, tail := median(achieved), median(p99)
 	row := Row{
-		Scenario: fmt.Sprintf("webhook ingest (%s), %.0f/s offered", engineName, c.WebhookRate), Unit: "throughput",
+		Scenario: fmt.Sprintf("webhook ingest (%s), %.0f/s offered", engineName, c.WebhookRate),
 		Baseline: fmtRate(c.WebhookRate) + " offered", Terragate: fmtRate(rate) + fmt.Sprintf(", capacity %s at %d in flight", fmtRate(median(capacity)), c.InFlight),
 		Ratio: fmtRatio(rate / c.WebhookRate), P50: latency(median(p50)), P99: latency(tail),
 		Spread: spread(p99, latency), Memory: fmt.Sprintf("%d busy errors, %d refused (503)", busy, refused),

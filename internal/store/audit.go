@@ -85,6 +85,38 @@ func ValidAuditAction(action string) bool {
 	return false
 }
 
+// CheckAudits checks entries as CheckAudit does, all or nothing: the first refusal is the
+// error. It is for entries that must be stored with their change or not at all.
+func CheckAudits(entries []AuditEntry, now time.Time) ([]AuditEntry, error) {
+	out := make([]AuditEntry, 0, len(entries))
+	for _, e := range entries {
+		c, err := CheckAudit(e, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// DeliveryAudit is the audit of applying d with outcome out (d.Audit's entries), checked:
+// the entries to store, and the refusals of those CheckAudit refuses, which must never
+// refuse the event and are only to be logged.
+func DeliveryAudit(d Delivery, out Outcome, now time.Time) (entries []AuditEntry, refused []error) {
+	if d.Audit == nil {
+		return nil, nil
+	}
+	for _, e := range d.Audit(out) {
+		c, err := CheckAudit(e, now)
+		if err != nil {
+			refused = append(refused, err)
+			continue
+		}
+		entries = append(entries, c)
+	}
+	return entries, refused
+}
+
 // CheckAudit validates an entry about to be appended and puts it in the form engines store:
 // At defaulted to now and as StoredTime gives it, ClientIP normalized, an empty Detail nil.
 // What it refuses is ErrInvalid.

@@ -31,7 +31,8 @@ const (
 )
 
 // Setup installs tracing as configured by getenv and returns the function that flushes
-// and stops it.
+// and stops it, and whether tracing is on: callers add their span helpers only then, so
+// the untraced paths stay exactly as fast as before.
 //
 // Without an endpoint (or with OTEL_SDK_DISABLED=true) it installs nothing: the global
 // tracer provider stays OpenTelemetry's no-op one, every span helper here costs next to
@@ -42,15 +43,15 @@ const (
 // with the W3C trace-context propagator. The endpoint is taken from getenv; the
 // exporter's other settings (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, TLS
 // certificates) it reads from the process environment itself.
-func Setup(ctx context.Context, getenv func(string) string, serviceName, version string) (shutdown func(context.Context) error, err error) {
+func Setup(ctx context.Context, getenv func(string) string, serviceName, version string) (shutdown func(context.Context) error, on bool, err error) {
 	noop := func(context.Context) error { return nil }
 	endpoint, err := tracesEndpoint(getenv)
 	if err != nil || endpoint == "" {
-		return noop, err
+		return noop, false, err
 	}
 	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
 	if err != nil {
-		return noop, errors.Join(errors.New("tracing: OTLP exporter"), err)
+		return noop, false, errors.Join(errors.New("tracing: OTLP exporter"), err)
 	}
 	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
 		semconv.ServiceName(serviceName),
@@ -58,7 +59,7 @@ func Setup(ctx context.Context, getenv func(string) string, serviceName, version
 	))
 	if err != nil {
 		_ = exp.Shutdown(ctx)
-		return noop, errors.Join(errors.New("tracing: resource"), err)
+		return noop, false, errors.Join(errors.New("tracing: resource"), err)
 	}
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp),
@@ -66,14 +67,7 @@ func Setup(ctx context.Context, getenv func(string) string, serviceName, version
 	)
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
-	return tp.Shutdown, nil
-}
-
-// On reports whether getenv turns tracing on, so that callers add their span helpers only
-// then and leave the untraced paths exactly as fast as before.
-func On(getenv func(string) string) bool {
-	e, err := tracesEndpoint(getenv)
-	return err == nil && e != ""
+	return tp.Shutdown, true, nil
 }
 
 // tracesEndpoint is the URL spans are posted to ("" when tracing is off): the traces

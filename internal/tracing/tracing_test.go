@@ -76,7 +76,7 @@ func TestExportsSpansWithoutSecrets(t *testing.T) {
 	defer collector.Close()
 
 	ctx := context.Background()
-	shutdown, err := tracing.Setup(ctx, env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}), "terragate", "1.2.3")
+	shutdown, _, err := tracing.Setup(ctx, env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}), "terragate", "1.2.3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestOffWithoutEndpoint(t *testing.T) {
 		{"OTEL_EXPORTER_OTLP_ENDPOINT": "  "},
 		{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_SDK_DISABLED": "true"},
 	} {
-		shutdown, err := tracing.Setup(context.Background(), env(vars), "terragate", "dev")
+		shutdown, _, err := tracing.Setup(context.Background(), env(vars), "terragate", "dev")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +211,7 @@ func TestOffWithoutEndpoint(t *testing.T) {
 func TestBadEndpoint(t *testing.T) {
 	restoreGlobals(t)
 	tp := otel.GetTracerProvider()
-	_, err := tracing.Setup(context.Background(), env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318?token=hunter2"}), "terragate", "dev")
+	_, _, err := tracing.Setup(context.Background(), env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318?token=hunter2"}), "terragate", "dev")
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("Setup error %v, want one that does not repeat the endpoint", err)
 	}

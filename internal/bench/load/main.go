@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string) error {
 	fs.Float64Var(&cfg.SessionRate, "session-rate", cfg.SessionRate, "arrival rate of the createWidgetSession latency runs, per second")
 	fs.Float64Var(&cfg.WebhookRate, "webhook-rate", cfg.WebhookRate, "arrival rate of the webhook ingest runs, per second")
 	postgres := fs.String("postgres", "", "PostgreSQL server for the PostgreSQL figures (default TEST_DATABASE_URL, else the local default; \"off\" leaves them out)")
-	only := fs.String("only", "", "comma-separated scenario groups to run: "+strings.Join(bench.Groups, ", "))
+	only := fs.String("only", "", "comma-separated scenario groups to run: "+strings.Join(bench.Groups(), ", "))
 	quick := fs.Bool("quick", false, "tiny sizes and durations: checks every scenario runs, measures nothing")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown")
 	if err := fs.Parse(args); err != nil {

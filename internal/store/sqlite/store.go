@@ -20,13 +20,9 @@ func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession, aud
 	if err != nil {
 		return err
 	}
-	entries := make([]sqlitedb.InsertAuditEntryParams, 0, len(audit))
-	for _, e := range audit {
-		e, err := store.CheckAudit(e, d.now())
-		if err != nil {
-			return err
-		}
-		entries = append(entries, auditParams(e))
+	entries, err := store.CheckAudits(audit, d.now())
+	if err != nil {
+		return err
 	}
 	arg := sqlitedb.CreateWidgetSessionParams{
 		ID:                 s.ID,
@@ -55,7 +51,7 @@ func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession, aud
 			return err
 		}
 		for _, e := range entries {
-			if err := q.InsertAuditEntry(ctx, e); err != nil {
+			if err := q.InsertAuditEntry(ctx, auditParams(e)); err != nil {
 				return err
 			}
 		}
@@ -235,16 +231,13 @@ func (d *DB) applyEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Deliv
 		out.Session = &saved
 		out.SessionChanged = true
 	}
-	if dl.Audit != nil {
-		for _, e := range dl.Audit(out) {
-			e, err := store.CheckAudit(e, now)
-			if err != nil {
-				d.log.ErrorContext(ctx, "audit entry not recorded", "action", e.Action, "err", err)
-				continue
-			}
-			if err := q.InsertAuditEntry(ctx, auditParams(e)); err != nil {
-				return store.Outcome{}, "", fmt.Errorf("audit %s: %w", e.Action, err)
-			}
+	entries, refused := store.DeliveryAudit(dl, out, now)
+	for _, err := range refused {
+		d.log.ErrorContext(ctx, "audit entry not recorded", "err", err) // the error names the action
+	}
+	for _, e := range entries {
+		if err := q.InsertAuditEntry(ctx, auditParams(e)); err != nil {
+			return store.Outcome{}, "", fmt.Errorf("audit %s: %w", e.Action, err)
 		}
 	}
 	if d.afterApply != nil {

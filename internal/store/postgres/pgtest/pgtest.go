@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -48,8 +49,11 @@ func URL(t testing.TB) string {
 	return u
 }
 
-func ping(u string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func ping(u string) error { return Ping(context.Background(), u) }
+
+// Ping reports whether the server at u answers within five seconds.
+func Ping(ctx context.Context, u string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, u)
 	if err != nil {
@@ -65,18 +69,15 @@ func ping(u string) error {
 // the URL lands in it.
 func NewSchema(t testing.TB) string {
 	t.Helper()
-	base := URL(t)
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "test_" + hex.EncodeToString(b[:])
-	exec(t, base, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { exec(t, base, "DROP SCHEMA "+schema+" CASCADE") })
-	u, err := WithSearchPath(base, schema)
+	u, drop, err := CreateSchema(URL(t), "test_")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
 	return u
 }
 
@@ -94,18 +95,38 @@ func WithSearchPath(databaseURL, schema string) (string, error) {
 	return u.String(), nil
 }
 
-// exec runs one statement on its own connection. It does not use t's context, which has
+// CreateSchema creates an empty schema named prefix plus random hex on the server at base
+// and returns a URL whose connections use it, and the function that drops it with all it
+// holds. It serves tests (through NewSchema) and the benchmarks, which have no testing.T.
+func CreateSchema(base, prefix string) (url string, drop func() error, err error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, err
+	}
+	schema := prefix + hex.EncodeToString(b[:])
+	if err := exec(base, "CREATE SCHEMA "+schema); err != nil {
+		return "", nil, err
+	}
+	drop = func() error { return exec(base, "DROP SCHEMA "+schema+" CASCADE") }
+	u, err := WithSearchPath(base, schema)
+	if err != nil {
+		return "", nil, errors.Join(err, drop())
+	}
+	return u, drop, nil
+}
+
+// exec runs one statement on its own connection, on a context of its own: a test's has
 // ended by the time cleanups run.
-func exec(t testing.TB, databaseURL, sql string) {
-	t.Helper()
+func exec(databaseURL, sql string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, databaseURL)
 	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatalf("pgtest: %s: %v", sql, err)
+		return fmt.Errorf("%s: %w", sql, err)
 	}
+	return nil
 }
