@@ -203,6 +203,10 @@ func (e *Emulator) widgetSession(w http.ResponseWriter, r *http.Request, c *call
 	}
 	e.mu.Lock()
 	e.sessions[s.id] = s
+	e.created++
+	if e.created%pruneEvery == 0 {
+		e.pruneSessionsLocked()
+	}
 	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"session_id": s.id,

@@ -116,6 +116,7 @@ type Emulator struct {
 	seq        int
 	users      map[string]*userRecord
 	sessions   map[string]*session
+	created    int // sessions created, for pruning
 	requests   []Request
 	faults     map[string][]*Fault
 	deliveries []*Delivery
@@ -177,11 +178,20 @@ func (e *Emulator) Close() {
 	}
 }
 
-// Requests returns the API calls received so far, oldest first.
+// What the emulator remembers, so that a copy left running for days (or under a load test)
+// does not grow without end: the last recordedRequests API calls, and sessions until a day
+// after they expired (after that a session is unknown rather than expired).
+const (
+	recordedRequests = 10_000
+	sessionRetention = 24 * time.Hour
+	pruneEvery       = 1024 // sessions created between two prunings
+)
+
+// Requests returns the most recent API calls (at most 10,000), oldest first.
 func (e *Emulator) Requests() []Request {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return slices.Clone(e.requests)
+	return slices.Clone(e.requests[max(0, len(e.requests)-recordedRequests):])
 }
 
 // Fail makes the next f.Times calls to path (as the emulator sees it, e.g.
@@ -319,8 +329,22 @@ func (e *Emulator) record(r *http.Request, body []byte) {
 		req.Body = obj
 	}
 	e.mu.Lock()
+	// Trimmed in halves rather than per call, so recording stays O(1) amortised.
+	if len(e.requests) >= 2*recordedRequests {
+		e.requests = slices.Clone(e.requests[len(e.requests)-recordedRequests:])
+	}
 	e.requests = append(e.requests, req)
 	e.mu.Unlock()
+}
+
+// pruneSessionsLocked forgets the sessions that expired over sessionRetention ago.
+func (e *Emulator) pruneSessionsLocked() {
+	cutoff := e.now().Add(-sessionRetention)
+	for id, s := range e.sessions {
+		if s.expiresAt.Before(cutoff) {
+			delete(e.sessions, id)
+		}
+	}
 }
 
 // sleep waits d unless the request or the emulator ends first.
