@@ -46,39 +46,38 @@ func (r *Resolver) acquire(ctx context.Context) (release func(), err error) {
 }
 
 // watchConnections streams the end user's connection events. Every event is read back from
-// the store and checked to be the caller's before it is sent.
+// the store and checked to be the caller's before it is sent. The bus delivers straight into
+// the channel gqlgen reads, on a goroutine that lives only while an event is on its way, so
+// an idle subscription holds no goroutine of ours.
 func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-chan *model.ConnectionEvent, error) {
 	release, err := r.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	in, err := r.Bus.Subscribe(ctx, referenceID)
-	if err != nil {
+	out := make(chan *model.ConnectionEvent, 1)
+	deliver := func(ev events.Event) {
+		if ev.Type == events.SessionChanged || ev.UserID == "" {
+			return
+		}
+		u, err := r.Store.TerraUser(ctx, ev.UserID)
+		if err != nil || u.ReferenceID != referenceID {
+			if err != nil && ctx.Err() == nil {
+				r.Log.WarnContext(ctx, "connection event not sent", "err", err)
+			}
+			return
+		}
+		msg := &model.ConnectionEvent{Type: model.ConnectionEventType(ev.Type), TerraUser: terraUser(u), At: ev.At}
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+		}
+	}
+	if err := r.Bus.Listen(ctx, referenceID, deliver); err != nil {
 		release()
 		return nil, err
 	}
-	out := make(chan *model.ConnectionEvent, 1)
-	go func() {
-		defer release()
-		defer close(out)
-		for ev := range in {
-			if ev.Type == events.SessionChanged || ev.UserID == "" {
-				continue
-			}
-			u, err := r.Store.TerraUser(ctx, ev.UserID)
-			if err != nil || u.ReferenceID != referenceID {
-				if err != nil && ctx.Err() == nil {
-					r.Log.WarnContext(ctx, "connection event not sent", "err", err)
-				}
-				continue
-			}
-			msg := &model.ConnectionEvent{Type: model.ConnectionEventType(ev.Type), TerraUser: terraUser(u), At: ev.At}
-			select {
-			case out <- msg:
-			case <-ctx.Done():
-			}
-		}
-	}()
+	// gqlgen stops reading when ctx ends, so out needs no close: it is simply dropped.
+	context.AfterFunc(ctx, release)
 	return out, nil
 }
 

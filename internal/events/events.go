@@ -41,12 +41,18 @@ type Bus interface {
 	Publish(ctx context.Context, ev Event) error
 	// Subscribe returns the end user's events until ctx ends, when the channel is closed.
 	Subscribe(ctx context.Context, referenceID string) (<-chan Event, error)
+	// Listen calls deliver with each of the end user's events, in the order they were
+	// published, until ctx ends. Calls for one listener never overlap, and run on a
+	// goroutine that exists only while the listener has events waiting: an idle listener
+	// costs no goroutine and no buffer, which Subscribe's reader would.
+	Listen(ctx context.Context, referenceID string, deliver func(Event)) error
 }
 
 // subscriberBuffer is how many events a slow subscriber may fall behind before it misses
 // some. An end user's connections change a few times a day, a handful at once at most (a
 // re-authentication is two, a sync one per connection), so this is never reached in
-// practice; and every idle subscriber holds a buffer this big, so it stays small.
+// practice; and every idle Subscribe channel holds a buffer this big, so it stays small
+// (a listener's queue is only allocated while events wait in it).
 const subscriberBuffer = 16
 
 // Local is the in-process Bus: enough for one instance.
@@ -57,7 +63,57 @@ type Local struct {
 	dropped atomic.Int64
 }
 
-type subscriber struct{ ch chan Event }
+// subscriber is a Subscribe channel (ch) or a listener (deliver and its queue).
+type subscriber struct {
+	ch chan Event
+
+	ctx     context.Context
+	deliver func(Event)
+	qmu     sync.Mutex
+	queue   []Event // waiting for deliver; nil while idle
+	running bool    // a goroutine is draining queue
+}
+
+// offer hands ev to the subscriber without blocking, and reports whether it took it.
+func (s *subscriber) offer(ev Event) bool {
+	if s.ch != nil {
+		select {
+		case s.ch <- ev:
+			return true
+		default:
+			return false
+		}
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if len(s.queue) >= subscriberBuffer {
+		return false
+	}
+	s.queue = append(s.queue, ev)
+	if !s.running {
+		s.running = true
+		go s.drain()
+	}
+	return true
+}
+
+// drain delivers the queued events one at a time, and ends (dropping its queue) once
+// there are none left or the listener's context has ended.
+func (s *subscriber) drain() {
+	for {
+		s.qmu.Lock()
+		if len(s.queue) == 0 || s.ctx.Err() != nil {
+			s.queue = nil
+			s.running = false
+			s.qmu.Unlock()
+			return
+		}
+		ev := s.queue[0]
+		s.queue = s.queue[1:]
+		s.qmu.Unlock()
+		s.deliver(ev)
+	}
+}
 
 // NewLocal returns an empty in-process bus.
 func NewLocal(log *slog.Logger) *Local {
@@ -70,9 +126,7 @@ func (b *Local) Publish(ctx context.Context, ev Event) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs[ev.ReferenceID] {
-		select {
-		case s.ch <- ev:
-		default:
+		if !s.offer(ev) {
 			b.dropped.Add(1)
 			b.log.WarnContext(ctx, "event dropped for a slow subscriber", "type", ev.Type)
 		}
@@ -83,6 +137,18 @@ func (b *Local) Publish(ctx context.Context, ev Event) error {
 // Subscribe registers a subscriber until ctx ends.
 func (b *Local) Subscribe(ctx context.Context, referenceID string) (<-chan Event, error) {
 	s := &subscriber{ch: make(chan Event, subscriberBuffer)}
+	b.add(ctx, referenceID, s)
+	return s.ch, nil
+}
+
+// Listen registers a listener until ctx ends.
+func (b *Local) Listen(ctx context.Context, referenceID string, deliver func(Event)) error {
+	b.add(ctx, referenceID, &subscriber{ctx: ctx, deliver: deliver})
+	return nil
+}
+
+// add registers s until ctx ends.
+func (b *Local) add(ctx context.Context, referenceID string, s *subscriber) {
 	b.mu.Lock()
 	if b.subs[referenceID] == nil {
 		b.subs[referenceID] = map[*subscriber]struct{}{}
@@ -97,10 +163,11 @@ func (b *Local) Subscribe(ctx context.Context, referenceID string) (<-chan Event
 		if len(b.subs[referenceID]) == 0 {
 			delete(b.subs, referenceID)
 		}
-		// Closed under the lock, so Publish can never send on a closed channel.
-		close(s.ch)
+		if s.ch != nil {
+			// Closed under the lock, so Publish can never send on a closed channel.
+			close(s.ch)
+		}
 	})
-	return s.ch, nil
 }
 
 // Subscribers counts the current subscriptions (for tests and metrics).

@@ -212,6 +212,15 @@ func (b *Bus) Subscribe(ctx context.Context, referenceID string) (<-chan events.
 	return b.local.Subscribe(ctx, referenceID)
 }
 
+// Listen calls deliver with the end user's events, from every instance, until ctx ends; as
+// with Subscribe, listening while the listener reconnects is fine.
+func (b *Bus) Listen(ctx context.Context, referenceID string, deliver func(events.Event)) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return b.local.Listen(ctx, referenceID, deliver)
+}
+
 // Connected reports whether the listener is listening: for readiness checks, since an
 // instance that is not hears none of the events of its subscribers.
 func (b *Bus) Connected() bool { return b.connected.Load() }
