@@ -121,8 +121,8 @@ func BenchmarkCreateWidgetSession(b *testing.B) {
 }
 
 // BenchmarkConnectedUsers: the store alone, the /graphql handler chain in process
-// (allocations), and over HTTP the hand-written baseline and terragate, on SQLite and on
-// PostgreSQL when a server answers.
+// (allocations; and `{ __typename }` through it, the chain's own cost), and over HTTP the
+// hand-written baseline and terragate, on SQLite and on PostgreSQL when a server answers.
 func BenchmarkConnectedUsers(b *testing.B) {
 	r := benchRunner(b)
 	for _, engine := range []string{"sqlite", "postgres"} {
@@ -142,6 +142,7 @@ func BenchmarkConnectedUsers(b *testing.B) {
 			defer u.Close()
 			b.Run("store", func(b *testing.B) { b.ReportAllocs(); serial(b, r, u.Store) })
 			b.Run("inprocess", func(b *testing.B) { b.ReportAllocs(); serial(b, r, u.InProcess) })
+			b.Run("inprocess-typename", func(b *testing.B) { b.ReportAllocs(); serial(b, r, u.InProcessFloor) })
 			b.Run("baseline-http-parallel", func(b *testing.B) { parallel(b, r, u.Baseline) })
 			b.Run("terragate-http-parallel", func(b *testing.B) { parallel(b, r, u.ThroughGateway) })
 		})

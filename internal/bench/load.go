@@ -22,6 +22,11 @@ type Stats struct {
 	Elapsed    time.Duration
 	// Latencies, sorted. In an open-model run each counts from when its request was due.
 	Latencies []time.Duration
+	// Late, sorted, in an open-model run: how far behind its due time the generator itself
+	// sent each request (timer and scheduler delay on a busy machine, not the wait for a
+	// free slot). A tail latency no bigger than this says more about the machine than
+	// about the server.
+	Late []time.Duration
 }
 
 // PerSecond is the rate of successful requests.
@@ -33,18 +38,25 @@ func (s Stats) PerSecond() float64 {
 }
 
 // Quantile is the latency below which fraction q of the requests finished (0 without any).
-func (s Stats) Quantile(q float64) time.Duration {
-	if len(s.Latencies) == 0 {
+func (s Stats) Quantile(q float64) time.Duration { return quantile(s.Latencies, q) }
+
+// LateQuantile is the sending delay (see Late) below which fraction q of the requests were
+// sent (0 in a closed-model run).
+func (s Stats) LateQuantile(q float64) time.Duration { return quantile(s.Late, q) }
+
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	i := int(q*float64(len(s.Latencies))+0.5) - 1
-	return s.Latencies[min(max(i, 0), len(s.Latencies)-1)]
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // recorder collects latencies from many goroutines.
 type recorder struct {
 	mu        sync.Mutex
 	latencies []time.Duration
+	late      []time.Duration
 	errors    int
 	first     error
 }
@@ -52,21 +64,35 @@ type recorder struct {
 func (r *recorder) add(d time.Duration, err error) {
 	r.mu.Lock()
 	r.latencies = append(r.latencies, d)
+	r.failedLocked(err)
+	r.mu.Unlock()
+}
+
+// addLate records an open-model request: its latency and how late it was sent.
+func (r *recorder) addLate(d, late time.Duration, err error) {
+	r.mu.Lock()
+	r.latencies = append(r.latencies, d)
+	r.late = append(r.late, late)
+	r.failedLocked(err)
+	r.mu.Unlock()
+}
+
+func (r *recorder) failedLocked(err error) {
 	if err != nil {
 		r.errors++
 		if r.first == nil {
 			r.first = err
 		}
 	}
-	r.mu.Unlock()
 }
 
 func (r *recorder) stats(elapsed time.Duration) Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := slices.Clone(r.latencies)
+	l, late := slices.Clone(r.latencies), slices.Clone(r.late)
 	slices.Sort(l)
-	return Stats{Requests: len(l), Errors: r.errors, FirstError: r.first, Elapsed: elapsed, Latencies: l}
+	slices.Sort(late)
+	return Stats{Requests: len(l), Errors: r.errors, FirstError: r.first, Elapsed: elapsed, Latencies: l, Late: late}
 }
 
 // Closed keeps inFlight requests in flight (each worker sends its next request as soon as
@@ -118,6 +144,7 @@ func Open(ctx context.Context, rate float64, maxInFlight int, warmUp, d time.Dur
 	var wg sync.WaitGroup
 	begin := time.Now()
 	measureFrom, end := begin.Add(warmUp), begin.Add(warmUp+d)
+	var unblocked time.Time // when the generator last got a slot it had to wait for
 	for n := 0; ctx.Err() == nil; n++ {
 		due := begin.Add(time.Duration(n) * interval)
 		if !due.Before(end) {
@@ -126,17 +153,32 @@ func Open(ctx context.Context, rate float64, maxInFlight int, warmUp, d time.Dur
 		if wait := time.Until(due); wait > 0 {
 			sleep(ctx, wait)
 		}
+		// How far behind the generator itself is: its wake-up after the due time (or after
+		// it last waited for a free slot, when that was later) and the start of the
+		// request's goroutine. The wait for a slot is the server's doing and not counted.
+		woke := time.Now()
 		select {
 		case slots <- struct{}{}:
-		case <-ctx.Done():
+		default:
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+			}
+			unblocked = time.Now()
 		}
+		behind := max(woke.Sub(due), 0)
+		if unblocked.After(due) {
+			behind = max(woke.Sub(unblocked), 0)
+		}
+		spawned := time.Now()
 		i := int(next.Add(1) - 1)
 		measured := !due.Before(measureFrom)
 		wg.Go(func() {
 			defer func() { <-slots }()
+			late := behind + time.Since(spawned)
 			err := op(ctx, i)
 			if measured {
-				rec.add(time.Since(due), err)
+				rec.addLate(time.Since(due), late, err)
 			}
 		})
 	}

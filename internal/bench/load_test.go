@@ -62,6 +62,14 @@ func TestOpenCountsFromDueTime(t *testing.T) {
 	if waited < 10 {
 		t.Errorf("%d requests show the stall, want the ~15 that came due during it", waited)
 	}
+	// The wait for the one slot is the server's doing, not the generator's: it must not
+	// count as sending late.
+	if len(s.Late) != s.Requests {
+		t.Errorf("%d sending delays for %d requests", len(s.Late), s.Requests)
+	}
+	if late := s.LateQuantile(.9); late > 20*time.Millisecond {
+		t.Errorf("sent late by %v at p90: the wait for a free slot was counted", late)
+	}
 }
 
 func TestClosedKeepsInFlightAndCountsErrors(t *testing.T) {

@@ -135,6 +135,10 @@ func spread(xs []float64, f func(float64) string) string {
 	return f(slices.Min(xs)) + "–" + f(slices.Max(xs))
 }
 
+// sentLate notes how late, at p99, an open-model generator sent its requests (µs): the part
+// of a tail latency that is the machine's, not the server's.
+func sentLate(p99 float64) string { return " (sent late by " + latency(p99) + " at p99)" }
+
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func fmtMicros(v float64) string { return fmt.Sprintf("%.0f µs", v) }
