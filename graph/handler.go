@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -71,16 +69,13 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	if opts.Tracing {
 		srv.Use(tracing.GraphQL())
 	}
-	srv.AddTransport(transport.Websocket{
-		Implementation: transport.CoderWebsocketImplementation{
-			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.Origins},
-		},
-		InitFunc:    wsInit(opts.Verifier, opts.MaxSubscriptions),
-		InitTimeout: 10 * time.Second,
-		// Pings for both protocols: KeepAlive for the legacy graphql-ws, ping/pong for
-		// graphql-transport-ws, whose clients answer pongs (and are dropped when they stop).
-		KeepAlivePingInterval: opts.KeepAlive,
-		PingPongInterval:      opts.KeepAlive,
+	// Pings for both protocols: "ka" for the legacy graphql-ws, ping/pong for
+	// graphql-transport-ws, whose clients answer pongs (and are dropped when they stop).
+	srv.AddTransport(wsTransport{
+		origins:     opts.Origins,
+		init:        wsInit(opts.Verifier, opts.MaxSubscriptions),
+		initTimeout: 10 * time.Second,
+		keepAlive:   opts.KeepAlive,
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -102,29 +97,23 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 // wsInit authenticates a WebSocket connection from its connection_init payload
 // ({"Authorization": "Bearer ..."}), since browsers cannot set headers on WebSocket
 // requests, and gives the connection its subscription budget. A bad token closes the
-// connection before any subscription starts.
-func wsInit(v *auth.Verifier, maxSubs int) transport.WebsocketInitFunc {
-	// 4403 Forbidden is graphql-ws's close code for a refused connection_init: clients
-	// then stop instead of reconnecting at once, as they would after a normal close.
-	forbidden := func(ctx context.Context, err error) (context.Context, *transport.InitPayload, error) {
-		ctx = transport.WithWebsocketCloseCode(transport.AppendCloseReason(ctx, "Forbidden"), 4403)
-		return ctx, nil, err
-	}
-	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+// connection (4403 Forbidden) before any subscription starts.
+func wsInit(v *auth.Verifier, maxSubs int) func(context.Context, transport.InitPayload) (context.Context, error) {
+	return func(ctx context.Context, payload transport.InitPayload) (context.Context, error) {
 		if header := payload.Authorization(); header != "" {
 			token, err := auth.ParseBearer(header)
 			if err != nil {
-				return forbidden(ctx, err)
+				return ctx, err
 			}
 			user, err := v.Verify(token)
 			if err != nil {
-				return forbidden(ctx, err)
+				return ctx, err
 			}
 			ctx = auth.WithUser(ctx, user)
 		} else if _, err := auth.Require(ctx); err != nil {
-			return forbidden(ctx, err)
+			return ctx, err
 		}
-		return withSlots(ctx, maxSubs), nil, nil
+		return withSlots(ctx, maxSubs), nil
 	}
 }
 
