@@ -76,6 +76,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 		init:        wsInit(opts.Verifier, opts.MaxSubscriptions),
 		initTimeout: 10 * time.Second,
 		keepAlive:   opts.KeepAlive,
+		open:        newWSConns(),
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

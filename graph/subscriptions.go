@@ -47,14 +47,16 @@ func (r *Resolver) acquire(ctx context.Context) (release func(), err error) {
 
 // watchConnections streams the end user's connection events. Every event is read back from
 // the store and checked to be the caller's before it is sent. The bus delivers straight into
-// the channel gqlgen reads, on a goroutine that lives only while an event is on its way, so
-// an idle subscription holds no goroutine of ours.
+// the channel gqlgen reads, on a goroutine that lives only while an event is on its way, and
+// tells our WebSocket transport (streamNotify) so that it reads the channel only then: an
+// idle subscription holds no goroutine at all.
 func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-chan *model.ConnectionEvent, error) {
 	release, err := r.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make(chan *model.ConnectionEvent, 1)
+	notify, unclaim := streamNotify(ctx)
 	deliver := func(ev events.Event) {
 		if ev.Type == events.SessionChanged || ev.UserID == "" {
 			return
@@ -69,10 +71,12 @@ func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-
 		msg := &model.ConnectionEvent{Type: model.ConnectionEventType(ev.Type), TerraUser: terraUser(u), At: ev.At}
 		select {
 		case out <- msg:
+			notify()
 		case <-ctx.Done():
 		}
 	}
 	if err := r.Bus.Listen(ctx, referenceID, deliver); err != nil {
+		unclaim()
 		release()
 		return nil, err
 	}

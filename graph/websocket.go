@@ -1,11 +1,14 @@
 package graph
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -40,12 +43,18 @@ const wsWriteTimeout = 10 * time.Second
 // wsReadLimit is the largest message read from a client (gqlgen's default).
 const wsReadLimit = 1 << 20
 
+// wsBufferSize sizes each connection's read and write buffers. GraphQL messages are a few
+// hundred bytes; larger ones bypass the buffers (bufio reads and writes them directly).
+const wsBufferSize = 512
+
 // wsTransport serves GraphQL operations over WebSocket, in both subprotocols. It replaces
-// gqlgen's transport.Websocket, which runs a keep-alive goroutine and a close-on-cancel
-// goroutine for every connection: here the connection's only goroutine is the one that
-// reads it (net/http's, which serves the upgrade), timers send the pings, and
-// context.AfterFunc closes it when its context ends. Each running operation has a
-// goroutine of its own, as with gqlgen, that blocks on its resolver's channel.
+// gqlgen's transport.Websocket to make an idle subscriber cheap: gqlgen holds net/http's
+// handler goroutine (its deep stack, its 4 KB read and write buffers, the request) for the
+// connection's life, and runs a keep-alive goroutine, a close-on-cancel goroutine and one
+// goroutine per operation. Here the handler returns once the connection is upgraded; the
+// connection's one goroutine reads it, over small buffers; timers send the pings; and a
+// subscription whose resolver takes streamNotify (connectionEvents) holds no goroutine
+// while it waits: the transport reads its channel only when told a value is in it.
 type wsTransport struct {
 	// origins may open connections from a browser besides this server's own origin.
 	origins []string
@@ -58,6 +67,8 @@ type wsTransport struct {
 	// graphql-transport-ws client that has not answered a ping within two intervals is
 	// dropped.
 	keepAlive time.Duration
+	// open are the connections, closed when the server shuts down.
+	open *wsConns
 }
 
 var _ graphql.Transport = wsTransport{}
@@ -66,10 +77,11 @@ var _ graphql.Transport = wsTransport{}
 // the handshake itself.
 func (t wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
 
-// Do upgrades the request and serves the connection until it ends, on the request's
-// goroutine; the connection ends with the request's context (the server's shutdown).
+// Do upgrades the request and hands the connection to a goroutine of its own. The
+// connection outlives the request, so its context keeps the request's values (the
+// request id) but not its cancellation; the server's Shutdown closes it instead.
 func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{protoLegacyWS, protoTransportWS},
 		OriginPatterns: t.origins,
 	})
@@ -78,27 +90,90 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	}
 	conn.SetReadLimit(wsReadLimit)
 	c := &wsConn{
-		t:       t,
-		conn:    conn,
-		legacy:  conn.Subprotocol() != protoTransportWS,
-		exec:    exec,
-		headers: r.Header,
-		ops:     map[string]*wsOp{},
+		t:      t,
+		conn:   conn,
+		legacy: conn.Subprotocol() != protoTransportWS,
+		exec:   exec,
+		ops:    map[string]*wsOp{},
 	}
-	c.ctx, c.cancel = context.WithCancel(r.Context())
-	defer c.cancel()
-	if c.initialize() {
-		c.serve()
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	t.open.add(srv, c)
+	go func() {
+		defer t.open.remove(c)
+		defer c.cancel()
+		if c.initialize() {
+			c.serve()
+		}
+	}()
+}
+
+// smallBuffers gives coder/websocket buffers of wsBufferSize in place of the hijacked
+// connection's 4 KB pair, which net/http frees with the rest of its per-connection state
+// once the handler returns.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Whatever the client sent after its handshake is in net/http's reader: move it over.
+	n := brw.Reader.Buffered()
+	rest, _ := brw.Reader.Peek(n)
+	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(rest)), conn), max(wsBufferSize, n))
+	if n > 0 {
+		_, _ = r.Peek(n)
+	}
+	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, wsBufferSize)), nil
+}
+
+// wsConns are the open connections of one handler. Hijacked connections are not the
+// http.Server's to close, so each server that hands the handler an upgrade is asked to
+// close them when it shuts down.
+type wsConns struct {
+	mu      sync.Mutex
+	conns   map[*wsConn]struct{}
+	servers map[*http.Server]bool
+}
+
+func newWSConns() *wsConns {
+	return &wsConns{conns: map[*wsConn]struct{}{}, servers: map[*http.Server]bool{}}
+}
+
+func (o *wsConns) add(srv *http.Server, c *wsConn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if srv != nil && !o.servers[srv] {
+		o.servers[srv] = true
+		srv.RegisterOnShutdown(o.closeAll)
+	}
+	o.conns[c] = struct{}{}
+}
+
+func (o *wsConns) remove(c *wsConn) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.conns, c)
+}
+
+// closeAll closes every connection normally, ending its subscriptions.
+func (o *wsConns) closeAll() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for c := range o.conns {
+		c.close(websocket.StatusNormalClosure, "terminated")
 	}
 }
 
 // wsConn is one WebSocket connection.
 type wsConn struct {
-	t       wsTransport
-	conn    *websocket.Conn
-	legacy  bool // graphql-ws rather than graphql-transport-ws
-	exec    graphql.GraphExecutor
-	headers http.Header
+	t      wsTransport
+	conn   *websocket.Conn
+	legacy bool // graphql-ws rather than graphql-transport-ws
+	exec   graphql.GraphExecutor
 	// ctx is the connection's (after connection_init, the caller's); cancel ends the
 	// connection and every operation on it.
 	ctx    context.Context
@@ -111,9 +186,6 @@ type wsConn struct {
 	beat     *time.Timer // the next keep-alive or ping
 	deadline *time.Timer // drops a graphql-transport-ws client that stopped answering pings
 }
-
-// wsOp is one running operation.
-type wsOp struct{ cancel context.CancelFunc }
 
 // wsMessage is a message of either subprotocol.
 type wsMessage struct {
@@ -240,8 +312,6 @@ func (c *wsConn) initialize() bool {
 
 // serve reads the client's messages until the connection ends.
 func (c *wsConn) serve() {
-	// The server's shutdown (or the end of the request) closes the connection properly.
-	context.AfterFunc(c.ctx, func() { c.close(websocket.StatusNormalClosure, "terminated") })
 	c.startBeats()
 	for {
 		start := graphql.Now()
@@ -312,6 +382,7 @@ func (c *wsConn) startBeats() {
 }
 
 // start runs one operation (a subscription, or a query or mutation answered once).
+// Operations carry no request headers: the caller is whoever connection_init named.
 func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) {
 	ctx := graphql.StartOperationTrace(c.ctx)
 	params := &graphql.RawParams{}
@@ -323,7 +394,6 @@ func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) 
 		return
 	}
 	params.ReadTime = graphql.TraceTiming{Start: readStart, End: graphql.Now()}
-	params.Headers = c.headers
 
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
@@ -337,7 +407,7 @@ func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) 
 		return
 	}
 	ctx, cancel := context.WithCancel(graphql.WithOperationContext(ctx, rc))
-	op := &wsOp{cancel: cancel}
+	op := &wsOp{c: c, id: id, rc: rc, cancel: cancel}
 	c.mu.Lock()
 	_, dup := c.ops[id]
 	if !dup {
@@ -349,36 +419,169 @@ func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) 
 		c.close(closeDuplicateID, "Subscriber for "+id+" already exists")
 		return
 	}
-	go c.run(ctx, op, id, rc)
+	// A subscription's resolver runs here, within DispatchOperation, and may take
+	// streamNotify.
+	var responses graphql.ResponseHandler
+	if !op.guard(func() { responses, ctx = c.exec.DispatchOperation(context.WithValue(ctx, notifyKey{}, op), rc) }) {
+		return
+	}
+	if op.claimed {
+		op.wait(responses, ctx)
+		return
+	}
+	go func() {
+		for !op.isFinished() {
+			op.guard(func() { op.next(responses, ctx) })
+		}
+	}()
 }
 
-// run sends the operation's responses until it ends, then completes it.
-func (c *wsConn) run(ctx context.Context, op *wsOp, id string, rc *graphql.OperationContext) {
+// notifyKey carries the running operation to its resolver, for streamNotify.
+type notifyKey struct{}
+
+// streamNotify is for a subscription resolver that knows when it puts a value in its
+// channel: it calls notify after each such send (none is needed at the end: the end of the
+// operation's context ends it), and the transport then reads the channel only when told,
+// holding no goroutine while the subscription waits. It must be called before the resolver
+// returns, and a resolver that then fails calls unclaim. When the operation is not this
+// transport's, both do nothing and the channel is read the usual way, by a goroutine that
+// waits on it.
+func streamNotify(ctx context.Context) (notify, unclaim func()) {
+	op, _ := ctx.Value(notifyKey{}).(*wsOp)
+	if op == nil {
+		return func() {}, func() {}
+	}
+	op.claimed = true
+	return op.notify, func() { op.claimed = false }
+}
+
+// wsOp is one running operation.
+type wsOp struct {
+	c       *wsConn
+	id      string
+	rc      *graphql.OperationContext
+	cancel  context.CancelFunc
+	claimed bool // by streamNotify, within DispatchOperation
+
+	mu        sync.Mutex
+	responses graphql.ResponseHandler // once waiting for notifications
+	ctx       context.Context
+	pending   int  // values notified and not yet read
+	running   bool // a goroutine is reading them
+	finished  bool
+}
+
+// next reads one response and sends it, or finishes the operation when there is none.
+func (o *wsOp) next(responses graphql.ResponseHandler, ctx context.Context) {
+	if resp := responses(ctx); resp != nil {
+		o.c.sendResponse(o.id, resp)
+	} else {
+		o.finish()
+	}
+}
+
+// wait arranges for the operation's values to be read as they are notified, and for the
+// end of its context to finish it, after any value being read.
+func (o *wsOp) wait(responses graphql.ResponseHandler, ctx context.Context) {
+	o.mu.Lock()
+	o.responses, o.ctx = responses, ctx
+	start := o.pending > 0 && !o.running // values notified while DispatchOperation ran
+	o.running = o.running || start
+	o.mu.Unlock()
+	if start {
+		go o.drain()
+	}
+	context.AfterFunc(ctx, o.wake)
+}
+
+// notify records one value in the channel and starts a reader unless one is running.
+func (o *wsOp) notify() {
+	o.mu.Lock()
+	o.pending++
+	o.mu.Unlock()
+	o.wake()
+}
+
+// wake starts a reader unless one is running or the operation cannot have one yet.
+func (o *wsOp) wake() {
+	o.mu.Lock()
+	start := o.responses != nil && !o.running && !o.finished
+	o.running = o.running || start
+	o.mu.Unlock()
+	if start {
+		go o.drain()
+	}
+}
+
+// drain reads and sends the notified values, finishes the operation if its context has
+// ended, then returns.
+func (o *wsOp) drain() {
+	for {
+		o.mu.Lock()
+		ended := o.ctx.Err() != nil
+		if o.finished || (o.pending == 0 && !ended) {
+			o.running = false
+			o.mu.Unlock()
+			return
+		}
+		if !ended {
+			o.pending--
+		}
+		o.mu.Unlock()
+		if ended {
+			o.finish()
+			continue
+		}
+		o.guard(func() { o.next(o.responses, o.ctx) })
+	}
+}
+
+// guard runs f, and reports whether it returned; a panic is sent as the operation's error
+// and finishes it.
+func (o *wsOp) guard(f func()) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			var gqlErr *gqlerror.Error
-			if err := rc.Recover(ctx, r); !errors.As(err, &gqlErr) {
+			if err := o.rc.Recover(o.c.ctx, r); !errors.As(err, &gqlErr) {
 				gqlErr = &gqlerror.Error{}
 				if err != nil {
 					gqlErr.Message = err.Error()
 				}
 			}
-			c.sendErrors(id, gqlErr)
+			o.c.sendErrors(o.id, gqlErr)
+			o.finish()
 		}
-		// A connection that ends closes the socket; complete would signal a normal end.
-		if c.ctx.Err() == nil {
-			c.send("complete", id, nil)
-		}
-		c.forget(id, op)
 	}()
-	responses, ctx := c.exec.DispatchOperation(ctx, rc)
-	for {
-		resp := responses(ctx)
-		if resp == nil {
-			return
-		}
-		c.sendResponse(id, resp)
+	f()
+	return true
+}
+
+// finish completes the operation, once, and forgets it unless a new operation has taken
+// its id since.
+func (o *wsOp) finish() {
+	o.mu.Lock()
+	done := o.finished
+	o.finished = true
+	o.mu.Unlock()
+	if done {
+		return
 	}
+	// A connection that ends closes the socket; complete would signal a normal end.
+	if o.c.ctx.Err() == nil {
+		o.c.send("complete", o.id, nil)
+	}
+	o.c.mu.Lock()
+	if o.c.ops[o.id] == o {
+		delete(o.c.ops, o.id)
+	}
+	o.c.mu.Unlock()
+	o.cancel()
+}
+
+func (o *wsOp) isFinished() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.finished
 }
 
 // stop ends the client's operation id; its id may be used again at once.
@@ -390,16 +593,6 @@ func (c *wsConn) stop(id string) {
 	if op != nil {
 		op.cancel()
 	}
-}
-
-// forget removes op, unless a new operation has taken its id since.
-func (c *wsConn) forget(id string, op *wsOp) {
-	c.mu.Lock()
-	if c.ops[id] == op {
-		delete(c.ops, id)
-	}
-	c.mu.Unlock()
-	op.cancel()
 }
 
 func (c *wsConn) sendResponse(id string, resp *graphql.Response) {
