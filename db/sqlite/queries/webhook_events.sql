@@ -1,15 +1,15 @@
--- name: InsertWebhookEvent :one
--- No row comes back when the dedupe key is already in the inbox: a retried delivery.
-INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
-VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body)
-ON CONFLICT (dedupe_key) DO NOTHING
-RETURNING id;
+-- name: WebhookEventExists :one
+-- Whether a delivery with this dedupe key is in the inbox: a retried delivery, which
+-- ApplyWebhook answers as a duplicate before it loads or decides anything.
+SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dedupe_key = @dedupe_key);
 
--- name: RecordWebhookOutcome :exec
-UPDATE webhook_events
-SET applied_at = @applied_at,
-    outcome = @outcome
-WHERE id = @id;
+-- name: InsertAppliedWebhookEvent :execrows
+-- Records a delivery with what applying it did, in the transaction that applies it: one
+-- statement, where an insert and then an update of the outcome cost two. No row is inserted
+-- (0 rows) when the dedupe key is already in the inbox.
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome)
+VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body, @applied_at, @outcome)
+ON CONFLICT (dedupe_key) DO NOTHING;
 
 -- name: ListWebhookEvents :many
 SELECT * FROM webhook_events

@@ -210,6 +210,85 @@ func TestBatchInvalidDeliveryFailsAlone(t *testing.T) {
 	}
 }
 
+// audited is connect with an audit entry naming the delivery's key as its subject.
+func audited(key, uid string) store.Delivery {
+	dl := connect(key, uid)
+	dl.Audit = func(store.Outcome) []store.AuditEntry {
+		return []store.AuditEntry{{At: storetest.T0, Actor: "terra", ActorKind: store.ActorTerra, Action: store.ActionConnectionAdded, Subject: key}}
+	}
+	return dl
+}
+
+// auditSubjects lists the subjects of the audit log, oldest first.
+func auditSubjects(t *testing.T, d *DB) []string {
+	t.Helper()
+	page, err := d.ListAudit(t.Context(), store.AuditFilter{}, store.Page{First: store.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for _, e := range slices.Backward(page.Entries) {
+		subjects = append(subjects, e.Subject)
+	}
+	return subjects
+}
+
+// TestBatchFailureAfterItsInboxRow: a delivery that fails after writing its inbox row, its
+// user and its audit entry is undone alone, and the deliveries before and after it in the
+// batch are kept once each (the batch is applied again without it), audit entries included.
+func TestBatchFailureAfterItsInboxRow(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	b := countBatches(d)
+	release := hold(t, d)
+	var calls atomic.Int64
+	d.afterApply = func() error {
+		if calls.Add(1) == 3 { // hold, ok1, then mid: the first time only
+			return fmt.Errorf("mid refused by the database: %w", store.ErrInvalid)
+		}
+		return nil
+	}
+	res := queue(t, d, t.Context(), audited("ok1", "u1"), audited("mid", "u-mid"), audited("ok2", "u2"), connect("ok1", "u1-again"))
+	release()
+	for i, want := range []string{"applied", "invalid", "applied", "duplicate"} {
+		r := <-res[i]
+		got := "applied"
+		switch {
+		case errors.Is(r.err, store.ErrInvalid):
+			got = "invalid"
+		case r.err != nil:
+			got = r.err.Error()
+		case r.out.Duplicate:
+			got = "duplicate"
+		case len(r.out.Users) != 1:
+			got = fmt.Sprintf("%d users changed", len(r.out.Users))
+		}
+		if got != want {
+			t.Errorf("delivery %d: %s; want %s", i, got, want)
+		}
+	}
+	wantBatches(t, b, 1, 2)
+	if got := inboxKeys(t, d); !slices.Equal(got, []string{"hold", "ok1", "ok2"}) {
+		t.Errorf("inbox = %q; want hold ok1 ok2", got)
+	}
+	if got := auditSubjects(t, d); !slices.Equal(got, []string{"ok1", "ok2"}) {
+		t.Errorf("audit subjects = %q; want ok1 ok2, once each", got)
+	}
+	for uid, want := range map[string]error{"u1": nil, "u2": nil, "u-mid": store.ErrNotFound, "u1-again": store.ErrNotFound} {
+		if _, err := d.TerraUser(t.Context(), uid); !errors.Is(err, want) {
+			t.Errorf("%s: %v; want %v", uid, err, want)
+		}
+	}
+	events, err := d.InboxEvents(t.Context(), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Outcome != store.InboxApplied || e.AppliedAt == nil || !e.AppliedAt.Equal(store.StoredTime(*e.AppliedAt)) {
+			t.Errorf("inbox row %s: outcome %q, applied at %v; want applied, with its time", e.DedupeKey, e.Outcome, e.AppliedAt)
+		}
+	}
+}
+
 // TestBatchDuplicateKeys: deliveries of one dedupe key in one batch apply once, the first;
 // one refused leaves its key to the next, as one by one.
 func TestBatchDuplicateKeys(t *testing.T) {
@@ -445,4 +524,21 @@ func BenchmarkApplyWebhook(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 	b.ReportMetric(float64(b.N)/float64(max(1, commits.Load())), "deliveries/commit")
+}
+
+// BenchmarkApplyWebhookSerial applies new connections one at a time, each in a commit of
+// its own: what a delivery costs the writer when deliveries arrive too far apart to share
+// commits, as at moderate rates.
+func BenchmarkApplyWebhookSerial(b *testing.B) {
+	d, err := Open(b.Context(), filepath.Join(b.TempDir(), "terragate.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := d.ApplyWebhook(b.Context(), audited(fmt.Sprint("k", i), fmt.Sprint("u", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -146,10 +146,27 @@ func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome
 	return r.out, nil
 }
 
-// apply is ApplyWebhook's work for one delivery: inbox row, then the event (applyEvent),
-// then the outcome on the inbox row.
+// apply is ApplyWebhook's work for one delivery: a delivery already in the inbox is a
+// duplicate before anything is loaded or decided, as when the inbox row came first; then the
+// event is decided (decideEvent), the inbox row written with its outcome, in one statement,
+// and the changes saved (saveEvent). A duplicate writes nothing, nor does a refusal by
+// store.Apply.
 func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) (store.Outcome, error) {
-	id, err := q.InsertWebhookEvent(ctx, sqlitedb.InsertWebhookEventParams{
+	dup, err := q.WebhookEventExists(ctx, dl.DedupeKey)
+	if err != nil {
+		return store.Outcome{}, fmt.Errorf("look up inbox row: %w", err)
+	}
+	if dup {
+		return store.Outcome{}, errDuplicate
+	}
+	now := d.now()
+	dec, err := d.decideEvent(ctx, q, dl, now)
+	if err != nil {
+		return store.Outcome{}, err
+	}
+	recorded := string(store.OutcomeOf(dl.Event.Kind, dec.changes))
+	appliedAt := store.StoredTime(now)
+	n, err := q.InsertAppliedWebhookEvent(ctx, sqlitedb.InsertAppliedWebhookEventParams{
 		DedupeKey:  dl.DedupeKey,
 		Source:     string(store.SourceOf(dl)),
 		TraceID:    dl.TraceID,
@@ -158,31 +175,42 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 		SignedAt:   store.StoredTime(dl.SignedAt),
 		ReceivedAt: store.StoredTime(dl.ReceivedAt),
 		Body:       nonNil(dl.Body),
+		AppliedAt:  &appliedAt,
+		Outcome:    &recorded,
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Outcome{}, errDuplicate
-	}
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("insert inbox row: %w", err)
 	}
-	now := d.now()
-	out, outcome, err := d.applyEvent(ctx, q, dl, now)
-	if err != nil {
-		return store.Outcome{}, err
+	if n == 0 { // not after the look-up above while this is the one writer; cheap to be sure
+		return store.Outcome{}, errDuplicate
 	}
-	recorded := string(outcome)
-	appliedAt := store.StoredTime(now)
-	err = q.RecordWebhookOutcome(ctx, sqlitedb.RecordWebhookOutcomeParams{ID: id, AppliedAt: &appliedAt, Outcome: &recorded})
-	if err != nil {
-		return store.Outcome{}, fmt.Errorf("record outcome: %w", err)
-	}
-	return out, nil
+	return d.saveEvent(ctx, q, dl, dec, now)
+}
+
+// decision is what decideEvent loaded and decided for one delivery, for saveEvent.
+type decision struct {
+	cur     store.Current
+	changes store.Changes
 }
 
 // applyEvent applies a delivery's event, the part of ApplyWebhook that ReplayDeadLetter
 // shares: it loads the rows the event touches, lets store.Apply decide, saves what changes,
 // and says what the inbox row should record. now stamps what changes.
 func (d *DB) applyEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery, now time.Time) (store.Outcome, store.InboxOutcome, error) {
+	dec, err := d.decideEvent(ctx, q, dl, now)
+	if err != nil {
+		return store.Outcome{}, "", err
+	}
+	out, err := d.saveEvent(ctx, q, dl, dec, now)
+	if err != nil {
+		return store.Outcome{}, "", err
+	}
+	return out, store.OutcomeOf(dl.Event.Kind, dec.changes), nil
+}
+
+// decideEvent loads the rows a delivery's event touches and lets store.Apply decide what
+// changes; it writes nothing.
+func (d *DB) decideEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery, now time.Time) (decision, error) {
 	cur := store.Current{Users: map[string]store.TerraUser{}}
 	for _, userID := range store.UserIDs(dl.Event) {
 		r, err := q.GetTerraUser(ctx, userID)
@@ -190,26 +218,32 @@ func (d *DB) applyEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Deliv
 		case err == nil:
 			cur.Users[userID] = userFromRow(r)
 		case !errors.Is(err, sql.ErrNoRows):
-			return store.Outcome{}, "", fmt.Errorf("load terra user %q: %w", userID, err)
+			return decision{}, fmt.Errorf("load terra user %q: %w", userID, err)
 		}
 	}
 	if m, ok := store.MatchSession(dl); ok {
 		s, err := findSession(ctx, q, m)
 		if err != nil {
-			return store.Outcome{}, "", err
+			return decision{}, err
 		}
 		cur.Session = s
 	}
-
 	ch, err := store.Apply(dl, cur, now)
 	if err != nil {
-		return store.Outcome{}, "", err
+		return decision{}, err
 	}
+	return decision{cur: cur, changes: ch}, nil
+}
+
+// saveEvent saves what decideEvent decided, with the delivery's audit entries, and returns
+// the rows as saved.
+func (d *DB) saveEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery, dec decision, now time.Time) (store.Outcome, error) {
+	cur, ch := dec.cur, dec.changes
 	var out store.Outcome
 	for _, u := range ch.Users {
 		r, err := q.UpsertTerraUser(ctx, upsertParams(u))
 		if err != nil {
-			return store.Outcome{}, "", fmt.Errorf("save terra user %q: %w", u.UserID, err)
+			return store.Outcome{}, fmt.Errorf("save terra user %q: %w", u.UserID, err)
 		}
 		out.Users = append(out.Users, userFromRow(r))
 	}
@@ -225,7 +259,7 @@ func (d *DB) applyEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Deliv
 			UpdatedAt:     store.StoredTime(s.UpdatedAt),
 		})
 		if err != nil {
-			return store.Outcome{}, "", fmt.Errorf("save widget session %q: %w", s.ID, err)
+			return store.Outcome{}, fmt.Errorf("save widget session %q: %w", s.ID, err)
 		}
 		saved := sessionFromRow(r)
 		out.Session = &saved
@@ -237,15 +271,15 @@ func (d *DB) applyEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Deliv
 	}
 	for _, e := range entries {
 		if err := q.InsertAuditEntry(ctx, auditParams(e)); err != nil {
-			return store.Outcome{}, "", fmt.Errorf("audit %s: %w", e.Action, err)
+			return store.Outcome{}, fmt.Errorf("audit %s: %w", e.Action, err)
 		}
 	}
 	if d.afterApply != nil {
 		if err := d.afterApply(); err != nil {
-			return store.Outcome{}, "", err
+			return store.Outcome{}, err
 		}
 	}
-	return out, store.OutcomeOf(dl.Event.Kind, ch), nil
+	return out, nil
 }
 
 // RecordDeadLetter keeps the delivery as a dead letter (outcome failed, the reason as

@@ -57,14 +57,14 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.getWidgetSessionByTerraIDStmt, err = db.PrepareContext(ctx, getWidgetSessionByTerraID); err != nil {
 		return nil, fmt.Errorf("error preparing query GetWidgetSessionByTerraID: %w", err)
 	}
+	if q.insertAppliedWebhookEventStmt, err = db.PrepareContext(ctx, insertAppliedWebhookEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertAppliedWebhookEvent: %w", err)
+	}
 	if q.insertAuditEntryStmt, err = db.PrepareContext(ctx, insertAuditEntry); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertAuditEntry: %w", err)
 	}
 	if q.insertDeadLetterStmt, err = db.PrepareContext(ctx, insertDeadLetter); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertDeadLetter: %w", err)
-	}
-	if q.insertWebhookEventStmt, err = db.PrepareContext(ctx, insertWebhookEvent); err != nil {
-		return nil, fmt.Errorf("error preparing query InsertWebhookEvent: %w", err)
 	}
 	if q.latestWaitingWidgetSessionStmt, err = db.PrepareContext(ctx, latestWaitingWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query LatestWaitingWidgetSession: %w", err)
@@ -111,9 +111,6 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.recordReplayStmt, err = db.PrepareContext(ctx, recordReplay); err != nil {
 		return nil, fmt.Errorf("error preparing query RecordReplay: %w", err)
 	}
-	if q.recordWebhookOutcomeStmt, err = db.PrepareContext(ctx, recordWebhookOutcome); err != nil {
-		return nil, fmt.Errorf("error preparing query RecordWebhookOutcome: %w", err)
-	}
 	if q.releaseLeaseStmt, err = db.PrepareContext(ctx, releaseLease); err != nil {
 		return nil, fmt.Errorf("error preparing query ReleaseLease: %w", err)
 	}
@@ -125,6 +122,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.upsertTerraUserStmt, err = db.PrepareContext(ctx, upsertTerraUser); err != nil {
 		return nil, fmt.Errorf("error preparing query UpsertTerraUser: %w", err)
+	}
+	if q.webhookEventExistsStmt, err = db.PrepareContext(ctx, webhookEventExists); err != nil {
+		return nil, fmt.Errorf("error preparing query WebhookEventExists: %w", err)
 	}
 	return &q, nil
 }
@@ -186,6 +186,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing getWidgetSessionByTerraIDStmt: %w", cerr)
 		}
 	}
+	if q.insertAppliedWebhookEventStmt != nil {
+		if cerr := q.insertAppliedWebhookEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertAppliedWebhookEventStmt: %w", cerr)
+		}
+	}
 	if q.insertAuditEntryStmt != nil {
 		if cerr := q.insertAuditEntryStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertAuditEntryStmt: %w", cerr)
@@ -194,11 +199,6 @@ func (q *Queries) Close() error {
 	if q.insertDeadLetterStmt != nil {
 		if cerr := q.insertDeadLetterStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertDeadLetterStmt: %w", cerr)
-		}
-	}
-	if q.insertWebhookEventStmt != nil {
-		if cerr := q.insertWebhookEventStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing insertWebhookEventStmt: %w", cerr)
 		}
 	}
 	if q.latestWaitingWidgetSessionStmt != nil {
@@ -276,11 +276,6 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing recordReplayStmt: %w", cerr)
 		}
 	}
-	if q.recordWebhookOutcomeStmt != nil {
-		if cerr := q.recordWebhookOutcomeStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing recordWebhookOutcomeStmt: %w", cerr)
-		}
-	}
 	if q.releaseLeaseStmt != nil {
 		if cerr := q.releaseLeaseStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing releaseLeaseStmt: %w", cerr)
@@ -299,6 +294,11 @@ func (q *Queries) Close() error {
 	if q.upsertTerraUserStmt != nil {
 		if cerr := q.upsertTerraUserStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing upsertTerraUserStmt: %w", cerr)
+		}
+	}
+	if q.webhookEventExistsStmt != nil {
+		if cerr := q.webhookEventExistsStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing webhookEventExistsStmt: %w", cerr)
 		}
 	}
 	return err
@@ -351,9 +351,9 @@ type Queries struct {
 	getWebhookEventByDedupeKeyStmt    *sql.Stmt
 	getWidgetSessionStmt              *sql.Stmt
 	getWidgetSessionByTerraIDStmt     *sql.Stmt
+	insertAppliedWebhookEventStmt     *sql.Stmt
 	insertAuditEntryStmt              *sql.Stmt
 	insertDeadLetterStmt              *sql.Stmt
-	insertWebhookEventStmt            *sql.Stmt
 	latestWaitingWidgetSessionStmt    *sql.Stmt
 	listActiveTerraUsersStmt          *sql.Stmt
 	listAuditEntriesStmt              *sql.Stmt
@@ -369,11 +369,11 @@ type Queries struct {
 	listWebhookEventsPageStmt         *sql.Stmt
 	listWebhookEventsPageByTypeStmt   *sql.Stmt
 	recordReplayStmt                  *sql.Stmt
-	recordWebhookOutcomeStmt          *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	reusableWidgetSessionStmt         *sql.Stmt
 	updateWidgetSessionOutcomeStmt    *sql.Stmt
 	upsertTerraUserStmt               *sql.Stmt
+	webhookEventExistsStmt            *sql.Stmt
 }
 
 func (q *Queries) WithTx(tx *sql.Tx) *Queries {
@@ -391,9 +391,9 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		getWebhookEventByDedupeKeyStmt:    q.getWebhookEventByDedupeKeyStmt,
 		getWidgetSessionStmt:              q.getWidgetSessionStmt,
 		getWidgetSessionByTerraIDStmt:     q.getWidgetSessionByTerraIDStmt,
+		insertAppliedWebhookEventStmt:     q.insertAppliedWebhookEventStmt,
 		insertAuditEntryStmt:              q.insertAuditEntryStmt,
 		insertDeadLetterStmt:              q.insertDeadLetterStmt,
-		insertWebhookEventStmt:            q.insertWebhookEventStmt,
 		latestWaitingWidgetSessionStmt:    q.latestWaitingWidgetSessionStmt,
 		listActiveTerraUsersStmt:          q.listActiveTerraUsersStmt,
 		listAuditEntriesStmt:              q.listAuditEntriesStmt,
@@ -409,10 +409,10 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listWebhookEventsPageStmt:         q.listWebhookEventsPageStmt,
 		listWebhookEventsPageByTypeStmt:   q.listWebhookEventsPageByTypeStmt,
 		recordReplayStmt:                  q.recordReplayStmt,
-		recordWebhookOutcomeStmt:          q.recordWebhookOutcomeStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,
 		updateWidgetSessionOutcomeStmt:    q.updateWidgetSessionOutcomeStmt,
 		upsertTerraUserStmt:               q.upsertTerraUserStmt,
+		webhookEventExistsStmt:            q.webhookEventExistsStmt,
 	}
 }

@@ -64,6 +64,47 @@ func (q *Queries) GetWebhookEventByDedupeKey(ctx context.Context, dedupeKey stri
 	return i, err
 }
 
+const insertAppliedWebhookEvent = `-- name: InsertAppliedWebhookEvent :execrows
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+ON CONFLICT (dedupe_key) DO NOTHING
+`
+
+type InsertAppliedWebhookEventParams struct {
+	DedupeKey  string
+	Source     string
+	TraceID    string
+	Type       string
+	Kind       string
+	SignedAt   time.Time
+	ReceivedAt time.Time
+	Body       []byte
+	AppliedAt  *time.Time
+	Outcome    *string
+}
+
+// Records a delivery with what applying it did, in the transaction that applies it: one
+// statement, where an insert and then an update of the outcome cost two. No row is inserted
+// (0 rows) when the dedupe key is already in the inbox.
+func (q *Queries) InsertAppliedWebhookEvent(ctx context.Context, arg InsertAppliedWebhookEventParams) (int64, error) {
+	result, err := q.exec(ctx, q.insertAppliedWebhookEventStmt, insertAppliedWebhookEvent,
+		arg.DedupeKey,
+		arg.Source,
+		arg.TraceID,
+		arg.Type,
+		arg.Kind,
+		arg.SignedAt,
+		arg.ReceivedAt,
+		arg.Body,
+		arg.AppliedAt,
+		arg.Outcome,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const insertDeadLetter = `-- name: InsertDeadLetter :one
 INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, outcome, error)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'failed', ?9)
@@ -114,41 +155,6 @@ func (q *Queries) InsertDeadLetter(ctx context.Context, arg InsertDeadLetterPara
 		&i.Replays,
 	)
 	return i, err
-}
-
-const insertWebhookEvent = `-- name: InsertWebhookEvent :one
-INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-ON CONFLICT (dedupe_key) DO NOTHING
-RETURNING id
-`
-
-type InsertWebhookEventParams struct {
-	DedupeKey  string
-	Source     string
-	TraceID    string
-	Type       string
-	Kind       string
-	SignedAt   time.Time
-	ReceivedAt time.Time
-	Body       []byte
-}
-
-// No row comes back when the dedupe key is already in the inbox: a retried delivery.
-func (q *Queries) InsertWebhookEvent(ctx context.Context, arg InsertWebhookEventParams) (int64, error) {
-	row := q.queryRow(ctx, q.insertWebhookEventStmt, insertWebhookEvent,
-		arg.DedupeKey,
-		arg.Source,
-		arg.TraceID,
-		arg.Type,
-		arg.Kind,
-		arg.SignedAt,
-		arg.ReceivedAt,
-		arg.Body,
-	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
 }
 
 const listDeadLettersPage = `-- name: ListDeadLettersPage :many
@@ -433,20 +439,15 @@ func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int
 	return result.RowsAffected()
 }
 
-const recordWebhookOutcome = `-- name: RecordWebhookOutcome :exec
-UPDATE webhook_events
-SET applied_at = ?1,
-    outcome = ?2
-WHERE id = ?3
+const webhookEventExists = `-- name: WebhookEventExists :one
+SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dedupe_key = ?1)
 `
 
-type RecordWebhookOutcomeParams struct {
-	AppliedAt *time.Time
-	Outcome   *string
-	ID        int64
-}
-
-func (q *Queries) RecordWebhookOutcome(ctx context.Context, arg RecordWebhookOutcomeParams) error {
-	_, err := q.exec(ctx, q.recordWebhookOutcomeStmt, recordWebhookOutcome, arg.AppliedAt, arg.Outcome, arg.ID)
-	return err
+// Whether a delivery with this dedupe key is in the inbox: a retried delivery, which
+// ApplyWebhook answers as a duplicate before it loads or decides anything.
+func (q *Queries) WebhookEventExists(ctx context.Context, dedupeKey string) (bool, error) {
+	row := q.queryRow(ctx, q.webhookEventExistsStmt, webhookEventExists, dedupeKey)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
 }
