@@ -100,12 +100,19 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	t.open.add(srv, c)
 	go func() {
-		defer t.open.remove(c)
-		defer c.cancel()
-		if c.initialize() {
-			c.serve()
+		if !c.initialize() {
+			c.end()
+			return
 		}
+		c.startBeats()
+		go c.serve() // on a fresh, small stack: see serve
 	}()
+}
+
+// end releases what the connection holds once it is over.
+func (c *wsConn) end() {
+	c.cancel()
+	c.t.open.remove(c)
 }
 
 // smallBuffers gives coder/websocket buffers of wsBufferSize in place of the hijacked
@@ -310,9 +317,12 @@ func (c *wsConn) initialize() bool {
 	return true
 }
 
-// serve reads the client's messages until the connection ends.
+// serve reads the client's messages until the connection ends. Authenticating a client
+// and starting an operation (parsing, validating, running the resolver) take stacks many
+// times deeper than waiting for the next message, and Go only shrinks a stack by half at a
+// garbage collection, which an idle server seldom runs: so after those, reading moves on to
+// a new goroutine, whose stack is the small one that reading needs.
 func (c *wsConn) serve() {
-	c.startBeats()
 	for {
 		start := graphql.Now()
 		m, err := c.read()
@@ -321,12 +331,14 @@ func (c *wsConn) serve() {
 				c.connectionError("invalid json")
 				c.close(closeProtocolError, "decoding error")
 			}
-			c.cancel()
+			c.end()
 			return
 		}
 		switch {
 		case m.Type == "subscribe" && !c.legacy, m.Type == "start" && c.legacy:
 			c.start(m.ID, m.Payload, start)
+			go c.serve()
+			return
 		case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
 			c.stop(m.ID)
 		case m.Type == "ping" && !c.legacy:
@@ -340,10 +352,12 @@ func (c *wsConn) serve() {
 			c.mu.Unlock()
 		case m.Type == "connection_terminate" && c.legacy:
 			c.close(websocket.StatusNormalClosure, "terminated")
+			c.end()
 			return
 		default:
 			c.connectionError("unexpected message %s", m.Type)
 			c.close(closeProtocolError, "unexpected message")
+			c.end()
 			return
 		}
 	}
