@@ -23,12 +23,21 @@ const (
 // TimeFormat is how Terra writes timestamps such as created_at.
 const TimeFormat = "2006-01-02T15:04:05.000000-07:00"
 
-// wireEvent is Event as it arrives; scopes may be a string or an array of strings.
+// wireEvent is Event as it arrives; scopes may be a string or an array of strings. Type is a
+// pointer, as in DecodeEvent's head, so that a null type reads as none whatever came before
+// it.
 type wireEvent struct {
 	Event
+	Type          *string         `json:"type"`
 	ScopesAdded   json.RawMessage `json:"scopes_added"`
 	ScopesRemoved json.RawMessage `json:"scopes_removed"`
 }
+
+// wholeFirst is the body size up to which DecodeEvent decodes the whole event before it
+// knows the type: connection events, nearly all of what terragate acts on, are a few hundred
+// bytes and then decode in one pass; larger bodies are data events, which only need the
+// type and status.
+const wholeFirst = 4 << 10
 
 // DecodeEvent decodes a webhook body that has already passed VerifySignature. It checks
 // what a handler needs for the connection events (see the Event* constants); other types
@@ -38,6 +47,19 @@ func DecodeEvent(body []byte) (Event, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Event{}, fmt.Errorf("%w: not a JSON object", ErrInvalidEvent)
 	}
+	// The whole decoding is what the type decides below, done early: the same body into the
+	// same type gives the same event or the same error, so the result does not depend on the
+	// order, only the cost does.
+	var w wireEvent
+	var wireErr error
+	whole := len(body) <= wholeFirst
+	if whole {
+		wireErr = json.Unmarshal(body, &w)
+		if wireErr == nil && w.Type != nil && isConnectionEvent(*w.Type) {
+			return connectionEvent(w)
+		}
+	}
+
 	var head struct {
 		Type   *string         `json:"type"`
 		Status json.RawMessage `json:"status"`
@@ -60,11 +82,20 @@ func DecodeEvent(body []byte) (Event, error) {
 		return ev, nil
 	}
 
-	var w wireEvent
-	if err := json.Unmarshal(body, &w); err != nil {
-		return Event{}, fmt.Errorf("%w: %s: %v", ErrInvalidEvent, *head.Type, jsonProblem(err))
+	if !whole {
+		wireErr = json.Unmarshal(body, &w)
 	}
+	if wireErr != nil {
+		return Event{}, fmt.Errorf("%w: %s: %v", ErrInvalidEvent, *head.Type, jsonProblem(wireErr))
+	}
+	return connectionEvent(w)
+}
+
+// connectionEvent finishes decoding a connection event: its scopes normalised, and what a
+// handler needs of its type checked.
+func connectionEvent(w wireEvent) (Event, error) {
 	ev := w.Event
+	ev.Type = *w.Type
 	var err error
 	if ev.ScopesAdded, err = decodeScopes(w.ScopesAdded); err != nil {
 		return Event{}, fmt.Errorf("%w: scopes_added %v", ErrInvalidEvent, err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,10 +37,10 @@ func Sign(secret []byte, t time.Time, body []byte) string {
 
 func mac(secret []byte, ts int64, body []byte) []byte {
 	m := hmac.New(sha256.New, secret)
-	m.Write(strconv.AppendInt(nil, ts, 10))
-	m.Write([]byte{'.'})
+	var prefix [20]byte // "<unix>.", at most 19 digits and the dot
+	m.Write(append(strconv.AppendInt(prefix[:0], ts, 10), '.'))
 	m.Write(body)
-	return m.Sum(nil)
+	return m.Sum(make([]byte, 0, sha256.Size))
 }
 
 // ParseSignatureHeader splits a signature header value into its timestamp and v1
@@ -101,41 +102,39 @@ func VerifySignature(secret []byte, h http.Header, body []byte, now time.Time) (
 		// An empty secret would make every forged signature trivially valid.
 		return time.Time{}, fmt.Errorf("%w: no signing secret configured", ErrBadSignature)
 	}
-	var values []string
-	for k, vs := range h {
-		for _, name := range signatureHeaders {
-			if strings.EqualFold(k, name) {
-				values = append(values, vs...)
-			}
-		}
-	}
-	if len(values) == 0 {
-		return time.Time{}, ErrNoSignature
-	}
-
+	found := false
 	err = ErrBadSignature
-	for _, v := range values {
-		ts, sigs, perr := ParseSignatureHeader(v)
-		if perr != nil {
+	for k, vs := range h {
+		if !slices.ContainsFunc(signatureHeaders, func(name string) bool { return strings.EqualFold(k, name) }) {
 			continue
 		}
-		want := mac(secret, ts, body)
-		matched := false
-		for _, sig := range sigs {
-			// Every candidate is compared, in constant time each.
-			if hmac.Equal(sig, want) {
-				matched = true
+		for _, v := range vs {
+			found = true
+			ts, sigs, perr := ParseSignatureHeader(v)
+			if perr != nil {
+				continue
 			}
+			want := mac(secret, ts, body)
+			matched := false
+			for _, sig := range sigs {
+				// Every candidate is compared, in constant time each.
+				if hmac.Equal(sig, want) {
+					matched = true
+				}
+			}
+			if !matched {
+				continue
+			}
+			signedAt = time.Unix(ts, 0).UTC()
+			if d := now.Sub(signedAt); d > SignatureTolerance || d < -SignatureTolerance {
+				err = ErrStaleSignature
+				continue
+			}
+			return signedAt, nil
 		}
-		if !matched {
-			continue
-		}
-		signedAt = time.Unix(ts, 0).UTC()
-		if d := now.Sub(signedAt); d > SignatureTolerance || d < -SignatureTolerance {
-			err = ErrStaleSignature
-			continue
-		}
-		return signedAt, nil
+	}
+	if !found {
+		return time.Time{}, ErrNoSignature
 	}
 	return time.Time{}, err
 }
