@@ -4,6 +4,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -117,15 +118,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	trace := traceID(r)
 	d := store.Delivery{
-		DedupeKey:  dedupeKey(r, body),
-		TraceID:    traceID(r),
+		DedupeKey:  dedupeKey(trace, body),
+		TraceID:    trace,
 		SignedAt:   signedAt.UTC(),
 		ReceivedAt: h.now().UTC(),
 		Body:       body,
 		Source:     store.SourceWebhook,
-		// What a dead letter keeps if decoding never finishes.
-		Event: store.Event{Type: peekType(body), Kind: kindUndecoded},
 	}
 	err = recovered(func() error {
 		ev, err := terra.DecodeEvent(body)
@@ -134,7 +134,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
-	if err != nil && !errors.As(err, new(*panicError)) {
+	if errors.As(err, new(*panicError)) {
+		// What a dead letter keeps when decoding never finished.
+		d.Event = store.Event{Type: peekType(body), Kind: kindUndecoded}
+	} else if err != nil {
 		h.log.WarnContext(r.Context(), "webhook malformed", "err", err, "trace_id", traceID(r))
 		h.Metrics.Webhook("", metrics.WebhookRefused)
 		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
@@ -185,9 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case derr == nil:
 			h.log.ErrorContext(r.Context(), "webhook dead-lettered", "type", d.Event.Type, "trace_id", d.TraceID, "inbox_id", dead.ID, "err", err)
 			h.Metrics.Webhook(d.Event.Type, metrics.WebhookError)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusOK)
-			_ = json.NewEncoder(w).Encode(map[string]any{"status": "dead_letter", "duplicate": false})
+			writeAnswer(w, answerDeadLetter)
 			return
 		default:
 			err = derr
@@ -206,9 +207,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Metrics.ObserveDeliveryLag(h.now().Sub(signedAt))
 	h.log.InfoContext(r.Context(), "webhook received", "type", d.Event.Type, "trace_id", d.TraceID,
 		"duplicate", out.Duplicate, "users_changed", len(out.Users), "secret_index", secretIndex)
+	if out.Duplicate {
+		writeAnswer(w, answerDuplicate)
+	} else {
+		writeAnswer(w, answerOK)
+	}
+}
+
+// The 200 answers, as json.Encoder writes {"status": ..., "duplicate": ...}: built once, as
+// every delivery sends one.
+var (
+	answerOK         = answer("ok", false)
+	answerDuplicate  = answer("ok", true)
+	answerDeadLetter = answer("dead_letter", false)
+)
+
+func answer(status string, duplicate bool) []byte {
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(map[string]any{"status": status, "duplicate": duplicate}); err != nil {
+		panic(err) // a map of a string and a bool always encodes
+	}
+	return b.Bytes()
+}
+
+// writeAnswer sends a 200 answer built by answer.
+func writeAnswer(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "duplicate": out.Duplicate})
+	_, _ = w.Write(body)
 }
 
 // panicReason is a dead letter's reason when decoding or applying it panicked. The panic's
@@ -267,11 +293,11 @@ func outcomeOf(kind store.EventKind, out store.Outcome) string {
 	}
 }
 
-// dedupeKey identifies a delivery across Terra's retries: its trace id when sent, else the
-// body itself.
-func dedupeKey(r *http.Request, body []byte) string {
-	if id := traceID(r); id != "" {
-		return "trace:" + id
+// dedupeKey identifies a delivery across Terra's retries: its trace id (traceID) when sent,
+// else the body itself.
+func dedupeKey(trace string, body []byte) string {
+	if trace != "" {
+		return "trace:" + trace
 	}
 	sum := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(sum[:])

@@ -476,3 +476,46 @@ func TestPanicAfterCommitKeepsTheDelivery(t *testing.T) {
 		t.Errorf("inbox: %+v, want the one applied row", page.Events)
 	}
 }
+
+// TestAnswers: a new delivery, Terra's retry of it and a malformed one get exactly the
+// bodies Terra has always been sent.
+func TestAnswers(t *testing.T) {
+	e := newEnv(t)
+	post := func(body []byte, trace string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL, bytes.NewReader(body))
+		req.Header.Set("terra-signature", terra.Sign([]byte(secret), time.Now(), body))
+		req.Header.Set("X-Terra-Trace-Id", trace)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		return resp.StatusCode, string(raw)
+	}
+	event, _ := json.Marshal(map[string]any{"type": "auth", "status": "success", "user": user("u-answers", "OURA", "alice")})
+	for _, c := range []struct {
+		name  string
+		body  []byte
+		trace string
+		code  int
+		want  string
+	}{
+		{"new", event, "trace-answers", http.StatusOK, `{"duplicate":false,"status":"ok"}` + "\n"},
+		{"retried", event, "trace-answers", http.StatusOK, `{"duplicate":true,"status":"ok"}` + "\n"},
+		{"retried without a trace id, new by its body", event, "", http.StatusOK, `{"duplicate":false,"status":"ok"}` + "\n"},
+		{"the same body again", event, "", http.StatusOK, `{"duplicate":true,"status":"ok"}` + "\n"},
+		{"malformed", []byte(`{"type":"deauth","user":"u1"}`), "trace-bad", http.StatusBadRequest,
+			`{"error":"malformed event: terra webhook: invalid event: deauth: field \"Event.user\" has the wrong type"}` + "\n"},
+		{"no type", []byte(`{"status":"success"}`), "trace-bad-2", http.StatusBadRequest,
+			`{"error":"malformed event: terra webhook: invalid event: no type"}` + "\n"},
+	} {
+		if code, body := post(c.body, c.trace); code != c.code || body != c.want {
+			t.Errorf("%s: %d %q; want %d %q", c.name, code, body, c.code, c.want)
+		}
+	}
+}
