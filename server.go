@@ -285,12 +285,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
 	})
 
-	// Subscriptions live on hijacked connections, which Shutdown does not wait for: they get
-	// a context of their own, cancelled when shutdown starts, so each closes properly.
-	wsCtx, closeSubscriptions := context.WithCancel(context.Background())
-	defer closeSubscriptions()
+	// Subscriptions live on hijacked connections, which Shutdown does not close: the GraphQL
+	// handler's WebSocket transport registers with srv and closes each one normally then.
 	srv := &http.Server{
-		Handler:           httplog.Middleware(log, endWithShutdown(wsCtx, mux)),
+		Handler:           httplog.Middleware(log, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -318,28 +316,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("shutting down")
 	shuttingDown.Store(true)
-	closeSubscriptions()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// endWithShutdown ties WebSocket upgrades to ctx, so their connections end when it does.
-func endWithShutdown(ctx context.Context, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		stop := context.AfterFunc(ctx, cancel)
-		defer stop()
-		next.ServeHTTP(w, r.WithContext(rctx))
-	})
 }
 
 // setUpDemo fills in what a demo needs and returns the emulator that plays Terra: missing
