@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -285,6 +286,47 @@ func TestBatchFailureAfterItsInboxRow(t *testing.T) {
 	for _, e := range events {
 		if e.Outcome != store.InboxApplied || e.AppliedAt == nil || !e.AppliedAt.Equal(store.StoredTime(*e.AppliedAt)) {
 			t.Errorf("inbox row %s: outcome %q, applied at %v; want applied, with its time", e.DedupeKey, e.Outcome, e.AppliedAt)
+		}
+	}
+}
+
+// TestAppliedUsersAreAsStored: the users ApplyWebhook returns are the rows a read gives
+// afterwards, to the value: it no longer reads them back as it saves them.
+func TestAppliedUsersAreAsStored(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	created := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
+	seen := created.Add(time.Hour)
+	signed := storetest.T0.Add(1500 * time.Nanosecond)
+	auth := connect("auth", "u-old")
+	auth.SignedAt = signed
+	auth.Event.User.Scopes = []string{"sleep", " activity", "sleep", ""}
+	auth.Event.User.CreatedAt = &created
+	auth.Event.User.LastWebhookUpdate = &seen
+	reauth := store.Delivery{
+		DedupeKey: "reauth",
+		SignedAt:  signed.Add(time.Minute),
+		Event: store.Event{
+			Kind:    store.EventReauth,
+			User:    &store.UserSnapshot{UserID: "u-new", Provider: "OURA"},
+			OldUser: &store.UserSnapshot{UserID: "u-old"},
+		},
+	}
+	for _, dl := range []store.Delivery{auth, reauth} {
+		out, err := d.ApplyWebhook(t.Context(), dl)
+		if err != nil {
+			t.Fatalf("%s: %v", dl.DedupeKey, err)
+		}
+		if len(out.Users) == 0 {
+			t.Fatalf("%s changed no user", dl.DedupeKey)
+		}
+		for _, got := range out.Users {
+			stored, err := d.TerraUser(t.Context(), got.UserID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, stored) {
+				t.Errorf("%s: ApplyWebhook returned\n%+v\nand a read gives\n%+v", dl.DedupeKey, got, stored)
+			}
 		}
 	}
 }

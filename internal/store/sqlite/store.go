@@ -241,11 +241,12 @@ func (d *DB) saveEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Delive
 	cur, ch := dec.cur, dec.changes
 	var out store.Outcome
 	for _, u := range ch.Users {
-		r, err := q.UpsertTerraUser(ctx, upsertParams(u))
-		if err != nil {
+		p := upsertParams(u)
+		if err := q.SaveWebhookTerraUser(ctx, sqlitedb.SaveWebhookTerraUserParams(p)); err != nil {
 			return store.Outcome{}, fmt.Errorf("save terra user %q: %w", u.UserID, err)
 		}
-		out.Users = append(out.Users, userFromRow(r))
+		// The row as saved, as a read would give it: the statement stores the values given.
+		out.Users = append(out.Users, userFromRow(sqlitedb.TerraUser(p)))
 	}
 	out.Session = cur.Session
 	out.Before = cur.Users

@@ -117,6 +117,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.reusableWidgetSessionStmt, err = db.PrepareContext(ctx, reusableWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query ReusableWidgetSession: %w", err)
 	}
+	if q.saveWebhookTerraUserStmt, err = db.PrepareContext(ctx, saveWebhookTerraUser); err != nil {
+		return nil, fmt.Errorf("error preparing query SaveWebhookTerraUser: %w", err)
+	}
 	if q.updateWidgetSessionOutcomeStmt, err = db.PrepareContext(ctx, updateWidgetSessionOutcome); err != nil {
 		return nil, fmt.Errorf("error preparing query UpdateWidgetSessionOutcome: %w", err)
 	}
@@ -286,6 +289,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing reusableWidgetSessionStmt: %w", cerr)
 		}
 	}
+	if q.saveWebhookTerraUserStmt != nil {
+		if cerr := q.saveWebhookTerraUserStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing saveWebhookTerraUserStmt: %w", cerr)
+		}
+	}
 	if q.updateWidgetSessionOutcomeStmt != nil {
 		if cerr := q.updateWidgetSessionOutcomeStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing updateWidgetSessionOutcomeStmt: %w", cerr)
@@ -371,6 +379,7 @@ type Queries struct {
 	recordReplayStmt                  *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	reusableWidgetSessionStmt         *sql.Stmt
+	saveWebhookTerraUserStmt          *sql.Stmt
 	updateWidgetSessionOutcomeStmt    *sql.Stmt
 	upsertTerraUserStmt               *sql.Stmt
 	webhookEventExistsStmt            *sql.Stmt
@@ -411,6 +420,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		recordReplayStmt:                  q.recordReplayStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,
+		saveWebhookTerraUserStmt:          q.saveWebhookTerraUserStmt,
 		updateWidgetSessionOutcomeStmt:    q.updateWidgetSessionOutcomeStmt,
 		upsertTerraUserStmt:               q.upsertTerraUserStmt,
 		webhookEventExistsStmt:            q.webhookEventExistsStmt,
