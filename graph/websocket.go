@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -81,7 +82,8 @@ func (t wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgra
 // connection outlives the request, so its context keeps the request's values (the
 // request id) but not its cancellation; the server's Shutdown closes it instead.
 func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	bufs := &smallBuffers{ResponseWriter: w}
+	conn, err := websocket.Accept(bufs, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{protoLegacyWS, protoTransportWS},
 		OriginPatterns: t.origins,
 	})
@@ -92,6 +94,8 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	c := &wsConn{
 		t:      t,
 		conn:   conn,
+		raw:    bufs.raw,
+		br:     bufs.br,
 		legacy: conn.Subprotocol() != protoTransportWS,
 		exec:   exec,
 		ops:    map[string]*wsOp{},
@@ -117,24 +121,35 @@ func (c *wsConn) end() {
 
 // smallBuffers gives coder/websocket buffers of wsBufferSize in place of the hijacked
 // connection's 4 KB pair, which net/http frees with the rest of its per-connection state
-// once the handler returns.
-type smallBuffers struct{ http.ResponseWriter }
+// once the handler returns. It keeps the reader and the socket, for awaitMessage.
+type smallBuffers struct {
+	http.ResponseWriter
+	br  *bufio.Reader
+	raw syscall.RawConn // nil if the connection is not a socket of its own (TLS)
+}
 
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
 	// Whatever the client sent after its handshake is in net/http's reader: move it over.
+	var src io.Reader = conn
 	n := brw.Reader.Buffered()
-	rest, _ := brw.Reader.Peek(n)
-	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(rest)), conn), max(wsBufferSize, n))
 	if n > 0 {
-		_, _ = r.Peek(n)
+		rest, _ := brw.Reader.Peek(n)
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(rest)), conn)
 	}
-	return conn, bufio.NewReadWriter(r, bufio.NewWriterSize(conn, wsBufferSize)), nil
+	w.br = bufio.NewReaderSize(src, max(wsBufferSize, n))
+	if n > 0 {
+		_, _ = w.br.Peek(n)
+	}
+	if sc, ok := conn.(syscall.Conn); ok {
+		w.raw, _ = sc.SyscallConn()
+	}
+	return conn, bufio.NewReadWriter(w.br, bufio.NewWriterSize(conn, wsBufferSize)), nil
 }
 
 // wsConns are the open connections of one handler. Hijacked connections are not the
@@ -179,7 +194,9 @@ func (o *wsConns) closeAll() {
 type wsConn struct {
 	t      wsTransport
 	conn   *websocket.Conn
-	legacy bool // graphql-ws rather than graphql-transport-ws
+	br     *bufio.Reader   // conn's: what the client sent and conn has not read yet
+	raw    syscall.RawConn // conn's socket, or nil
+	legacy bool            // graphql-ws rather than graphql-transport-ws
 	exec   graphql.GraphExecutor
 	// ctx is the connection's (after connection_init, the caller's); cancel ends the
 	// connection and every operation on it.
@@ -317,12 +334,15 @@ func (c *wsConn) initialize() bool {
 	return true
 }
 
-// serve reads the client's messages until the connection ends. Authenticating a client
-// and starting an operation (parsing, validating, running the resolver) take stacks many
-// times deeper than waiting for the next message, and Go only shrinks a stack by half at a
-// garbage collection, which an idle server seldom runs: so after those, reading moves on to
-// a new goroutine, whose stack is the small one that reading needs.
+// serve reads the client's messages until the connection ends. Reading a message through
+// coder/websocket, authenticating a client and starting an operation (parsing, validating,
+// running the resolver) all take stacks deeper than a goroutine's first 2 KB, and Go only
+// shrinks a stack by half at a garbage collection, which an idle server seldom runs. So a
+// connection waits for its next message in awaitMessage, which needs only a few frames;
+// and once it has read what the client sent, it waits again on a new goroutine, whose
+// stack is still the first, small one.
 func (c *wsConn) serve() {
+	c.awaitMessage()
 	for {
 		start := graphql.Now()
 		m, err := c.read()
@@ -337,8 +357,6 @@ func (c *wsConn) serve() {
 		switch {
 		case m.Type == "subscribe" && !c.legacy, m.Type == "start" && c.legacy:
 			c.start(m.ID, m.Payload, start)
-			go c.serve()
-			return
 		case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
 			c.stop(m.ID)
 		case m.Type == "ping" && !c.legacy:
@@ -360,7 +378,34 @@ func (c *wsConn) serve() {
 			c.end()
 			return
 		}
+		if !c.readable() {
+			go c.serve()
+			return
+		}
 	}
+}
+
+// readable reports whether a read need not wait for the client: it has sent more than
+// conn has read, or the connection is closing (and the read ends it). Once closing,
+// coder/websocket reads conn's reader itself, for the close handshake: c.mu orders this
+// look at it before that.
+func (c *wsConn) readable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.raw == nil || c.br.Buffered() > 0
+}
+
+// awaitMessage returns once the client has sent something (or the socket is closed),
+// without reading it: a peek at the socket, which the runtime's poller wakes.
+func (c *wsConn) awaitMessage() {
+	if c.readable() {
+		return
+	}
+	var b [1]byte
+	_ = c.raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
+		return err != syscall.EAGAIN
+	})
 }
 
 // startBeats starts the keep-alives: "ka" every interval for legacy clients; for
