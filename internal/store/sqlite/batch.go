@@ -126,7 +126,9 @@ func (d *DB) batcher() {
 // (tryBatch): a savepoint costs two statements and a copy of every page the delivery
 // changes, about a tenth of what applying it costs. When one fails, that attempt is rolled
 // back whole and the batch applied again with a savepoint for each delivery, leaving out the
-// one that failed, whose result stands: as if it had been undone alone the first time.
+// one that failed, whose result stands: as if it had been undone alone the first time. A
+// delivery that failed there is answered as a duplicate if its key is in the inbox by then,
+// as it would have been had the inbox been looked at before anything else.
 func (d *DB) applyBatch(batch []*pending) {
 	n := 0
 	for _, p := range batch {
@@ -148,17 +150,28 @@ func (d *DB) applyBatch(batch []*pending) {
 		err = d.inSQLTx(ctx, func(tx *sql.Tx) error {
 			q := d.wq.WithTx(tx)
 			for i, p := range batch {
-				if i == failed {
+				if i != failed {
+					if err := p.ctx.Err(); err != nil {
+						results[i] = result{err: err} // gone before its turn: nothing applied
+						continue
+					}
+					r, err := d.applyOne(ctx, tx, q, p)
+					results[i] = r
+					if err != nil {
+						return err // the transaction cannot go on
+					}
+				}
+				if r := results[i]; r.panicked == nil && (r.err == nil || errors.Is(r.err, errDuplicate)) {
 					continue
 				}
-				if err := p.ctx.Err(); err != nil {
-					results[i] = result{err: err} // gone before its turn: nothing applied
-					continue
-				}
-				r, err := d.applyOne(ctx, tx, q, p)
-				results[i] = r
+				// A delivery already in the inbox is a duplicate, whatever deciding it did
+				// (apply writes the inbox row only after): nothing of it is left to undo.
+				dup, err := q.WebhookEventExists(ctx, p.dl.DedupeKey)
 				if err != nil {
-					return err // the transaction cannot go on
+					return fmt.Errorf("look up inbox row: %w", err)
+				}
+				if dup {
+					results[i] = result{err: errDuplicate}
 				}
 			}
 			return nil
@@ -235,7 +248,7 @@ func (d *DB) applyRecovered(q *sqlitedb.Queries, p *pending) (r result, err erro
 	defer func() {
 		if v := recover(); v != nil {
 			// The caller's re-panic has the caller's stack; this one shows where it was.
-			d.log.ErrorContext(p.ctx, "sqlite: panic while applying a delivery, raised again in its caller",
+			d.log.ErrorContext(p.ctx, "sqlite: panic while applying a delivery",
 				"type", p.dl.Event.Type, "trace_id", p.dl.TraceID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			r, err = result{panicked: &panicValue{v}}, errPanicked
 		}

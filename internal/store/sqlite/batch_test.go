@@ -373,6 +373,43 @@ func TestBatchDuplicateKeys(t *testing.T) {
 	}
 }
 
+// TestBatchDuplicateRefused: a retried delivery that would now be refused (here: its user
+// went missing) is a duplicate all the same, of a delivery committed before or of one earlier
+// in its batch, alone in its batch or not, as when the inbox was looked at first.
+func TestBatchDuplicateRefused(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	refused := func(key string) store.Delivery {
+		return store.Delivery{DedupeKey: key, SignedAt: storetest.T0, Event: store.Event{Kind: store.EventDeauth}}
+	}
+	if _, err := d.ApplyWebhook(t.Context(), connect("k1", "u1")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d.ApplyWebhook(t.Context(), refused("k1")); err != nil || !out.Duplicate {
+		t.Errorf("alone: %+v, %v; want a duplicate", out, err)
+	}
+	release := hold(t, d)
+	res := queue(t, d, t.Context(), connect("k2", "u2"), refused("k1"), refused("k2"), refused("k3"))
+	release()
+	for i, want := range []string{"applied", "duplicate", "duplicate", "invalid"} {
+		r := <-res[i]
+		got := "applied"
+		switch {
+		case errors.Is(r.err, store.ErrInvalid):
+			got = "invalid"
+		case r.err != nil:
+			got = r.err.Error()
+		case r.out.Duplicate:
+			got = "duplicate"
+		}
+		if got != want {
+			t.Errorf("delivery %d: %s; want %s", i, got, want)
+		}
+	}
+	if got := inboxKeys(t, d); !slices.Equal(got, []string{"k1", "hold", "k2"}) {
+		t.Errorf("inbox = %q; want k1 hold k2", got)
+	}
+}
+
 // TestBatchPanicInAudit: a panic while applying one delivery is raised again in its caller,
 // with the same value, and undoes that delivery only; the batcher goes on.
 func TestBatchPanicInAudit(t *testing.T) {

@@ -146,19 +146,11 @@ func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome
 	return r.out, nil
 }
 
-// apply is ApplyWebhook's work for one delivery: a delivery already in the inbox is a
-// duplicate before anything is loaded or decided, as when the inbox row came first; then the
-// event is decided (decideEvent), the inbox row written with its outcome, in one statement,
-// and the changes saved (saveEvent). A duplicate writes nothing, nor does a refusal by
-// store.Apply.
+// apply is ApplyWebhook's work for one delivery: the event is decided (decideEvent), the
+// inbox row written with its outcome, in one statement, and the changes saved (saveEvent).
+// The inbox row comes before any change, so that a delivery already in the inbox writes
+// nothing; one whose deciding fails may be one too, which the batcher checks (applyBatch).
 func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) (store.Outcome, error) {
-	dup, err := q.WebhookEventExists(ctx, dl.DedupeKey)
-	if err != nil {
-		return store.Outcome{}, fmt.Errorf("look up inbox row: %w", err)
-	}
-	if dup {
-		return store.Outcome{}, errDuplicate
-	}
 	now := d.now()
 	dec, err := d.decideEvent(ctx, q, dl, now)
 	if err != nil {
@@ -181,7 +173,7 @@ func (d *DB) apply(ctx context.Context, q *sqlitedb.Queries, dl store.Delivery) 
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("insert inbox row: %w", err)
 	}
-	if n == 0 { // not after the look-up above while this is the one writer; cheap to be sure
+	if n == 0 {
 		return store.Outcome{}, errDuplicate
 	}
 	return d.saveEvent(ctx, q, dl, dec, now)
