@@ -1,6 +1,6 @@
 -- name: WebhookEventExists :one
 -- Whether a delivery with this dedupe key is in the inbox: a retried delivery, which
--- ApplyWebhook answers as a duplicate before it loads or decides anything.
+-- ApplyWebhook answers as a duplicate even when applying it again would fail.
 SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dedupe_key = @dedupe_key);
 
 -- name: InsertAppliedWebhookEvent :execrows

@@ -503,7 +503,7 @@ SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dedupe_key = ?1)
 `
 
 // Whether a delivery with this dedupe key is in the inbox: a retried delivery, which
-// ApplyWebhook answers as a duplicate before it loads or decides anything.
+// ApplyWebhook answers as a duplicate even when applying it again would fail.
 func (q *Queries) WebhookEventExists(ctx context.Context, dedupeKey string) (bool, error) {
 	row := q.queryRow(ctx, q.webhookEventExistsStmt, webhookEventExists, dedupeKey)
 	var exists bool
