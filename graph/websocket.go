@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -98,9 +99,9 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 		br:     bufs.br,
 		legacy: conn.Subprotocol() != protoTransportWS,
 		exec:   exec,
-		ops:    map[string]*wsOp{},
+		nc:     bufs.nc,
+		ctx:    context.WithoutCancel(r.Context()),
 	}
-	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	t.open.add(srv, c)
 	go func() {
@@ -115,7 +116,9 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 
 // end releases what the connection holds once it is over.
 func (c *wsConn) end() {
-	c.cancel()
+	if c.markClosed() {
+		_ = c.conn.CloseNow()
+	}
 	c.t.open.remove(c)
 }
 
@@ -124,6 +127,7 @@ func (c *wsConn) end() {
 // once the handler returns. It keeps the reader and the socket, for awaitMessage.
 type smallBuffers struct {
 	http.ResponseWriter
+	nc  net.Conn
 	br  *bufio.Reader
 	raw syscall.RawConn // nil if the connection is not a socket of its own (TLS)
 }
@@ -146,6 +150,7 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if n > 0 {
 		_, _ = w.br.Peek(n)
 	}
+	w.nc = conn
 	if sc, ok := conn.(syscall.Conn); ok {
 		w.raw, _ = sc.SyscallConn()
 	}
@@ -194,17 +199,21 @@ func (o *wsConns) closeAll() {
 type wsConn struct {
 	t      wsTransport
 	conn   *websocket.Conn
+	nc     net.Conn        // conn's connection, for its write deadline
 	br     *bufio.Reader   // conn's: what the client sent and conn has not read yet
 	raw    syscall.RawConn // conn's socket, or nil
 	legacy bool            // graphql-ws rather than graphql-transport-ws
 	exec   graphql.GraphExecutor
-	// ctx is the connection's (after connection_init, the caller's); cancel ends the
-	// connection and every operation on it.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx carries the connection's values (after connection_init, the caller). It is
+	// never cancelled: closing the connection cancels each operation instead, which spares
+	// every connection a cancelCtx and the map of its children.
+	ctx context.Context
 
-	mu       sync.Mutex
-	ops      map[string]*wsOp // running operations by the client's id
+	mu sync.Mutex
+	// ops are the running operations, a few at most: a slice costs a pointer each where a
+	// map would cost a few hundred bytes.
+	ops      []*wsOp
+	writing  int // messages being written
 	closed   bool
 	pongSeen bool        // since the last ping
 	beat     *time.Timer // the next keep-alive or ping
@@ -240,9 +249,24 @@ func (c *wsConn) send(typ, id string, payload json.RawMessage) {
 	if err != nil {
 		panic(err) // payloads are marshalled JSON
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wsWriteTimeout)
-	defer cancel()
-	_ = c.conn.Write(ctx, websocket.MessageText, b)
+	// The timeout is the connection's write deadline rather than a context's:
+	// coder/websocket keeps the last write's context until the next write, a timer and two
+	// allocations held by every idle connection. Writes may overlap (operations, pings):
+	// each extends the deadline, and the last to end clears it, for coder/websocket's own
+	// writes (pongs, the close frame).
+	c.mu.Lock()
+	c.writing++
+	_ = c.nc.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+	c.mu.Unlock()
+	err = c.conn.Write(context.Background(), websocket.MessageText, b)
+	c.mu.Lock()
+	if c.writing--; c.writing == 0 {
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.drop()
+	}
 }
 
 // connectionError tells a legacy client why its connection ends (graphql-transport-ws has
@@ -285,8 +309,35 @@ func (c *wsConn) markClosed() bool {
 	if c.deadline != nil {
 		c.deadline.Stop()
 	}
-	c.cancel()
+	for _, op := range c.ops {
+		op.cancel()
+	}
 	return true
+}
+
+// isClosed reports whether the connection is ending.
+func (c *wsConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// op returns the running operation id, or nil.
+func (c *wsConn) op(id string) *wsOp {
+	for _, op := range c.ops {
+		if op.id == id {
+			return op
+		}
+	}
+	return nil
+}
+
+// forget removes op from the running operations.
+func (c *wsConn) forget(op *wsOp) {
+	c.ops = slices.DeleteFunc(c.ops, func(o *wsOp) bool { return o == op })
+	if len(c.ops) == 0 {
+		c.ops = nil
+	}
 }
 
 // initialize waits for connection_init and authenticates it, and reports whether the
@@ -468,11 +519,15 @@ func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) 
 	ctx, cancel := context.WithCancel(graphql.WithOperationContext(ctx, rc))
 	op := &wsOp{c: c, id: id, rc: rc, cancel: cancel}
 	c.mu.Lock()
-	_, dup := c.ops[id]
-	if !dup {
-		c.ops[id] = op
+	closed, dup := c.closed, c.op(id) != nil
+	if !closed && !dup {
+		c.ops = append(c.ops, op)
 	}
 	c.mu.Unlock()
+	if closed {
+		cancel()
+		return
+	}
 	if dup {
 		cancel()
 		c.close(closeDuplicateID, "Subscriber for "+id+" already exists")
@@ -626,13 +681,11 @@ func (o *wsOp) finish() {
 		return
 	}
 	// A connection that ends closes the socket; complete would signal a normal end.
-	if o.c.ctx.Err() == nil {
+	if !o.c.isClosed() {
 		o.c.send("complete", o.id, nil)
 	}
 	o.c.mu.Lock()
-	if o.c.ops[o.id] == o {
-		delete(o.c.ops, o.id)
-	}
+	o.c.forget(o)
 	o.c.mu.Unlock()
 	o.cancel()
 }
@@ -646,8 +699,8 @@ func (o *wsOp) isFinished() bool {
 // stop ends the client's operation id; its id may be used again at once.
 func (c *wsConn) stop(id string) {
 	c.mu.Lock()
-	op := c.ops[id]
-	delete(c.ops, id)
+	op := c.op(id)
+	c.forget(op)
 	c.mu.Unlock()
 	if op != nil {
 		op.cancel()
