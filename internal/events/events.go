@@ -7,6 +7,7 @@ package events
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,9 +58,11 @@ const subscriberBuffer = 16
 
 // Local is the in-process Bus: enough for one instance.
 type Local struct {
-	log     *slog.Logger
-	mu      sync.Mutex
-	subs    map[string]map[*subscriber]struct{}
+	log *slog.Logger
+	mu  sync.Mutex
+	// subs are each end user's subscribers: a handful at most (one per open page), and
+	// mostly one, which a slice holds in a pointer where a set would take a map.
+	subs    map[string][]*subscriber
 	dropped atomic.Int64
 }
 
@@ -117,7 +120,7 @@ func (s *subscriber) drain() {
 
 // NewLocal returns an empty in-process bus.
 func NewLocal(log *slog.Logger) *Local {
-	return &Local{log: log, subs: map[string]map[*subscriber]struct{}{}}
+	return &Local{log: log, subs: map[string][]*subscriber{}}
 }
 
 // Publish never blocks: a subscriber whose buffer is full misses the event (and it is
@@ -125,7 +128,7 @@ func NewLocal(log *slog.Logger) *Local {
 func (b *Local) Publish(ctx context.Context, ev Event) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for s := range b.subs[ev.ReferenceID] {
+	for _, s := range b.subs[ev.ReferenceID] {
 		if !s.offer(ev) {
 			b.dropped.Add(1)
 			b.log.WarnContext(ctx, "event dropped for a slow subscriber", "type", ev.Type)
@@ -150,17 +153,15 @@ func (b *Local) Listen(ctx context.Context, referenceID string, deliver func(Eve
 // add registers s until ctx ends.
 func (b *Local) add(ctx context.Context, referenceID string, s *subscriber) {
 	b.mu.Lock()
-	if b.subs[referenceID] == nil {
-		b.subs[referenceID] = map[*subscriber]struct{}{}
-	}
-	b.subs[referenceID][s] = struct{}{}
+	b.subs[referenceID] = append(b.subs[referenceID], s)
 	b.mu.Unlock()
 
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		delete(b.subs[referenceID], s)
-		if len(b.subs[referenceID]) == 0 {
+		if rest := slices.DeleteFunc(b.subs[referenceID], func(o *subscriber) bool { return o == s }); len(rest) > 0 {
+			b.subs[referenceID] = rest
+		} else {
 			delete(b.subs, referenceID)
 		}
 		if s.ch != nil {
