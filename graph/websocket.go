@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unique"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -310,7 +311,7 @@ func (c *wsConn) markClosed() bool {
 		c.deadline.Stop()
 	}
 	for _, op := range c.ops {
-		op.cancel()
+		op.end()
 	}
 	return true
 }
@@ -504,6 +505,9 @@ func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) 
 		return
 	}
 	params.ReadTime = graphql.TraceTiming{Start: readStart, End: graphql.Now()}
+	// The operation context keeps the query's text as long as the subscription runs: share
+	// one copy of each text (the parsed document is shared already, by the query cache).
+	params.Query = unique.Make(params.Query).Value()
 
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
@@ -594,18 +598,25 @@ func (o *wsOp) next(responses graphql.ResponseHandler, ctx context.Context) {
 	}
 }
 
-// wait arranges for the operation's values to be read as they are notified, and for the
-// end of its context to finish it, after any value being read.
+// wait arranges for the operation's values to be read as they are notified, and for its
+// end (see end) to finish it, after any value being read.
 func (o *wsOp) wait(responses graphql.ResponseHandler, ctx context.Context) {
 	o.mu.Lock()
 	o.responses, o.ctx = responses, ctx
-	start := o.pending > 0 && !o.running // values notified while DispatchOperation ran
+	// Values notified, or the operation ended, while DispatchOperation ran.
+	start := (o.pending > 0 || ctx.Err() != nil) && !o.running
 	o.running = o.running || start
 	o.mu.Unlock()
 	if start {
 		go o.drain()
 	}
-	context.AfterFunc(ctx, o.wake)
+}
+
+// end cancels the operation's context, which only this does (the connection's has no
+// cancellation), and wakes a reader to finish it: no context.AfterFunc is needed.
+func (o *wsOp) end() {
+	o.cancel()
+	o.wake()
 }
 
 // notify records one value in the channel and starts a reader unless one is running.
@@ -703,7 +714,7 @@ func (c *wsConn) stop(id string) {
 	c.forget(op)
 	c.mu.Unlock()
 	if op != nil {
-		op.cancel()
+		op.end()
 	}
 }
 
