@@ -213,12 +213,13 @@ type wsConn struct {
 	mu sync.Mutex
 	// ops are the running operations, a few at most: a slice costs a pointer each where a
 	// map would cost a few hundred bytes.
-	ops      []*wsOp
-	writing  int // messages being written
-	closed   bool
-	pongSeen bool        // since the last ping
-	beat     *time.Timer // the next keep-alive or ping
-	deadline *time.Timer // drops a graphql-transport-ws client that stopped answering pings
+	ops     []*wsOp
+	writing int // messages being written
+	closed  bool
+	// beat is the next keep-alive or ping; unanswered counts the pings sent since the
+	// client's last pong.
+	beat       *time.Timer
+	unanswered int
 }
 
 // wsMessage is a message of either subprotocol.
@@ -306,9 +307,6 @@ func (c *wsConn) markClosed() bool {
 	c.closed = true
 	if c.beat != nil {
 		c.beat.Stop()
-	}
-	if c.deadline != nil {
-		c.deadline.Stop()
 	}
 	for _, op := range c.ops {
 		op.end()
@@ -415,10 +413,7 @@ func (c *wsConn) serve() {
 			c.send("pong", "", m.Payload)
 		case m.Type == "pong" && !c.legacy:
 			c.mu.Lock()
-			c.pongSeen = true
-			if c.deadline != nil {
-				c.deadline.Stop()
-			}
+			c.unanswered = 0
 			c.mu.Unlock()
 		case m.Type == "connection_terminate" && c.legacy:
 			c.close(websocket.StatusNormalClosure, "terminated")
@@ -461,8 +456,9 @@ func (c *wsConn) awaitMessage() {
 }
 
 // startBeats starts the keep-alives: "ka" every interval for legacy clients; for
-// graphql-transport-ws a ping every interval, and a deadline two intervals after the
-// first ping that an answer clears, renewed by the next ping.
+// graphql-transport-ws a ping every interval, or, once two pings in a row have gone
+// unanswered for an interval each, the end of the connection. One timer does both, for
+// it is one more allocation that every idle connection holds.
 func (c *wsConn) startBeats() {
 	every := c.t.keepAlive
 	c.mu.Lock()
@@ -470,25 +466,27 @@ func (c *wsConn) startBeats() {
 	if c.closed {
 		return
 	}
-	if !c.legacy {
-		c.deadline = time.AfterFunc(2*every, c.drop)
-	}
 	c.beat = time.AfterFunc(every, func() {
-		if c.legacy {
+		c.mu.Lock()
+		silent := !c.legacy && c.unanswered >= 2
+		if !c.legacy {
+			c.unanswered++
+		}
+		c.mu.Unlock()
+		switch {
+		case silent:
+			c.drop()
+			return
+		case c.legacy:
 			c.send("ka", "", nil)
-		} else {
+		default:
 			c.send("ping", "", nil)
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.closed {
-			return
+		if !c.closed {
+			c.beat.Reset(every)
 		}
-		if !c.legacy && c.pongSeen {
-			c.deadline.Reset(2 * every)
-			c.pongSeen = false
-		}
-		c.beat.Reset(every)
 	})
 }
 
