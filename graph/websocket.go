@@ -152,9 +152,7 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		_, _ = w.br.Peek(n)
 	}
 	w.nc = conn
-	if sc, ok := conn.(syscall.Conn); ok {
-		w.raw, _ = sc.SyscallConn()
-	}
+	w.raw = peekable(conn)
 	return conn, bufio.NewReadWriter(w.br, bufio.NewWriterSize(conn, wsBufferSize)), nil
 }
 
@@ -448,11 +446,7 @@ func (c *wsConn) awaitMessage() {
 	if c.readable() {
 		return
 	}
-	var b [1]byte
-	_ = c.raw.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
-		return err != syscall.EAGAIN
-	})
+	peek(c.raw)
 }
 
 // startBeats starts the keep-alives: "ka" every interval for legacy clients; for
