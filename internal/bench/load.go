@@ -136,7 +136,9 @@ func Closed(ctx context.Context, inFlight int, warmUp, d time.Duration, next *at
 // its own goroutine, and measures the requests due during d. A request's latency counts
 // from when it was due, not from when it was sent: when the system stalls, the requests
 // that queue behind the stall show it (no coordinated omission). At most maxInFlight are
-// outstanding; a request that must wait for one of them waits on the clock.
+// outstanding; a request that must wait for one of them waits on the clock. Elapsed runs
+// from the first measured due time to the last measured answer, so PerSecond is the rate
+// actually served: below the offered rate when the server falls behind.
 func Open(ctx context.Context, rate float64, maxInFlight int, warmUp, d time.Duration, next *atomic.Int64, op Op) Stats {
 	rec := &recorder{}
 	interval := time.Duration(float64(time.Second) / rate)
@@ -144,7 +146,8 @@ func Open(ctx context.Context, rate float64, maxInFlight int, warmUp, d time.Dur
 	var wg sync.WaitGroup
 	begin := time.Now()
 	measureFrom, end := begin.Add(warmUp), begin.Add(warmUp+d)
-	var unblocked time.Time // when the generator last got a slot it had to wait for
+	var unblocked time.Time   // when the generator last got a slot it had to wait for
+	var lastDone atomic.Int64 // when the last measured request finished (Unix ns)
 	for n := 0; ctx.Err() == nil; n++ {
 		due := begin.Add(time.Duration(n) * interval)
 		if !due.Before(end) {
@@ -179,11 +182,18 @@ func Open(ctx context.Context, rate float64, maxInFlight int, warmUp, d time.Dur
 			err := op(ctx, i)
 			if measured {
 				rec.addLate(time.Since(due), late, err)
+				for now := time.Now().UnixNano(); ; {
+					if last := lastDone.Load(); last >= now || lastDone.CompareAndSwap(last, now) {
+						break
+					}
+				}
 			}
 		})
 	}
 	wg.Wait()
-	return rec.stats(d)
+	// The rate served is what was measured over the time it took to serve it: an
+	// overloaded server finishes the requests of d long after d, at the rate it can.
+	return rec.stats(max(d, time.Duration(lastDone.Load()-measureFrom.UnixNano())))
 }
 
 func sleep(ctx context.Context, d time.Duration) {

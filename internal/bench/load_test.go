@@ -72,6 +72,20 @@ func TestOpenCountsFromDueTime(t *testing.T) {
 	}
 }
 
+// TestOpenRateIsWhatWasServed offers twice what one slot can serve: the rate reported is
+// the one served, not the one offered.
+func TestOpenRateIsWhatWasServed(t *testing.T) {
+	op := func(ctx context.Context, i int) error {
+		time.Sleep(20 * time.Millisecond) // 50/s at most, one at a time
+		return nil
+	}
+	var next atomic.Int64
+	s := Open(context.Background(), 100, 1, 0, 500*time.Millisecond, &next, op)
+	if r := s.PerSecond(); r > 60 {
+		t.Errorf("%.0f/s served with a capacity of 50/s (100/s offered)", r)
+	}
+}
+
 func TestClosedKeepsInFlightAndCountsErrors(t *testing.T) {
 	var inFlight, peak atomic.Int64
 	boom := errors.New("boom")

@@ -13,7 +13,10 @@ var columns = []string{"scenario", "baseline", "terragate", "ratio", "p50", "p99
 // cells is a row's values under columns, "-" where it has none.
 func (r Row) cells() []string {
 	met := "no"
-	if r.Met {
+	switch {
+	case r.Target == "":
+		met = "" // nothing to meet
+	case r.Met:
 		met = "yes"
 	}
 	out := []string{r.Scenario, r.Baseline, r.Terragate, r.Ratio, r.P50, r.P99, r.Allocs, r.Memory, r.Spread, r.Target, met}
