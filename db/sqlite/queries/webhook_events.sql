@@ -80,27 +80,3 @@ SET type = @type,
 WHERE id = @id
   AND outcome = 'failed';
 
--- name: SaveWebhookTerraUser :exec
--- Saves a Terra user row that applying a delivery decided (store.Apply), whole: the
--- statement of terra_users.sql's UpsertTerraUser without RETURNING, since the row saved is
--- the row given, and reading it back cost the writer a tenth of a delivery. The parameters
--- are UpsertTerraUser's, in the same order.
-INSERT INTO terra_users (
-    user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at,
-    last_webhook_update, updated_at, state_at, replaced_by
-) VALUES (
-    @user_id, @reference_id, @provider, @active, @status, @scopes, @scopes_at, @connected_at,
-    @last_webhook_update, @updated_at, @state_at, @replaced_by
-)
-ON CONFLICT (user_id) DO UPDATE SET
-    reference_id = excluded.reference_id,
-    provider = excluded.provider,
-    active = excluded.active,
-    status = excluded.status,
-    scopes = excluded.scopes,
-    scopes_at = excluded.scopes_at,
-    connected_at = excluded.connected_at,
-    last_webhook_update = excluded.last_webhook_update,
-    updated_at = excluded.updated_at,
-    state_at = excluded.state_at,
-    replaced_by = excluded.replaced_by;

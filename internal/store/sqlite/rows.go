@@ -74,8 +74,8 @@ func usersFromRows(rows []sqlitedb.TerraUser) []store.TerraUser {
 	return users
 }
 
-func upsertParams(u store.TerraUser) sqlitedb.UpsertTerraUserParams {
-	return sqlitedb.UpsertTerraUserParams{
+func saveParams(u store.TerraUser) sqlitedb.SaveTerraUserParams {
+	return sqlitedb.SaveTerraUserParams{
 		UserID:            u.UserID,
 		ReferenceID:       u.ReferenceID,
 		Provider:          u.Provider,

@@ -233,8 +233,8 @@ func (d *DB) saveEvent(ctx context.Context, q *sqlitedb.Queries, dl store.Delive
 	cur, ch := dec.cur, dec.changes
 	var out store.Outcome
 	for _, u := range ch.Users {
-		p := upsertParams(u)
-		if err := q.SaveWebhookTerraUser(ctx, sqlitedb.SaveWebhookTerraUserParams(p)); err != nil {
+		p := saveParams(u)
+		if err := q.SaveTerraUser(ctx, p); err != nil {
 			return store.Outcome{}, fmt.Errorf("save terra user %q: %w", u.UserID, err)
 		}
 		// The row as saved, as a read would give it: the statement stores the values given.

@@ -117,14 +117,11 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.reusableWidgetSessionStmt, err = db.PrepareContext(ctx, reusableWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query ReusableWidgetSession: %w", err)
 	}
-	if q.saveWebhookTerraUserStmt, err = db.PrepareContext(ctx, saveWebhookTerraUser); err != nil {
-		return nil, fmt.Errorf("error preparing query SaveWebhookTerraUser: %w", err)
+	if q.saveTerraUserStmt, err = db.PrepareContext(ctx, saveTerraUser); err != nil {
+		return nil, fmt.Errorf("error preparing query SaveTerraUser: %w", err)
 	}
 	if q.updateWidgetSessionOutcomeStmt, err = db.PrepareContext(ctx, updateWidgetSessionOutcome); err != nil {
 		return nil, fmt.Errorf("error preparing query UpdateWidgetSessionOutcome: %w", err)
-	}
-	if q.upsertTerraUserStmt, err = db.PrepareContext(ctx, upsertTerraUser); err != nil {
-		return nil, fmt.Errorf("error preparing query UpsertTerraUser: %w", err)
 	}
 	if q.webhookEventExistsStmt, err = db.PrepareContext(ctx, webhookEventExists); err != nil {
 		return nil, fmt.Errorf("error preparing query WebhookEventExists: %w", err)
@@ -289,19 +286,14 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing reusableWidgetSessionStmt: %w", cerr)
 		}
 	}
-	if q.saveWebhookTerraUserStmt != nil {
-		if cerr := q.saveWebhookTerraUserStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing saveWebhookTerraUserStmt: %w", cerr)
+	if q.saveTerraUserStmt != nil {
+		if cerr := q.saveTerraUserStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing saveTerraUserStmt: %w", cerr)
 		}
 	}
 	if q.updateWidgetSessionOutcomeStmt != nil {
 		if cerr := q.updateWidgetSessionOutcomeStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing updateWidgetSessionOutcomeStmt: %w", cerr)
-		}
-	}
-	if q.upsertTerraUserStmt != nil {
-		if cerr := q.upsertTerraUserStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing upsertTerraUserStmt: %w", cerr)
 		}
 	}
 	if q.webhookEventExistsStmt != nil {
@@ -379,9 +371,8 @@ type Queries struct {
 	recordReplayStmt                  *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	reusableWidgetSessionStmt         *sql.Stmt
-	saveWebhookTerraUserStmt          *sql.Stmt
+	saveTerraUserStmt                 *sql.Stmt
 	updateWidgetSessionOutcomeStmt    *sql.Stmt
-	upsertTerraUserStmt               *sql.Stmt
 	webhookEventExistsStmt            *sql.Stmt
 }
 
@@ -420,9 +411,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		recordReplayStmt:                  q.recordReplayStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,
-		saveWebhookTerraUserStmt:          q.saveWebhookTerraUserStmt,
+		saveTerraUserStmt:                 q.saveTerraUserStmt,
 		updateWidgetSessionOutcomeStmt:    q.updateWidgetSessionOutcomeStmt,
-		upsertTerraUserStmt:               q.upsertTerraUserStmt,
 		webhookEventExistsStmt:            q.webhookEventExistsStmt,
 	}
 }

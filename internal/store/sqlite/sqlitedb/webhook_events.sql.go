@@ -439,65 +439,6 @@ func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int
 	return result.RowsAffected()
 }
 
-const saveWebhookTerraUser = `-- name: SaveWebhookTerraUser :exec
-INSERT INTO terra_users (
-    user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at,
-    last_webhook_update, updated_at, state_at, replaced_by
-) VALUES (
-    ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,
-    ?9, ?10, ?11, ?12
-)
-ON CONFLICT (user_id) DO UPDATE SET
-    reference_id = excluded.reference_id,
-    provider = excluded.provider,
-    active = excluded.active,
-    status = excluded.status,
-    scopes = excluded.scopes,
-    scopes_at = excluded.scopes_at,
-    connected_at = excluded.connected_at,
-    last_webhook_update = excluded.last_webhook_update,
-    updated_at = excluded.updated_at,
-    state_at = excluded.state_at,
-    replaced_by = excluded.replaced_by
-`
-
-type SaveWebhookTerraUserParams struct {
-	UserID            string
-	ReferenceID       string
-	Provider          string
-	Active            bool
-	Status            string
-	Scopes            string
-	ScopesAt          *time.Time
-	ConnectedAt       time.Time
-	LastWebhookUpdate *time.Time
-	UpdatedAt         time.Time
-	StateAt           time.Time
-	ReplacedBy        string
-}
-
-// Saves a Terra user row that applying a delivery decided (store.Apply), whole: the
-// statement of terra_users.sql's UpsertTerraUser without RETURNING, since the row saved is
-// the row given, and reading it back cost the writer a tenth of a delivery. The parameters
-// are UpsertTerraUser's, in the same order.
-func (q *Queries) SaveWebhookTerraUser(ctx context.Context, arg SaveWebhookTerraUserParams) error {
-	_, err := q.exec(ctx, q.saveWebhookTerraUserStmt, saveWebhookTerraUser,
-		arg.UserID,
-		arg.ReferenceID,
-		arg.Provider,
-		arg.Active,
-		arg.Status,
-		arg.Scopes,
-		arg.ScopesAt,
-		arg.ConnectedAt,
-		arg.LastWebhookUpdate,
-		arg.UpdatedAt,
-		arg.StateAt,
-		arg.ReplacedBy,
-	)
-	return err
-}
-
 const webhookEventExists = `-- name: WebhookEventExists :one
 SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dedupe_key = ?1)
 `
