@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -239,7 +240,7 @@ func TestOpenRefusesMemory(t *testing.T) {
 
 func TestDSN(t *testing.T) {
 	got := DSN("data/terra?gate#1%.db", false)
-	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_pragma=wal_autocheckpoint(20000)&_pragma=temp_store(memory)&_time_format=sqlite"
+	want := "file:data/terra%3fgate%231%25.db?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate&_pragma=wal_autocheckpoint(40000)&_pragma=temp_store(memory)&_time_format=sqlite"
 	if got != want {
 		t.Errorf("dsn =\n%s\nwant\n%s", got, want)
 	}
@@ -469,5 +470,67 @@ func TestBackgroundCheckpoint(t *testing.T) {
 			t.Fatalf("database file still %d bytes (WAL %d) after %v: nothing checkpointed it", size(path), size(path+"-wal"), 20*checkpointEvery)
 		}
 		time.Sleep(checkpointEvery / 5)
+	}
+}
+
+// TestWALStartsOverUnderSteadyWrites: under writes that never pause, the checkpointer still
+// gets the WAL to start over soon after it passes walRestartPages, instead of it growing
+// until a committing writer checkpoints it at writerCheckpointPages (and everything queued
+// behind that writer waits for the checkpoint's syncs).
+func TestWALStartsOverUnderSteadyWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "terragate.db")
+	d := open(t, path)
+	var pageSize int64
+	if err := d.write.QueryRowContext(t.Context(), "PRAGMA page_size").Scan(&pageSize); err != nil {
+		t.Fatal(err)
+	}
+	// The WAL header's checkpoint sequence number (bytes 12-15) counts the times the WAL
+	// started over; the file is reused from its start, never shrunk, so its size is the most
+	// the WAL ever held.
+	wal := func() (restarts uint32, pages int64) {
+		b, err := os.ReadFile(path + "-wal")
+		if err != nil || len(b) < 32 {
+			return 0, 0
+		}
+		return binary.BigEndian.Uint32(b[12:16]), int64(len(b)) / pageSize
+	}
+	first, _ := wal()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := d.CreateWidgetSession(t.Context(), store.WidgetSession{
+					ID: fmt.Sprintf("ws-%d-%06d", w, i), ReferenceID: fmt.Sprintf("user-%d-%d", w, i), ExpiresAt: time.Now().Add(time.Hour),
+					URL: strings.Repeat("u", 500),
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n, _ := wal(); n-first >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	restarts, pages := wal()
+	if restarts-first < 3 {
+		t.Fatalf("the WAL started over %d times in 30 s of writes", restarts-first)
+	}
+	// Without the checkpointer's restart the WAL starts over only once a commit has taken it
+	// past writerCheckpointPages.
+	if pages >= writerCheckpointPages {
+		t.Errorf("the WAL held %d pages before starting over (restart wanted from %d; the writer's own checkpoint is at %d)", pages, walRestartPages, writerCheckpointPages)
 	}
 }
