@@ -595,13 +595,8 @@ func (o *wsOp) next(responses graphql.ResponseHandler, ctx context.Context) {
 func (o *wsOp) wait(responses graphql.ResponseHandler, ctx context.Context) {
 	o.mu.Lock()
 	o.responses, o.ctx = responses, ctx
-	// Values notified, or the operation ended, while DispatchOperation ran.
-	start := (o.pending > 0 || ctx.Err() != nil) && !o.running
-	o.running = o.running || start
 	o.mu.Unlock()
-	if start {
-		go o.drain()
-	}
+	o.wake() // for values notified, or the operation's end, while DispatchOperation ran
 }
 
 // end cancels the operation's context, which only this does (the connection's has no
@@ -619,10 +614,11 @@ func (o *wsOp) notify() {
 	o.wake()
 }
 
-// wake starts a reader unless one is running or the operation cannot have one yet.
+// wake starts a reader when there is something to read or the operation has ended, unless
+// one is running or the operation cannot have one yet.
 func (o *wsOp) wake() {
 	o.mu.Lock()
-	start := o.responses != nil && !o.running && !o.finished
+	start := o.responses != nil && (o.pending > 0 || o.ctx.Err() != nil) && !o.running && !o.finished
 	o.running = o.running || start
 	o.mu.Unlock()
 	if start {
