@@ -57,6 +57,7 @@ type recorder struct {
 	mu        sync.Mutex
 	latencies []time.Duration
 	late      []time.Duration
+	lastDone  time.Time // when the last open-model request recorded finished
 	errors    int
 	first     error
 }
@@ -68,11 +69,13 @@ func (r *recorder) add(d time.Duration, err error) {
 	r.mu.Unlock()
 }
 
-// addLate records an open-model request: its latency and how late it was sent.
+// addLate records an open-model request as it finishes: its latency and how late it was
+// sent.
 func (r *recorder) addLate(d, late time.Duration, err error) {
 	r.mu.Lock()
 	r.latencies = append(r.latencies, d)
 	r.late = append(r.late, late)
+	r.lastDone = time.Now()
 	r.failedLocked(err)
 	r.mu.Unlock()
 }
@@ -146,8 +149,7 @@ func Open(ctx context.Context, rate float64, maxInFlight int, warmUp, d time.Dur
 	var wg sync.WaitGroup
 	begin := time.Now()
 	measureFrom, end := begin.Add(warmUp), begin.Add(warmUp+d)
-	var unblocked time.Time   // when the generator last got a slot it had to wait for
-	var lastDone atomic.Int64 // when the last measured request finished (Unix ns)
+	var unblocked time.Time // when the generator last got a slot it had to wait for
 	for n := 0; ctx.Err() == nil; n++ {
 		due := begin.Add(time.Duration(n) * interval)
 		if !due.Before(end) {
@@ -182,18 +184,13 @@ func Open(ctx context.Context, rate float64, maxInFlight int, warmUp, d time.Dur
 			err := op(ctx, i)
 			if measured {
 				rec.addLate(time.Since(due), late, err)
-				for now := time.Now().UnixNano(); ; {
-					if last := lastDone.Load(); last >= now || lastDone.CompareAndSwap(last, now) {
-						break
-					}
-				}
 			}
 		})
 	}
 	wg.Wait()
 	// The rate served is what was measured over the time it took to serve it: an
 	// overloaded server finishes the requests of d long after d, at the rate it can.
-	return rec.stats(max(d, time.Duration(lastDone.Load()-measureFrom.UnixNano())))
+	return rec.stats(max(d, rec.lastDone.Sub(measureFrom)))
 }
 
 func sleep(ctx context.Context, d time.Duration) {
