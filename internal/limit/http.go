@@ -92,6 +92,10 @@ func MaxBody(limit int64, shape Shape, next http.Handler) http.Handler {
 				tooLarge(w, r, shape, limit)
 				return
 			}
+			if errors.Is(err, ErrBodyTimeout) {
+				RequestTimeout(w, r, shape)
+				return
+			}
 			// The client went away or sent a broken body; nothing useful reaches next.
 			refuse(w, r, shape, http.StatusBadRequest, CodeMalformedRequest, "could not read the request body", nil)
 			return

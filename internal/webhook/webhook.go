@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/terra"
@@ -104,6 +105,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
+			return
+		}
+		if errors.Is(err, limit.ErrBodyTimeout) {
+			limit.RequestTimeout(w, r, limit.JSON)
 			return
 		}
 		writeJSON(w, http.StatusBadRequest, "could not read body")
