@@ -437,10 +437,15 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 	providers := []string{"OURA", "GARMIN", "FITBIT", "WITHINGS", "POLAR", "SUUNTO", "COROS", "WAHOO"}
 	emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Delay: 800 * time.Millisecond, Times: len(providers)})
-	results := make(chan gqlResponse, len(providers))
+	type result struct {
+		resp gqlResponse
+		err  error
+	}
+	results := make(chan result, len(providers))
 	for _, prov := range providers {
 		go func() {
-			results <- g.gql(alice, createSession, map[string]any{"in": map[string]any{"providers": []string{prov}}})
+			r, _, err := g.tryGQL(nil, alice, createSession, map[string]any{"in": map[string]any{"providers": []string{prov}}})
+			results <- result{r, err}
 		}()
 	}
 	// Wait until every request has reached Terra, i.e. is in flight inside the gateway.
@@ -453,8 +458,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range providers {
-		if r := <-results; len(r.Errors) > 0 || !strings.Contains(string(r.Data), `"url"`) {
-			t.Errorf("an in-flight request was lost: %+v %s", r.Errors, r.Data)
+		if r := <-results; r.err != nil || len(r.resp.Errors) > 0 || !strings.Contains(string(r.resp.Data), `"url"`) {
+			t.Errorf("an in-flight request was lost: %v %+v %s", r.err, r.resp.Errors, r.resp.Data)
 		}
 	}
 	if err := <-p.done; err != nil {

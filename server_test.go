@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -243,6 +244,16 @@ func (g *gateway) gql(bearer, query string, vars map[string]any) gqlResponse {
 // and the response's headers.
 func (g *gateway) gqlWithHeaders(header http.Header, bearer, query string, vars map[string]any) (gqlResponse, http.Header) {
 	g.t.Helper()
+	out, h, err := g.tryGQL(header, bearer, query, vars)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return out, h
+}
+
+// tryGQL is gqlWithHeaders returning its failure instead of ending the test, for requests made
+// from other goroutines (where t.Fatal would only end that goroutine).
+func (g *gateway) tryGQL(header http.Header, bearer, query string, vars map[string]any) (gqlResponse, http.Header, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -254,16 +265,16 @@ func (g *gateway) gqlWithHeaders(header http.Header, bearer, query string, vars 
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		g.t.Fatal(err)
+		return gqlResponse{}, nil, err
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	g.seen.Write(raw)
 	var out gqlResponse
 	if err := json.Unmarshal(raw, &out); err != nil {
-		g.t.Fatalf("graphql answered %d %s", resp.StatusCode, raw)
+		return gqlResponse{}, nil, fmt.Errorf("graphql answered %d %s", resp.StatusCode, raw)
 	}
-	return out, resp.Header
+	return out, resp.Header, nil
 }
 
 type widgetSession struct {
