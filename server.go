@@ -130,6 +130,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		mux.Handle("GET "+demo.ReturnPath, secheaders.HTML(http.HandlerFunc(demo.ReturnPage)))
 	}
 	log.Info("starting terragate", "config", cfg)
+	if cfg.ExposedDemo() {
+		log.Warn("demo mode listens beyond this machine: anyone who can reach it gets a working token", "addr", cfg.Addr)
+	}
 
 	st, err := engine.Open(ctx, cfg.DatabaseURL, engine.Options{MaxConns: cfg.DBMaxConns, Migrate: cfg.MigrateOnStart}, log)
 	if err != nil {
@@ -232,13 +235,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// a GraphQL error with its own code. Webhooks are not rate limited (Terra retries what it
 	// cannot deliver), but may be restricted to Terra's addresses.
 	mux.Handle("/graphql", meter.HTTP("/graphql", cors.Handler(secheaders.NoStore(
-		limit.PerIP(ipLimit, clients.ClientIP, limit.GraphQL,
+		limit.PerIP(ipLimit, clients.ClientIP, limit.GraphQL, limit.BodyDeadline(cfg.GraphQLBodyTimeout,
 			limit.MaxBody(cfg.MaxBodyBytes, limit.GraphQL,
-				limit.SingleOperation(clientip.Into(clients, verifier.Middleware(gql)))))))))
+				limit.SingleOperation(clientip.Into(clients, verifier.Middleware(gql))))))))))
 	mux.Handle("GET "+widget.ReturnPath+"{sessionId}", secheaders.HTML(http.HandlerFunc(widgets.ServeReturn)))
 	mux.Handle("/webhooks/terra", meter.HTTP("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks))) // other methods: a JSON 405
-	if cfg.MetricsAddr == "" {
+	if cfg.MetricsOnAddr() {
 		mux.Handle("GET /metrics", meter.Handler())
+	} else if cfg.MetricsAddr == "" {
+		log.Warn("metrics are not served: production serves /metrics only on METRICS_ADDR, a private address")
 	} else {
 		stopMetrics, err := serveMetrics(cfg.MetricsAddr, meter, cfg.DebugPprof, log)
 		if err != nil {
@@ -288,7 +293,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Subscriptions live on hijacked connections, which Shutdown does not close: the GraphQL
 	// handler's WebSocket transport registers with srv and closes each one normally then.
 	srv := &http.Server{
-		Handler:           httplog.Middleware(log, mux),
+		Handler:           limit.IdleBody(cfg.BodyIdleTimeout, httplog.Middleware(log, mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

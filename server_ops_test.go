@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -390,5 +393,108 @@ func TestOpsCircuitBreakerRecovers(t *testing.T) {
 		if !strings.Contains(g.logs.String(), msg) {
 			t.Errorf("the log lacks %q", msg)
 		}
+	}
+}
+
+// sendSlowly opens a raw connection to path, sends the headers of a POST whose body is
+// length bytes and the body's first byte, then runs trickle with the connection, and
+// returns the gateway's answer.
+func sendSlowly(t *testing.T, base, path string, length int, trickle func(c net.Conn)) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Far beyond the gateway's limits: only a gateway that never cuts the body reaches it.
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", path, length)
+	trickle(c)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s: no answer while the body stalled: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A body that stops arriving is cut after BODY_IDLE_TIMEOUT, on the unauthenticated webhook
+// too; a /graphql body that trickles in is cut at GRAPHQL_BODY_TIMEOUT however steady it is.
+func TestOpsSlowBodiesAreCut(t *testing.T) {
+	g := startGateway(t, withEnv("BODY_IDLE_TIMEOUT", "300ms"), withEnv("GRAPHQL_BODY_TIMEOUT", "1s"))
+
+	code, body := sendSlowly(t, g.url, "/webhooks/terra", 4096, func(net.Conn) {})
+	if code != http.StatusRequestTimeout || !strings.Contains(body, `"error"`) {
+		t.Errorf("stalled webhook body: %d %s, want 408 with a JSON error", code, body)
+	}
+	code, body = sendSlowly(t, g.url, "/graphql", 4096, func(net.Conn) {})
+	if code != http.StatusRequestTimeout || !strings.Contains(body, `"REQUEST_TIMEOUT"`) {
+		t.Errorf("stalled /graphql body: %d %s, want 408 REQUEST_TIMEOUT", code, body)
+	}
+
+	// A space every 100 ms never trips the idle limit.
+	stop := make(chan struct{})
+	defer close(stop)
+	code, body = sendSlowly(t, g.url, "/graphql", 4096, func(c net.Conn) {
+		go func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := c.Write([]byte(" ")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+	})
+	if code != http.StatusRequestTimeout || !strings.Contains(body, `"REQUEST_TIMEOUT"`) {
+		t.Errorf("trickled /graphql body: %d %s, want 408 REQUEST_TIMEOUT", code, body)
+	}
+
+	// Nothing was lost for a request that sends its body as usual.
+	if r := g.gql(token(t, "alice"), `{ connectedUsers { provider } }`, nil); len(r.Errors) > 0 {
+		t.Errorf("an ordinary request after the slow ones: %+v", r.Errors)
+	}
+}
+
+// Production never serves /metrics on the public address; METRICS_ADDR is where it goes.
+func TestOpsProductionKeepsMetricsOffAddr(t *testing.T) {
+	g := startGateway(t, withEnv("ENV", "production"), withEnv("AUTH_JWT_SECRET", prodJWTSecret),
+		withEnv("TERRA_WEBHOOK_SECRET", prodWebhookSecret), withEmulator(func(c *terrasim.Config) { c.WebhookSecret = prodWebhookSecret }))
+	resp, err := http.Get(g.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || strings.Contains(string(page), "terragate_") {
+		t.Errorf("production /metrics on ADDR: %d %.200s", resp.StatusCode, page)
+	}
+	if !strings.Contains(g.logs.String(), "METRICS_ADDR") {
+		t.Errorf("no log line says where metrics went:\n%s", g.logs)
+	}
+}
+
+// A demo asked to listen beyond loopback does, and says loudly what that exposes.
+func TestOpsExposedDemoWarns(t *testing.T) {
+	stdout, logs := &syncBuffer{}, &syncBuffer{}
+	env := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "demo.db")}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-demo", "-addr", "0.0.0.0:0"}, func(k string) string { return env[k] }, stdout, logs)
+	}()
+	waitListening(t, stdout, done)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN","msg":"demo mode listens beyond this machine`) {
+		t.Errorf("no warning for a demo on every interface:\n%s", logs)
 	}
 }

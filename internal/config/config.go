@@ -20,7 +20,10 @@ import (
 
 // Defaults for settings that have one.
 const (
-	DefaultAddr         = ":8080"
+	DefaultAddr = ":8080"
+	// DefaultDemoAddr keeps the demo on this machine: it hands out a working token to
+	// whoever asks, so listening beyond loopback must be asked for with ADDR.
+	DefaultDemoAddr     = "127.0.0.1:8080"
 	DefaultDatabaseURL  = "sqlite:terragate.db"
 	DefaultTerraAPI     = "https://api.tryterra.co/v2"
 	DefaultTerraWidget  = "https://access.tryterra.co/api/widget/session"
@@ -63,12 +66,14 @@ type Config struct {
 	SyncInterval    time.Duration // SYNC_INTERVAL: period of the reconciliation sweep; 0 turns it off
 	ProvidersTTL    time.Duration // PROVIDERS_TTL: how long Terra's provider list is cached
 
-	MaxBodyBytes           int64  // MAX_BODY_BYTES: largest GraphQL request body
-	RateLimitUser          string // RATE_LIMIT_USER, e.g. 120/m
-	RateLimitIP            string // RATE_LIMIT_IP, e.g. 600/m
-	RateLimitCreateSession string // RATE_LIMIT_CREATE_SESSION, e.g. 10/m
-	TrustedProxies         string // TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed
-	WebhookAllowedIPs      string // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
+	MaxBodyBytes           int64         // MAX_BODY_BYTES: largest GraphQL request body
+	BodyIdleTimeout        time.Duration // BODY_IDLE_TIMEOUT: longest wait for the next byte of a request body
+	GraphQLBodyTimeout     time.Duration // GRAPHQL_BODY_TIMEOUT: longest a whole /graphql request body may take
+	RateLimitUser          string        // RATE_LIMIT_USER, e.g. 120/m
+	RateLimitIP            string        // RATE_LIMIT_IP, e.g. 600/m
+	RateLimitCreateSession string        // RATE_LIMIT_CREATE_SESSION, e.g. 10/m
+	TrustedProxies         string        // TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed
+	WebhookAllowedIPs      string        // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
 
 	MetricsAddr string // METRICS_ADDR: serve /metrics there instead of on ADDR
 	DebugPprof  bool   // DEBUG_PPROF: Go's profiler at /debug/pprof/ on METRICS_ADDR
@@ -81,8 +86,10 @@ type Config struct {
 	Playground bool // PLAYGROUND: the GraphQL playground at / and introspection
 	// playgroundSet records that PLAYGROUND was given, which production honours.
 	playgroundSet bool
-	LogLevel      string // LOG_LEVEL: debug, info, warn, error
-	LogFormat     string // LOG_FORMAT: json or text
+	// addrSet records that ADDR was given, which the demo honours.
+	addrSet   bool
+	LogLevel  string // LOG_LEVEL: debug, info, warn, error
+	LogFormat string // LOG_FORMAT: json or text
 }
 
 // setting describes one configuration value: its environment name, which is also its flag
@@ -99,7 +106,11 @@ func settings() []setting {
 		return func(c *Config, v string) error { *p(c) = v; return nil }
 	}
 	return []setting{
-		{env: "ADDR", usage: "address to listen on", set: str(func(c *Config) *string { return &c.Addr })},
+		{env: "ADDR", usage: "address to listen on (demo: 127.0.0.1:8080 unless set)", set: func(c *Config, v string) error {
+			c.addrSet = true
+			c.Addr = v
+			return nil
+		}},
 		{env: "PUBLIC_URL", usage: "base URL browsers and Terra reach this server at (default http://localhost:<port>)", set: str(func(c *Config) *string { return &c.PublicURL })},
 		{env: "DATABASE_URL", usage: "store: sqlite:PATH (or a bare path), or postgres://...", set: str(func(c *Config) *string { return &c.DatabaseURL })},
 		{env: "DB_MAX_CONNS", usage: "PostgreSQL connection pool size", set: func(c *Config, v string) error {
@@ -138,6 +149,8 @@ func settings() []setting {
 			c.MaxBodyBytes = n
 			return nil
 		}},
+		{env: "BODY_IDLE_TIMEOUT", usage: "a request body that sends nothing for this long is cut with 408, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.BodyIdleTimeout }, false)},
+		{env: "GRAPHQL_BODY_TIMEOUT", usage: "the longest a whole /graphql request body may take to arrive, e.g. 30s", set: duration(func(c *Config) *time.Duration { return &c.GraphQLBodyTimeout }, false)},
 		{env: "RATE_LIMIT_USER", usage: "requests per end user, e.g. 120/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitUser })},
 		{env: "RATE_LIMIT_IP", usage: "requests per client IP, e.g. 600/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitIP })},
 		{env: "RATE_LIMIT_CREATE_SESSION", usage: "createWidgetSession calls per end user, e.g. 10/m (each costs a Terra call)", set: str(func(c *Config) *string { return &c.RateLimitCreateSession })},
@@ -219,8 +232,12 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		ProvidersTTL:    time.Hour,
 		Playground:      true,
 		MaxBodyBytes:    1 << 20,
-		RateLimitUser:   "300/m",
-		RateLimitIP:     "1200/m",
+		// Terra and well-behaved clients send a body without pausing; a pause this long is
+		// a connection being held open.
+		BodyIdleTimeout:    10 * time.Second,
+		GraphQLBodyTimeout: 30 * time.Second,
+		RateLimitUser:      "300/m",
+		RateLimitIP:        "1200/m",
 		// Each session costs a Terra call; a person needs a handful a minute at most.
 		RateLimitCreateSession: "20/m",
 		LogLevel:               "info",
@@ -247,6 +264,9 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	if c.Demo && !c.addrSet {
+		c.Addr = DefaultDemoAddr
 	}
 	return c, errors.Join(errs...)
 }
@@ -306,6 +326,28 @@ func (c *Config) Validate() error {
 
 // Production reports whether ENV=production.
 func (c *Config) Production() bool { return c.Env == "production" }
+
+// MetricsOnAddr reports whether /metrics is served on ADDR beside the API. Metrics name
+// operations, error codes and traffic, which the public network has no business reading, so
+// production serves them only on METRICS_ADDR.
+func (c *Config) MetricsOnAddr() bool { return c.MetricsAddr == "" && !c.Production() }
+
+// ExposedDemo reports whether demo mode listens beyond this machine, where anyone who can
+// reach it gets a working token.
+func (c *Config) ExposedDemo() bool {
+	if !c.Demo {
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
 
 // placeholders are values seen in examples and tutorials; production refuses them.
 var placeholders = []string{"secret", "changeme", "change-me", "password", "test", "demo", "example", "xxx", "..."}
@@ -371,6 +413,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("service_api_keys", mark(c.ServiceAPIKeys)),
 		slog.String("env", c.Env),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Duration("body_idle_timeout", c.BodyIdleTimeout),
+		slog.Duration("graphql_body_timeout", c.GraphQLBodyTimeout),
 		slog.String("rate_limit_user", c.RateLimitUser),
 		slog.String("rate_limit_ip", c.RateLimitIP),
 		slog.String("rate_limit_create_session", c.RateLimitCreateSession),

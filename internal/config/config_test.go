@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,79 @@ func TestProduction(t *testing.T) {
 	c, _ = Load([]string{"-demo"}, env(strong), io.Discard)
 	if err := c.Validate(); err == nil {
 		t.Error("demo mode accepted in production")
+	}
+}
+
+func TestBodyTimeouts(t *testing.T) {
+	c, err := Load(nil, env(required), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BodyIdleTimeout != 10*time.Second || c.GraphQLBodyTimeout != 30*time.Second {
+		t.Errorf("BODY_IDLE_TIMEOUT = %v, GRAPHQL_BODY_TIMEOUT = %v; want 10s, 30s", c.BodyIdleTimeout, c.GraphQLBodyTimeout)
+	}
+	c, err = Load([]string{"-body-idle-timeout", "2s", "-graphql-body-timeout", "5s"}, env(required), io.Discard)
+	if err != nil || c.BodyIdleTimeout != 2*time.Second || c.GraphQLBodyTimeout != 5*time.Second {
+		t.Errorf("flags: %v %v %v", c.BodyIdleTimeout, c.GraphQLBodyTimeout, err)
+	}
+	// Zero would mean a body may stall for ever, the very thing the setting prevents.
+	for _, k := range []string{"BODY_IDLE_TIMEOUT", "GRAPHQL_BODY_TIMEOUT"} {
+		if _, err := Load(nil, env(map[string]string{k: "0"}), io.Discard); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=0: err = %v", k, err)
+		}
+	}
+}
+
+// The demo hands a working token to whoever asks: it stays on loopback unless ADDR says
+// otherwise.
+func TestDemoAddr(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		addr    string
+		exposed bool
+	}{
+		{name: "demo default", args: []string{"-demo"}, addr: "127.0.0.1:8080"},
+		{name: "demo, every interface by flag", args: []string{"-demo", "-addr", ":9000"}, addr: ":9000", exposed: true},
+		{name: "demo, every interface by env", args: []string{"-demo"}, env: map[string]string{"ADDR": "0.0.0.0:8080"}, addr: "0.0.0.0:8080", exposed: true},
+		{name: "demo, another loopback", args: []string{"-demo", "-addr", "[::1]:0"}, addr: "[::1]:0"},
+		{name: "demo, localhost", args: []string{"-demo", "-addr", "localhost:0"}, addr: "localhost:0"},
+		{name: "demo, a LAN address", args: []string{"-demo", "-addr", "192.0.2.10:8080"}, addr: "192.0.2.10:8080", exposed: true},
+		{name: "not a demo", env: required, addr: ":8080"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(tt.args, env(tt.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Addr != tt.addr || c.ExposedDemo() != tt.exposed {
+				t.Errorf("addr %q exposed %v, want %q %v", c.Addr, c.ExposedDemo(), tt.addr, tt.exposed)
+			}
+		})
+	}
+}
+
+func TestMetricsOnAddr(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want bool
+	}{
+		{env: map[string]string{}, want: true},
+		{env: map[string]string{"METRICS_ADDR": "127.0.0.1:9100"}, want: false},
+		{env: map[string]string{"ENV": "production"}, want: false},
+		{env: map[string]string{"ENV": "production", "METRICS_ADDR": "127.0.0.1:9100"}, want: false},
+	}
+	for _, tt := range tests {
+		e := maps.Clone(required)
+		maps.Copy(e, tt.env)
+		c, err := Load(nil, env(e), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.MetricsOnAddr(); got != tt.want {
+			t.Errorf("%v: MetricsOnAddr = %v, want %v", tt.env, got, tt.want)
+		}
 	}
 }
