@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +160,7 @@ func serveSPA(t *testing.T, dir string) string {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return "http://localhost:" + port(ln.Addr())
+	return "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // startDemoForApp runs `terragate -demo` on loopback like startDemo, with the app's origin

@@ -1,64 +1,34 @@
 package bench
 
 import (
+	"context"
 	"io"
-	"log/slog"
+	"net"
 	"net/http"
-	"time"
 
-	"github.com/terragate/terragate/graph"
-	"github.com/terragate/terragate/internal/auth"
-	"github.com/terragate/terragate/internal/connection"
-	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/config"
+	"github.com/terragate/terragate/internal/gateway"
 	"github.com/terragate/terragate/internal/httplog"
-	"github.com/terragate/terragate/internal/metrics"
-	"github.com/terragate/terragate/internal/provider"
-	"github.com/terragate/terragate/internal/redirect"
-	"github.com/terragate/terragate/internal/secheaders"
-	"github.com/terragate/terragate/internal/store"
-	"github.com/terragate/terragate/internal/terra"
-	"github.com/terragate/terragate/internal/widget"
 )
 
-// GraphQLHandler is terragate's /graphql handler chain built in this process over st: the
-// request log line (JSON, at info, as the gateway writes it; here into nothing), metrics,
-// no-store, authentication, GraphQL and the store, with the Terra client pointed at
-// terraURL. It is what the in-process benchmarks call with no network in between; the
-// gateway adds CORS and the (here disabled) rate limits around it.
-func GraphQLHandler(st store.Store, terraURL string) (http.Handler, error) {
-	log := slog.New(httplog.ContextHandler(slog.NewJSONHandler(io.Discard, nil)))
-	meter := metrics.New()
-	tc := terra.New(terra.Config{
-		BaseURL:   terraURL + "/v2",
-		WidgetURL: terraURL + "/api/widget/session",
-		DevID:     DevID,
-		APIKey:    APIKey,
-		Retries:   terra.DefaultRetries,
-		Observe:   meter.TerraCall,
-	}, Client(32), log)
-	bus := events.NewLocal(log)
-	conns := connection.New(tc, st, bus, log)
-	redirects, err := redirect.FromOrigins(nil)
+// GraphQLHandler is terragate's whole HTTP handler, built by the same constructor as the
+// binary's over databaseURL, with the Terra client pointed at terraURL and the gateway's
+// JSON request log written into nothing. It is what the in-process benchmarks call with
+// no network in between: everything production runs per request (CORS, the rate limits
+// as configured, the body limits, the GraphQL chain) is in it. close releases it.
+func GraphQLHandler(ctx context.Context, databaseURL, terraURL string) (h http.Handler, close func(), err error) {
+	env := GatewayEnv(databaseURL, terraURL)
+	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	widgets := widget.NewService(tc, st, conns, widget.Config{
-		PublicURL: "http://127.0.0.1",
-		StateKey:  []byte(WebhookSecret),
-		Redirects: redirects,
-	}, log)
-	verifier, err := auth.NewVerifier(auth.Config{Secret: []byte(JWTSecret)})
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	log := httplog.NewLogger(io.Discard, cfg.LogLevel, cfg.LogFormat)
+	gw, err := gateway.New(ctx, cfg, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	gql := graph.NewHandler(&graph.Resolver{
-		Widgets:     widgets,
-		Connections: conns,
-		Catalog:     provider.NewCatalog(tc, time.Hour, log),
-		Store:       st,
-		Bus:         bus,
-		Log:         log,
-		Metrics:     meter,
-	}, graph.Options{Metrics: meter, Verifier: verifier, Log: log})
-	return httplog.Middleware(log, meter.HTTP("/graphql", secheaders.NoStore(verifier.Middleware(gql)))), nil
+	return gw.Handler(), gw.Close, nil
 }

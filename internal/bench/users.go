@@ -35,17 +35,18 @@ var listQuery = []byte(`{"query":"{ connectedUsers { userId provider referenceId
 // Users is the connectedUsers fixture on one engine: a seeded database, terragate in
 // process (for allocations) and as a process, and the hand-written baseline beside it.
 type Users struct {
-	r       *Runner
-	Engine  string
-	URL     string // the database
-	users   []string
-	tokens  []string
-	handler http.Handler // in process
-	store   store.Store
-	gw      *Gateway
-	base    *http.Server
-	baseURL string
-	drop    func() error
+	r            *Runner
+	Engine       string
+	URL          string // the database
+	users        []string
+	tokens       []string
+	handler      http.Handler // in process
+	closeHandler func()
+	store        store.Store
+	gw           *Gateway
+	base         *http.Server
+	baseURL      string
+	drop         func() error
 }
 
 // NewUsers seeds a database on engine ("sqlite" or "postgres") with the runner's
@@ -106,7 +107,7 @@ func (u *Users) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if u.handler, err = GraphQLHandler(u.store, u.r.Emu.URL); err != nil {
+	if u.handler, u.closeHandler, err = GraphQLHandler(ctx, u.URL, u.r.Emu.URL); err != nil {
 		return err
 	}
 	if u.gw, err = u.r.startGateway(ctx, u.URL, nil); err != nil {
@@ -133,6 +134,9 @@ func (u *Users) Close() {
 	}
 	if u.gw != nil {
 		_ = u.gw.Stop()
+	}
+	if u.closeHandler != nil {
+		u.closeHandler()
 	}
 	if u.store != nil {
 		_ = u.store.Close()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -86,4 +87,16 @@ func (h contextHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h contextHandler) WithGroup(name string) slog.Handler {
 	return contextHandler{h.Handler.WithGroup(name)}
+}
+
+// NewLogger is terragate's logger: JSON (or "text") lines on w at level ("debug", "info",
+// "warn", "error"), each carrying the request id of the context it is logged with.
+func NewLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "text" {
+		return slog.New(ContextHandler(slog.NewTextHandler(w, opts)))
+	}
+	return slog.New(ContextHandler(slog.NewJSONHandler(w, opts)))
 }
