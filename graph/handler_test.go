@@ -353,6 +353,7 @@ func (s *server) dialWSAs(subprotocol, bearer string) *websocket.Conn {
 }
 
 type wsMessage struct {
+	ID   string `json:"id"`
 	Type string `json:"type"`
 }
 

@@ -35,11 +35,8 @@ func TestIdleSubscriberHoldsOneGoroutine(t *testing.T) {
 		conn := s.dialWS([]string{"graphql-transport-ws", "graphql-ws"}[i%2])
 		typ := map[bool]string{true: "subscribe", false: "start"}[i%2 == 0]
 		write(t, conn, map[string]any{"id": strconv.Itoa(i), "type": typ, "payload": map[string]string{"query": `subscription { connectionEvents { type } }`}})
+		awaitStarted(t, conn, i%2 == 1)
 		conns[i] = conn
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for bus.Subscribers() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
 	}
 	if got := bus.Subscribers(); got != n {
 		t.Fatalf("%d subscriptions running, want %d", got, n)
@@ -51,7 +48,7 @@ func TestIdleSubscriberHoldsOneGoroutine(t *testing.T) {
 	for _, c := range conns {
 		_ = c.CloseNow()
 	}
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for (bus.Subscribers() > 0 || runtime.NumGoroutine() > base+2) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -238,6 +235,27 @@ func awaitPong(t *testing.T, conn *websocket.Conn) {
 	}
 }
 
+// awaitStarted returns once every operation sent on conn so far has started (see
+// awaitPong). The legacy subprotocol has no ping: there a query sent after them, and its
+// complete, say the same.
+func awaitStarted(t *testing.T, conn *websocket.Conn, legacy bool) {
+	t.Helper()
+	if !legacy {
+		awaitPong(t, conn)
+		return
+	}
+	write(t, conn, map[string]any{"id": "started", "type": "start", "payload": map[string]string{"query": `{ __typename }`}})
+	for {
+		switch m := read(t, conn); {
+		case m.ID == "started" && m.Type == "complete":
+			return
+		case m.ID == "started" && m.Type == "data", m.Type == "ka":
+		default:
+			t.Fatalf("got %q for %q while waiting for the query's complete", m.Type, m.ID)
+		}
+	}
+}
+
 func decode(t *testing.T, b []byte) wsMessage {
 	t.Helper()
 	var m wsMessage
@@ -245,4 +263,32 @@ func decode(t *testing.T, b []byte) wsMessage {
 		t.Fatalf("not JSON: %s", b)
 	}
 	return m
+}
+
+// Tests wait for a subscription to be registered by pinging after it (awaitPong): the pong
+// comes only once every operation subscribed before the ping has started, so an event
+// published right after it reaches them all.
+func TestPongFollowsEarlierSubscribes(t *testing.T) {
+	var bus *events.Local
+	s := start(t, graph.Options{}, func(r *graph.Resolver) {
+		bus = r.Bus.(*events.Local)
+		r.Store = lateStore{Store: r.Store, referenceID: "alice"}
+	})
+	conn := s.dialWS("graphql-transport-ws")
+	ids := []string{"1", "2", "3"}
+	for _, id := range ids {
+		write(t, conn, map[string]any{"id": id, "type": "subscribe", "payload": map[string]string{"query": `subscription { connectionEvents { type } }`}})
+	}
+	awaitPong(t, conn)
+	if n := bus.Subscribers(); n != len(ids) {
+		t.Fatalf("%d subscriptions registered at the pong, want %d", n, len(ids))
+	}
+	if err := bus.Publish(context.Background(), events.Event{ReferenceID: "alice", Type: events.Connected, UserID: "u", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for range ids {
+		if m := read(t, conn); m.Type != "next" {
+			t.Fatalf("got %q, want each subscription's event", m.Type)
+		}
+	}
 }
