@@ -232,7 +232,7 @@ func TestTwoInstancesOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.subscribe("e", connectionEventsSub, nil)
-	time.Sleep(200 * time.Millisecond)
+	ws.registered()
 
 	s := ga.createSession(alice, map[string]any{"providers": []string{"OURA"}})
 	sent := time.Now()

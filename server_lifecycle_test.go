@@ -118,6 +118,31 @@ func (c *wsClient) subscribe(id, query string, vars map[string]any) {
 	c.send(wsMessage{ID: id, Type: "subscribe", Payload: mustJSON(map[string]any{"query": query, "variables": vars})})
 }
 
+// registered waits until the gateway has started every operation subscribed so far, and
+// with it registered each subscription with the event bus: it pings and waits for the pong.
+// The gateway reads a connection's messages in order and starts each operation (its
+// resolver included) before reading the next, so the pong comes only after. Messages that
+// arrive first are kept for next.
+func (c *wsClient) registered() {
+	c.t.Helper()
+	c.send(wsMessage{Type: "ping"})
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				c.t.Fatalf("closed before the pong: %v", c.err())
+			}
+			if m.Type == "pong" {
+				return
+			}
+			c.pending[m.ID] = append(c.pending[m.ID], m)
+		case <-deadline:
+			c.t.Fatal("no pong within 5 s")
+		}
+	}
+}
+
 // next waits for the next message of subscription id ("next", "error" or "complete").
 func (c *wsClient) next(id string, within time.Duration) (wsMessage, bool) {
 	c.t.Helper()
@@ -470,7 +495,8 @@ func TestSubscriptions(t *testing.T) {
 	}
 	wa.subscribe("a", connectionEventsSub, nil)
 	wb.subscribe("b", connectionEventsSub, nil)
-	time.Sleep(100 * time.Millisecond) // let both subscriptions register
+	wa.registered()
+	wb.registered()
 
 	s := g.createSession(alice, map[string]any{"providers": []string{"OURA"}})
 	wa.subscribe("s", `subscription($id: ID!) { widgetSession(id: $id) { status provider } }`, map[string]any{"id": s.SessionID})
@@ -535,7 +561,8 @@ func TestSubscriptionsCarryEveryConnectionChange(t *testing.T) {
 	}
 	wa.subscribe("a", connectionEventsSub, nil)
 	wb.subscribe("b", connectionEventsSub, nil)
-	time.Sleep(100 * time.Millisecond) // let both subscriptions register
+	wa.registered()
+	wb.registered()
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -653,7 +680,7 @@ func TestDisconnectUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.subscribe("e", connectionEventsSub, nil)
-	time.Sleep(100 * time.Millisecond)
+	ws.registered()
 	for i := 0; i < 2; i++ { // idempotent
 		r := g.gql(alice, disconnect, map[string]any{"id": id})
 		if len(r.Errors) > 0 || !strings.Contains(string(r.Data), `"status":"DISCONNECTED"`) {
@@ -719,7 +746,7 @@ func TestSyncConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.subscribe("e", connectionEventsSub, nil)
-	time.Sleep(100 * time.Millisecond)
+	ws.registered()
 	if r := g.gql(alice, sync, nil); len(r.Errors) > 0 || !strings.Contains(string(r.Data), oura.UserID) || strings.Contains(string(r.Data), "GARMIN") {
 		t.Fatalf("sync: %+v %s", r.Errors, r.Data)
 	}
@@ -838,7 +865,7 @@ func TestShutdownClosesSubscriptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws.subscribe("e", connectionEventsSub, nil)
-	time.Sleep(100 * time.Millisecond)
+	ws.registered()
 	start := time.Now()
 	g.stop()
 	m, ok := ws.next("e", 5*time.Second)

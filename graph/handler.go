@@ -98,23 +98,27 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 // wsInit authenticates a WebSocket connection from its connection_init payload
 // ({"Authorization": "Bearer ..."}), since browsers cannot set headers on WebSocket
 // requests, and gives the connection its subscription budget. A bad token closes the
-// connection (4403 Forbidden) before any subscription starts.
-func wsInit(v *auth.Verifier, maxSubs int) func(context.Context, transport.InitPayload) (context.Context, error) {
-	return func(ctx context.Context, payload transport.InitPayload) (context.Context, error) {
+// connection (4403 Forbidden) before any subscription starts; so does the token's expiry
+// later (the returned time), since the connection is authenticated only here.
+func wsInit(v *auth.Verifier, maxSubs int) func(context.Context, transport.InitPayload) (context.Context, time.Time, error) {
+	return func(ctx context.Context, payload transport.InitPayload) (context.Context, time.Time, error) {
+		var user auth.User
 		if header := payload.Authorization(); header != "" {
 			token, err := auth.ParseBearer(header)
 			if err != nil {
-				return ctx, err
+				return ctx, time.Time{}, err
 			}
-			user, err := v.Verify(token)
-			if err != nil {
-				return ctx, err
+			if user, err = v.Verify(token); err != nil {
+				return ctx, time.Time{}, err
 			}
 			ctx = auth.WithUser(ctx, user)
-		} else if _, err := auth.Require(ctx); err != nil {
-			return ctx, err
+		} else {
+			var err error
+			if user, err = auth.Require(ctx); err != nil {
+				return ctx, time.Time{}, err
+			}
 		}
-		return withSlots(ctx, maxSubs), nil
+		return withSlots(ctx, maxSubs), user.ValidUntil, nil
 	}
 }
 

@@ -66,6 +66,7 @@ type server struct {
 }
 
 // start serves the handler with opts; change may alter the resolver's dependencies first.
+// opts.Verifier, when nil, accepts tokens signed with testJWTSecret.
 func start(t *testing.T, opts graph.Options, change func(*graph.Resolver)) *server {
 	t.Helper()
 	s := &server{t: t, logs: &syncBuffer{}}
@@ -96,11 +97,14 @@ func start(t *testing.T, opts graph.Options, change func(*graph.Resolver)) *serv
 	if change != nil {
 		change(r)
 	}
-	verifier, err := auth.NewVerifierContext(context.Background(), auth.Config{Secret: []byte(testJWTSecret)})
-	if err != nil {
-		t.Fatal(err)
+	verifier := opts.Verifier
+	if verifier == nil {
+		verifier, err = auth.NewVerifierContext(context.Background(), auth.Config{Secret: []byte(testJWTSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = verifier.Close() })
 	}
-	t.Cleanup(func() { _ = verifier.Close() })
 	opts.Verifier, opts.Log = verifier, log
 	opts.Secrets = append(opts.Secrets, testAPIKey)
 	srv := httptest.NewServer(httplog.Middleware(log, verifier.Middleware(graph.NewHandler(r, opts))))
@@ -325,6 +329,12 @@ func TestTerraDetailsHiddenInProduction(t *testing.T) {
 // connection_init as alice.
 func (s *server) dialWS(subprotocol string) *websocket.Conn {
 	s.t.Helper()
+	return s.dialWSAs(subprotocol, token(s.t, "alice"))
+}
+
+// dialWSAs is dialWS with the bearer credential given.
+func (s *server) dialWSAs(subprotocol, bearer string) *websocket.Conn {
+	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.url, "http")+"/graphql", &websocket.DialOptions{Subprotocols: []string{subprotocol}})
@@ -335,7 +345,7 @@ func (s *server) dialWS(subprotocol string) *websocket.Conn {
 	if conn.Subprotocol() != subprotocol {
 		s.t.Fatalf("subprotocol %q, want %q", conn.Subprotocol(), subprotocol)
 	}
-	write(s.t, conn, map[string]any{"type": "connection_init", "payload": map[string]string{"Authorization": "Bearer " + token(s.t, "alice")}})
+	write(s.t, conn, map[string]any{"type": "connection_init", "payload": map[string]string{"Authorization": "Bearer " + bearer}})
 	if m := read(s.t, conn); m.Type != "connection_ack" {
 		s.t.Fatalf("got %q instead of connection_ack", m.Type)
 	}
@@ -343,6 +353,7 @@ func (s *server) dialWS(subprotocol string) *websocket.Conn {
 }
 
 type wsMessage struct {
+	ID   string `json:"id"`
 	Type string `json:"type"`
 }
 

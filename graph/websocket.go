@@ -34,7 +34,7 @@ const (
 
 // Close codes besides the RFC 6455 ones.
 const (
-	closeForbidden     = 4403 // connection_init refused: clients stop rather than retry at once
+	closeForbidden     = 4403 // connection_init refused, or its token expired since: clients stop rather than retry at once
 	closeDuplicateID   = 4409 // a subscribe reused the id of a running operation
 	closeProtocolError = websocket.StatusProtocolError
 )
@@ -61,9 +61,9 @@ const wsBufferSize = 512
 type wsTransport struct {
 	// origins may open connections from a browser besides this server's own origin.
 	origins []string
-	// init authenticates connection_init's payload; an error refuses the connection with
-	// 4403 Forbidden.
-	init func(ctx context.Context, payload transport.InitPayload) (context.Context, error)
+	// init authenticates connection_init's payload, and says when the credentials lapse
+	// (zero: never); an error refuses the connection with 4403 Forbidden.
+	init func(ctx context.Context, payload transport.InitPayload) (context.Context, time.Time, error)
 	// initTimeout is how long a client may take to send connection_init.
 	initTimeout time.Duration
 	// keepAlive is the interval of "ka" (legacy) or "ping" (graphql-transport-ws); a
@@ -214,10 +214,23 @@ type wsConn struct {
 	ops     []*wsOp
 	writing int // messages being written
 	closed  bool
-	// beat is the next keep-alive or ping; unanswered counts the pings sent since the
-	// client's last pong.
+	// lapseDue is set while beat is due at the lapse rather than at a keep-alive.
+	lapseDue bool
+	// beat is the next keep-alive or ping, or the lapse of the caller's credentials if
+	// that comes first; unanswered counts the pings sent since the client's last pong.
 	beat       *time.Timer
 	unanswered int
+	// lapses is when the caller's credentials (a token's exp) stop being accepted; zero
+	// for credentials that do not expire. Nothing is written from then on.
+	lapses time.Time
+}
+
+// reasonLapsed is the close reason when the caller's token expires.
+const reasonLapsed = "token expired"
+
+// lapsed reports whether the caller's credentials are no longer accepted. c.mu is held.
+func (c *wsConn) lapsed() bool {
+	return !c.lapses.IsZero() && !time.Now().Before(c.lapses)
 }
 
 // wsMessage is a message of either subprotocol.
@@ -255,6 +268,13 @@ func (c *wsConn) send(typ, id string, payload json.RawMessage) {
 	// each extends the deadline, and the last to end clears it, for coder/websocket's own
 	// writes (pongs, the close frame).
 	c.mu.Lock()
+	// The timer closes the connection when the credentials lapse, but may run late, or
+	// race an event already on its way: whatever is sent after the lapse closes it here.
+	if c.lapsed() {
+		c.mu.Unlock()
+		c.close(closeForbidden, reasonLapsed)
+		return
+	}
 	c.writing++
 	_ = c.nc.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
 	c.mu.Unlock()
@@ -368,13 +388,16 @@ func (c *wsConn) initialize() bool {
 			return false
 		}
 	}
-	ctx, err := c.t.init(c.ctx, payload)
+	ctx, lapses, err := c.t.init(c.ctx, payload)
 	if err != nil {
 		c.connectionError("%s", err.Error())
 		c.close(closeForbidden, "Forbidden")
 		return false
 	}
 	c.ctx = ctx
+	c.mu.Lock()
+	c.lapses = lapses
+	c.mu.Unlock()
 	c.send("connection_ack", "", nil)
 	if c.legacy {
 		c.send("ka", "", nil)
@@ -452,7 +475,9 @@ func (c *wsConn) awaitMessage() {
 // startBeats starts the keep-alives: "ka" every interval for legacy clients; for
 // graphql-transport-ws a ping every interval, or, once two pings in a row have gone
 // unanswered for an interval each, the end of the connection. One timer does both, for
-// it is one more allocation that every idle connection holds.
+// it is one more allocation that every idle connection holds; and the same timer closes
+// the connection (4403) when the caller's token expires, for a connection is
+// authenticated only once and would otherwise outlive its token.
 func (c *wsConn) startBeats() {
 	every := c.t.keepAlive
 	c.mu.Lock()
@@ -460,8 +485,21 @@ func (c *wsConn) startBeats() {
 	if c.closed {
 		return
 	}
-	c.beat = time.AfterFunc(every, func() {
+	c.beat = time.AfterFunc(c.nextBeat(every), func() {
 		c.mu.Lock()
+		if c.lapsed() {
+			c.mu.Unlock()
+			c.close(closeForbidden, reasonLapsed)
+			return
+		}
+		if c.lapseDue {
+			// Early by the wall clock, which exp is read against: wait on, no keep-alive.
+			if !c.closed {
+				c.beat.Reset(c.nextBeat(every))
+			}
+			c.mu.Unlock()
+			return
+		}
 		silent := !c.legacy && c.unanswered >= 2
 		if !c.legacy {
 			c.unanswered++
@@ -479,9 +517,23 @@ func (c *wsConn) startBeats() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !c.closed {
-			c.beat.Reset(every)
+			c.beat.Reset(c.nextBeat(every))
 		}
 	})
+}
+
+// nextBeat returns how long until the timer is due: the next keep-alive, every from now,
+// or the lapse of the credentials if that is sooner. c.mu is held.
+func (c *wsConn) nextBeat(every time.Duration) time.Duration {
+	c.lapseDue = false
+	if c.lapses.IsZero() {
+		return every
+	}
+	if left := time.Until(c.lapses); left < every {
+		c.lapseDue = true
+		return left
+	}
+	return every
 }
 
 // start runs one operation (a subscription, or a query or mutation answered once).

@@ -141,6 +141,12 @@ type User struct {
 	// Actor is the ID of the service caller acting for this end user through
 	// [ActAs], or empty when the end user is calling in person.
 	Actor string
+	// ValidUntil is when the verifier stops accepting the caller's token: its
+	// exp claim plus the leeway, the same instant at which [Verifier.Verify]
+	// refuses it. What outlives a request, such as a WebSocket connection and
+	// its subscriptions, must end then. Zero for a service key, which does
+	// not expire, and for a user a service acts for.
+	ValidUntil time.Time
 }
 
 // Verifier checks bearer credentials. It is safe for concurrent use.
@@ -354,7 +360,8 @@ func (v *Verifier) parseJWT(token string) (User, *jwt.Token, tokenClaims, error)
 	if reason != "" {
 		return User{}, parsed, claims, unauthenticated(reason)
 	}
-	return User{ID: id}, parsed, claims, nil
+	// exp is required by the parser. UTC keeps users comparable with ==.
+	return User{ID: id, ValidUntil: claims.ExpiresAt.Add(v.leeway).UTC()}, parsed, claims, nil
 }
 
 // Reasons a key could not be chosen for a token. They are matched by reason,

@@ -394,6 +394,42 @@ func TestContext(t *testing.T) {
 // TestVerifiedTokenCache: a token verified once is taken again from the cache, but only
 // within the times its claims allow (with the same leeway) and for at most verifiedFor;
 // a token that failed is never remembered.
+// A caller knows when its token stops being accepted, so that a connection can end then:
+// at exp plus the leeway, whether the token was parsed or remembered. A service key never
+// expires.
+func TestValidUntil(t *testing.T) {
+	tok := issue(t, testSecret, IssueOptions{Subject: "alice", TTL: 10 * time.Minute})
+	for _, c := range []struct {
+		name   string
+		cfg    Config
+		leeway time.Duration
+	}{
+		{"default leeway", Config{}, DefaultLeeway},
+		{"configured leeway", Config{Leeway: time.Second}, time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := newTestVerifier(t, c.cfg)
+			want := testNow.Add(10*time.Minute + c.leeway)
+			for _, from := range []string{"parsed", "remembered"} {
+				if u, err := v.Verify(tok); err != nil || !u.ValidUntil.Equal(want) {
+					t.Errorf("%s: Verify = %+v, %v; want ValidUntil %v", from, u, err, want)
+				}
+			}
+			// The instant itself is refused.
+			v.now = func() time.Time { return want }
+			if _, err := v.Verify(tok); !errors.Is(err, ErrUnauthenticated) {
+				t.Errorf("at ValidUntil: %v; want ErrUnauthenticated", err)
+			}
+		})
+	}
+	t.Run("service key", func(t *testing.T) {
+		v := newTestVerifier(t, Config{ServiceKeys: testServices})
+		if u, err := v.Verify(testServiceKey); err != nil || !u.ValidUntil.IsZero() {
+			t.Errorf("Verify = %+v, %v; want no ValidUntil", u, err)
+		}
+	})
+}
+
 func TestVerifiedTokenCache(t *testing.T) {
 	v := newTestVerifier(t, Config{})
 	now := testNow

@@ -104,7 +104,7 @@ func TestVerifyServiceKey(t *testing.T) {
 		{name: "first key", v: both, token: testServiceKey, want: User{ID: "svc:billing-backend", Service: true}},
 		{name: "second key", v: both, token: otherServiceKey, want: User{ID: "svc:reports", Service: true}},
 		{name: "services only", v: servicesOnly, token: testServiceKey, want: User{ID: "svc:billing-backend", Service: true}},
-		{name: "JWT still verifies", v: both, token: issue(t, testSecret, IssueOptions{Subject: "billing-backend"}), want: User{ID: "billing-backend"}},
+		{name: "JWT still verifies", v: both, token: issue(t, testSecret, IssueOptions{Subject: "billing-backend"}), want: User{ID: "billing-backend", ValidUntil: testNow.Add(time.Hour + DefaultLeeway)}},
 		{name: "wrong key", v: both, token: strings.Repeat("x", len(testServiceKey)), reason: "service key invalid"},
 		{name: "prefix of a key", v: both, token: testServiceKey[:len(testServiceKey)-1], reason: "service key invalid"},
 		{name: "key with extra character", v: both, token: testServiceKey + "0", reason: "service key invalid"},
