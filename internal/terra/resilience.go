@@ -34,9 +34,10 @@ const minAttemptTimeout = time.Second
 // The circuit breaker policy. An endpoint trips after breakerConsecutive failed attempts
 // in a row, or when at least half of breakerMinRequests or more attempts in the last
 // breakerWindow failed (a rolling window in breakerBucket steps). A failure is an attempt
-// that got no answer (connection error, timeout) or an answer of 408, 429 or 5xx; other
-// 4xx answers show the endpoint working and count as successes, and calls the caller
-// cancelled do not count at all. Once open, calls fail fast for Config.BreakerTimeout;
+// that got no answer (connection error, timeout) or an answer of 408 or 5xx; other 4xx
+// answers show the endpoint working and count as successes. A 429 is Terra throttling the
+// account, not failing: it is honoured through Retry-After, and counting it would let one
+// client's burst open the circuit for everyone. Calls the caller cancelled do not count. Once open, calls fail fast for Config.BreakerTimeout;
 // then breakerProbes calls go through (half-open): if all succeed the circuit closes, the
 // first failure opens it again.
 const (
@@ -113,7 +114,7 @@ func breakerFailure(err error) bool {
 	var ae *APIError
 	if errors.As(err, &ae) {
 		s := ae.StatusCode
-		return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
+		return s == http.StatusRequestTimeout || s >= 500
 	}
 	return errors.Is(err, ErrUnavailable)
 }

@@ -460,6 +460,23 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Errorf("state %s", s)
 		}
 	})
+	t.Run("429 answers do not open it", func(t *testing.T) {
+		// A 429 is Terra throttling the account, honoured through Retry-After; counting it
+		// would let one end user's burst open the circuit for everyone.
+		f := newFixture(t, terrasim.Config{}, nil)
+		f.emu.Fail(path, terrasim.Fault{Status: 429, Body: `{"detail":"rate limit exceeded"}`, ContentType: "application/json", Times: 12})
+		for i := range 12 {
+			if err := integrations(ctx, f.client); errors.Is(err, terra.ErrCircuitOpen) {
+				t.Fatalf("call %d: %v", i+1, err)
+			}
+		}
+		if n := f.calls(path); n != 12 {
+			t.Errorf("%d requests, want 12", n)
+		}
+		if s := f.client.CircuitStates()["integrations"]; s != "closed" {
+			t.Errorf("state %s", s)
+		}
+	})
 	t.Run("caller cancellations do not count", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{}, nil)
 		f.emu.Fail(path, terrasim.Fault{Hang: true, Times: 6})
