@@ -192,6 +192,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Timeout:   cfg.TerraTimeout,
 		Retries:   cfg.TerraRetries,
 		Observe:   meter.TerraCall,
+		// Each change as the breaker makes it, so no loop polls the states.
+		CircuitChange: meter.SetCircuit,
 	}, terraHTTPClient(traced), log)
 	conns := connection.New(tc, st, bus, log)
 	conns.Metrics = meter
@@ -298,7 +300,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	background, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { conns.Run(background, uuid.NewString(), cfg.SyncInterval, sessionExpiryEvery) })
-	wg.Go(func() { watchCircuits(background, tc, meter) })
 	defer func() {
 		stopBackground()
 		wg.Wait() // before the store closes
@@ -395,22 +396,6 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
-}
-
-// watchCircuits copies the Terra client's circuit states into the metrics until ctx ends.
-func watchCircuits(ctx context.Context, tc *terra.Client, m *metrics.Metrics) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		for endpoint, state := range tc.CircuitStates() {
-			m.SetCircuit(endpoint, state)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // serveMetrics serves /metrics on its own address, so it can stay off the public network,

@@ -73,7 +73,10 @@ type breaker struct {
 	openUntil atomic.Int64
 }
 
-func newBreakers(timeout time.Duration, log *slog.Logger) map[string]*breaker {
+func newBreakers(timeout time.Duration, changed func(endpoint, state string), log *slog.Logger) map[string]*breaker {
+	if changed == nil {
+		changed = func(string, string) {}
+	}
 	bs := make(map[string]*breaker, len(endpoints))
 	for _, name := range endpoints {
 		b := &breaker{}
@@ -90,6 +93,7 @@ func newBreakers(timeout time.Duration, log *slog.Logger) map[string]*breaker {
 			},
 			// Called with the breaker's lock held: record and log only.
 			OnStateChange: func(name string, from, to gobreaker.State) {
+				changed(name, to.String())
 				switch to {
 				case gobreaker.StateOpen:
 					b.openUntil.Store(time.Now().Add(timeout).UnixNano())
@@ -102,6 +106,7 @@ func newBreakers(timeout time.Duration, log *slog.Logger) map[string]*breaker {
 			IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
 		})
 		bs[name] = b
+		changed(name, gobreaker.StateClosed.String())
 	}
 	return bs
 }
