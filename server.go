@@ -184,6 +184,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	terraLimit, err := limiter("RATE_LIMIT_TERRA_CALLS", cfg.RateLimitTerraCalls)
+	if err != nil {
+		return err
+	}
+	serviceLimit, err := limiter("RATE_LIMIT_SERVICE", cfg.RateLimitService)
+	if err != nil {
+		return err
+	}
 	tc := terra.New(terra.Config{
 		BaseURL:   cfg.TerraAPIURL,
 		WidgetURL: cfg.TerraWidgetURL,
@@ -215,10 +223,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Bus:          bus,
 		Log:          log,
 		SessionLimit: sessionLimit,
+		TerraLimit:   terraLimit,
 		Metrics:      meter,
 	}, graph.Options{
 		Metrics:       meter,
 		UserLimit:     userLimit,
+		ServiceLimit:  serviceLimit,
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
 		Secrets:       secretsOf(cfg),

@@ -116,6 +116,8 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 		"RATE_LIMIT_USER":           "off",
 		"RATE_LIMIT_IP":             "off",
 		"RATE_LIMIT_CREATE_SESSION": "off",
+		"RATE_LIMIT_TERRA_CALLS":    "off",
+		"RATE_LIMIT_SERVICE":        "off",
 	}
 	set := setup{env: env, emu: terrasim.Config{
 		DevID:         testDevID,
