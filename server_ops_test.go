@@ -258,8 +258,8 @@ func TestOpsTerraFaults(t *testing.T) {
 		{name: "429 asking for longer than the deadline answers at once", faults: []terrasim.Fault{{Status: 429, Body: `{"detail":"rate limit exceeded"}`,
 			ContentType: "application/json", Header: http.Header{"Retry-After": {"30"}}}},
 			code: "UPSTREAM_ERROR", attempts: 1, within: opsSlack, check: func(t *testing.T, e gqlError) {
-				if e.Extensions["status"] != float64(429) || e.Extensions["retryAfterSeconds"] != float64(30) {
-					t.Errorf("extensions %v, want status 429 and retryAfterSeconds 30", e.Extensions)
+				if e.Extensions["status"] != float64(429) || e.Extensions["retryAfter"] != float64(30) {
+					t.Errorf("extensions %v, want status 429 and retryAfter 30", e.Extensions)
 				}
 			}},
 		{name: "garbage JSON", faults: []terrasim.Fault{{Garbage: true}},
@@ -345,7 +345,7 @@ func TestOpsCircuitBreakerRecovers(t *testing.T) {
 	// Exactly five failures: after them Terra is well, but the breaker does not know yet.
 	g.emu.Fail(path, terrasim.Fault{Status: 503, Times: 5})
 	for i := range 5 {
-		if r := g.gql(alice, sync, nil); r.code() != "UPSTREAM_ERROR" {
+		if r := g.gql(alice, sync, nil); r.code() != "UPSTREAM_UNAVAILABLE" || r.Errors[0].Extensions["status"] != float64(503) {
 			t.Fatalf("failure %d: %+v", i+1, r)
 		}
 	}

@@ -102,26 +102,13 @@ func newBreakers(timeout time.Duration, changed func(endpoint, state string), lo
 					log.Info("terra: circuit "+to.String(), "endpoint", name, "from", from.String())
 				}
 			},
-			IsSuccessful: func(err error) bool { return !breakerFailure(err) },
+			IsSuccessful: func(err error) bool { return !IsUnavailable(err) },
 			IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
 		})
 		bs[name] = b
 		changed(name, gobreaker.StateClosed.String())
 	}
 	return bs
-}
-
-// breakerFailure reports whether an attempt's error says the endpoint is in trouble.
-func breakerFailure(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ae *APIError
-	if errors.As(err, &ae) {
-		s := ae.StatusCode
-		return s == http.StatusRequestTimeout || s >= 500
-	}
-	return errors.Is(err, ErrUnavailable)
 }
 
 // CircuitStates reports each endpoint's circuit ("closed", "open" or "half-open") by
