@@ -322,6 +322,92 @@ func TestRateLimits(t *testing.T) {
 	}
 }
 
+// The mutations that call Terra share one budget per end user, so one user cannot spend the
+// account's Terra allowance, or trip its breakers, for everyone. createWidgetSession keeps
+// its own, tighter budget as well.
+func TestRateLimitTerraCalls(t *testing.T) {
+	g := startGateway(t, withEnv("RATE_LIMIT_TERRA_CALLS", "3/m"), withEnv("RATE_LIMIT_CREATE_SESSION", "10/m"))
+	alice, bob := token(t, "alice"), token(t, "bob")
+	const sync = `mutation { syncConnections { userId } }`
+	const disconnect = `mutation($id: ID!) { disconnectUser(userId: $id) { userId } }`
+	oura, err := g.emu.Connect("OURA", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := func(provider string) map[string]any {
+		return map[string]any{"in": map[string]any{"providers": []string{provider}}}
+	}
+	// One of each, in this order: the sync finds the connection, which is then disconnected.
+	calls := func() []struct {
+		name string
+		do   func() gqlResponse
+	} {
+		return []struct {
+			name string
+			do   func() gqlResponse
+		}{
+			{"sync", func() gqlResponse { return g.gql(alice, sync, nil) }},
+			{"session", func() gqlResponse { return g.gql(alice, createSession, session("GARMIN")) }},
+			{"disconnect", func() gqlResponse { return g.gql(alice, disconnect, map[string]any{"id": oura.UserID}) }},
+		}
+	}
+	for _, c := range calls() {
+		if r := c.do(); len(r.Errors) > 0 {
+			t.Fatalf("%s within the budget: %+v", c.name, r.Errors)
+		}
+	}
+	before := len(g.emu.Requests())
+	for _, c := range calls() {
+		r := c.do()
+		if len(r.Errors) == 0 {
+			t.Errorf("%s over the budget succeeded", c.name)
+			continue
+		}
+		if wait, _ := r.Errors[0].Extensions["retryAfter"].(float64); r.code() != "RATE_LIMITED" || wait < 1 || wait > 60 {
+			t.Errorf("%s over the budget: %+v", c.name, r)
+		}
+	}
+	if n := len(g.emu.Requests()) - before; n != 0 {
+		t.Errorf("calls over the budget reached Terra %d times", n)
+	}
+	// bob's budget is his own.
+	if r := g.gql(bob, sync, nil); len(r.Errors) > 0 {
+		t.Errorf("bob: %+v", r.Errors)
+	}
+}
+
+// A service acting for end users is limited per end user it acts for, in the same budget
+// as their own calls, so one user's traffic through the backend cannot use up the others';
+// the service key has a larger budget of its own.
+func TestRateLimitsForServices(t *testing.T) {
+	g := startGateway(t, withEnv("SERVICE_API_KEYS", "backend:"+testServiceKey),
+		withEnv("RATE_LIMIT_USER", "2/m"), withEnv("RATE_LIMIT_SERVICE", "5/m"))
+	as := func(user string) gqlResponse {
+		return g.gql(testServiceKey, `query($u: String) { connectedUsers(actAs: $u) { userId } }`, map[string]any{"u": user})
+	}
+	for i := range 2 {
+		if r := as("alice"); len(r.Errors) > 0 {
+			t.Fatalf("for alice, %d: %+v", i+1, r.Errors)
+		}
+	}
+	if r := as("alice"); r.code() != "RATE_LIMITED" {
+		t.Errorf("alice's third: %+v", r)
+	}
+	// The same budget whoever asks for alice.
+	if r := g.gql(token(t, "alice"), listUsers, nil); r.code() != "RATE_LIMITED" {
+		t.Errorf("alice herself after the service spent her budget: %+v", r)
+	}
+	// The service has spent 3 of its 5, the refused one included.
+	for _, u := range []string{"bob", "carol"} {
+		if r := as(u); len(r.Errors) > 0 {
+			t.Errorf("for %s: %+v", u, r.Errors)
+		}
+	}
+	if r := as("dave"); r.code() != "RATE_LIMITED" {
+		t.Errorf("over the service's own budget: %+v", r)
+	}
+}
+
 func TestBodyLimitAndHeaders(t *testing.T) {
 	g := startGateway(t, withEnv("MAX_BODY_BYTES", "2048"))
 	alice := token(t, "alice")

@@ -774,7 +774,7 @@ func TestSyncConnections(t *testing.T) {
 	}
 	// Terra down: UPSTREAM_UNAVAILABLE, nothing changes.
 	g.emu.Fail("/v2/userInfo", terrasim.Fault{Status: 502, Body: "<html>bad gateway</html>", ContentType: "text/html", Times: 1})
-	if r := g.gql(alice, sync, nil); r.code() != "UPSTREAM_ERROR" {
+	if r := g.gql(alice, sync, nil); r.code() != "UPSTREAM_UNAVAILABLE" {
 		t.Errorf("Terra 502: %+v", r)
 	}
 }

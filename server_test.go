@@ -117,6 +117,8 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 		"RATE_LIMIT_USER":           "off",
 		"RATE_LIMIT_IP":             "off",
 		"RATE_LIMIT_CREATE_SESSION": "off",
+		"RATE_LIMIT_TERRA_CALLS":    "off",
+		"RATE_LIMIT_SERVICE":        "off",
 	}
 	set := setup{env: env, emu: terrasim.Config{
 		DevID:         testDevID,
@@ -626,10 +628,28 @@ func TestInputValidation(t *testing.T) {
 	}
 }
 
+// Every mutation that calls Terra presents the same failure the same way: Terra down, slow
+// or unreachable (5xx, a timeout, no answer, an open circuit) is UPSTREAM_UNAVAILABLE, and
+// a 4xx answer is UPSTREAM_ERROR; either carries Terra's status when it answered, and the
+// wait as retryAfter when Terra gave one.
 func TestTerraFailures(t *testing.T) {
 	g := startGateway(t)
 	alice := token(t, "alice")
-	const path = "/v2/auth/generateWidgetSession"
+	oura, err := g.emu.Connect("OURA", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := g.gql(alice, `mutation { syncConnections { userId } }`, nil); len(r.Errors) > 0 {
+		t.Fatal(r.Errors)
+	}
+	mutations := []struct {
+		name, path, query string
+		vars              map[string]any
+	}{
+		{"createWidgetSession", "/v2/auth/generateWidgetSession", createSession, nil},
+		{"syncConnections", "/v2/userInfo", `mutation { syncConnections { userId } }`, nil},
+		{"disconnectUser", "/v2/auth/deauthenticateUser", `mutation($id: ID!) { disconnectUser(userId: $id) { userId } }`, map[string]any{"id": oura.UserID}},
+	}
 	cases := []struct {
 		name       string
 		fault      terrasim.Fault
@@ -641,35 +661,70 @@ func TestTerraFailures(t *testing.T) {
 		{"401 problem", terrasim.Fault{Status: 401, Body: `{"type":"about:blank","title":"unauthorized","instance":"/v2/x","detail":"dev-id or x-api-key headers are missing"}`, ContentType: "application/problem+json"}, "UPSTREAM_ERROR", 401, 0},
 		{"403", terrasim.Fault{Status: 403, Body: `{"status":"error","message":"invalid credentials"}`, ContentType: "application/json"}, "UPSTREAM_ERROR", 403, 0},
 		{"429", terrasim.Fault{Status: 429, Body: `{"detail":"rate limit exceeded"}`, ContentType: "application/json", Header: http.Header{"Retry-After": {"30"}}}, "UPSTREAM_ERROR", 429, 30},
-		{"500 empty", terrasim.Fault{Status: 500}, "UPSTREAM_ERROR", 500, 0},
-		{"502 html", terrasim.Fault{Status: 502, Body: "<html><body><h1>502 Bad Gateway</h1></body></html>", ContentType: "text/html"}, "UPSTREAM_ERROR", 502, 0},
+		{"500 empty", terrasim.Fault{Status: 500}, "UPSTREAM_UNAVAILABLE", 500, 0},
+		{"502 html", terrasim.Fault{Status: 502, Body: "<html><body><h1>502 Bad Gateway</h1></body></html>", ContentType: "text/html"}, "UPSTREAM_UNAVAILABLE", 502, 0},
+		{"503 with Retry-After", terrasim.Fault{Status: 503, Header: http.Header{"Retry-After": {"7"}}}, "UPSTREAM_UNAVAILABLE", 503, 7},
 		{"timeout", terrasim.Fault{Delay: 3 * time.Second}, "UPSTREAM_UNAVAILABLE", 0, 0},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			c.fault.Times = 1
-			g.emu.Fail(path, c.fault)
-			r := g.gql(alice, createSession, nil)
-			if r.code() != c.code {
-				t.Fatalf("got %+v, want %s", r, c.code)
-			}
-			e := r.Errors[0]
-			if c.status != 0 && e.Extensions["status"] != c.status {
-				t.Errorf("status = %v, want %v", e.Extensions["status"], c.status)
-			}
-			if c.retryAfter != 0 && e.Extensions["retryAfterSeconds"] != c.retryAfter {
-				t.Errorf("retryAfterSeconds = %v", e.Extensions["retryAfterSeconds"])
-			}
-			if strings.Contains(e.Message, "<html") || strings.Contains(e.Message, testAPIKey) {
-				t.Errorf("message leaks: %q", e.Message)
-			}
-		})
+		for _, m := range mutations {
+			t.Run(c.name+"/"+m.name, func(t *testing.T) {
+				c.fault.Times = 1
+				g.emu.Fail(m.path, c.fault)
+				r := g.gql(alice, m.query, m.vars)
+				if r.code() != c.code {
+					t.Fatalf("got %+v, want %s", r, c.code)
+				}
+				e := r.Errors[0]
+				if e.Extensions["status"] != c.status && (c.status != 0 || e.Extensions["status"] != nil) {
+					t.Errorf("status = %v, want %v", e.Extensions["status"], c.status)
+				}
+				if c.retryAfter != 0 && e.Extensions["retryAfter"] != c.retryAfter {
+					t.Errorf("retryAfter = %v, want %v", e.Extensions["retryAfter"], c.retryAfter)
+				}
+				if _, ok := e.Extensions["retryAfterSeconds"]; ok {
+					t.Errorf("the wait under a second name: %v", e.Extensions)
+				}
+				if strings.Contains(e.Message, "<html") || strings.Contains(e.Message, testAPIKey) {
+					t.Errorf("message leaks: %q", e.Message)
+				}
+			})
+		}
 	}
 	// Terra down altogether.
 	g.emu.Close()
 	bad := startGateway(t, withEnv("TERRA_API_URL", "http://127.0.0.1:1/v2"))
 	if r := bad.gql(alice, createSession, nil); r.code() != "UPSTREAM_UNAVAILABLE" {
 		t.Errorf("closed port: got %+v", r)
+	}
+}
+
+// An argument the store refuses is BAD_USER_INPUT saying which argument and why, and
+// naming it in extensions.field; only a bad page size speaks of page sizes.
+func TestInvalidArguments(t *testing.T) {
+	g := startGateway(t, withEnv("SERVICE_API_KEYS", "backend:"+testServiceKey))
+	for _, c := range []struct {
+		query, field, says string
+	}{
+		{`{ users(first: 0) { totalCount } }`, "first", "1 to 100"},
+		{`{ users(after: "bm90LWEtY3Vyc29y") { totalCount } }`, "after", "cursor"},
+		{`{ webhookEvents(outcome: "lost") { pageInfo { hasNextPage } } }`, "outcome", "lost"},
+		{`{ webhookEvents(source: "carrier-pigeon") { pageInfo { hasNextPage } } }`, "source", "carrier-pigeon"},
+		{`{ auditLog(action: "session.exploded") { pageInfo { hasNextPage } } }`, "action", "session.exploded"},
+		{`{ auditLog(after: "bm90LWEtY3Vyc29y") { pageInfo { hasNextPage } } }`, "after", "cursor"},
+	} {
+		r := g.gql(testServiceKey, c.query, nil)
+		if r.code() != "BAD_USER_INPUT" {
+			t.Errorf("%s: %+v", c.query, r)
+			continue
+		}
+		e := r.Errors[0]
+		if e.Extensions["field"] != c.field || !strings.Contains(e.Message, c.field) || !strings.Contains(e.Message, c.says) {
+			t.Errorf("%s: %q %v, want it to name %s and say %q", c.query, e.Message, e.Extensions, c.field, c.says)
+		}
+		if c.field != "first" && strings.Contains(e.Message, "page size") {
+			t.Errorf("%s: a paging message for another argument: %q", c.query, e.Message)
+		}
 	}
 }
 

@@ -19,6 +19,9 @@ func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string, ac
 	if err != nil {
 		return nil, err
 	}
+	if err := charge(user.ID, r.TerraLimit); err != nil {
+		return nil, err
+	}
 	u, err := r.Connections.Disconnect(ctx, user.ID, userID)
 	if err != nil {
 		return nil, err
@@ -31,6 +34,9 @@ func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string, ac
 func (r *mutationResolver) SyncConnections(ctx context.Context, actAs *string) ([]*model.TerraUser, error) {
 	ctx, user, err := r.caller(ctx, actAs)
 	if err != nil {
+		return nil, err
+	}
+	if err := charge(user.ID, r.TerraLimit); err != nil {
 		return nil, err
 	}
 	users, err := r.Connections.Sync(ctx, user.ID)

@@ -66,6 +66,7 @@ func presentError(log *slog.Logger, secrets []string, hideDetails bool) graphql.
 func classify(err error, hideDetails bool) (code, msg string, ext map[string]any) {
 	var (
 		input  *widget.InputError
+		arg    *store.ArgumentError
 		apiErr *terra.APIError
 	)
 	if rl, ok := isRateLimited(err); ok {
@@ -84,28 +85,44 @@ func classify(err error, hideDetails bool) (code, msg string, ext map[string]any
 		return CodeReplayFailed, err.Error(), nil
 	case errors.Is(err, store.ErrConflict):
 		return CodeConflict, "conflict: the record is not in a state that allows this", nil
+	case errors.As(err, &arg):
+		return CodeBadUserInput, arg.Error(), map[string]any{"field": arg.Arg}
 	case errors.Is(err, store.ErrInvalid):
-		return CodeBadUserInput, "invalid argument: page size 1 to 100, a cursor from the same listing, and known filter values", nil
+		// Data the store refused that is no single argument; its message says what, and
+		// never carries a driver's text.
+		return CodeBadUserInput, err.Error(), nil
 	case errors.Is(err, store.ErrNotFound):
 		return CodeNotFound, "not found", nil
+	case terra.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
+		msg := "Terra is unavailable right now; try again shortly"
+		if errors.As(err, &apiErr) {
+			msg = fmt.Sprintf("Terra is unavailable right now (it answered %d %s); try again shortly", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
+		}
+		return CodeUpstreamUnavailable, msg, upstreamExtensions(err)
 	case errors.As(err, &apiErr):
-		ext := map[string]any{"status": apiErr.StatusCode}
 		msg := fmt.Sprintf("Terra answered %d %s", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
 		if !hideDetails && apiErr.Message != "" && apiErr.Message != http.StatusText(apiErr.StatusCode) {
 			msg += ": " + apiErr.Message
 		}
-		if apiErr.RetryAfter > 0 {
-			ext["retryAfterSeconds"] = int(apiErr.RetryAfter.Seconds())
-		}
-		return CodeUpstreamError, msg, ext
-	case errors.Is(err, terra.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		if wait, ok := terra.RetryAfter(err); ok {
-			return CodeUpstreamUnavailable, "Terra is unavailable right now; try again shortly", map[string]any{"retryAfter": retrySeconds(wait)}
-		}
-		return CodeUpstreamUnavailable, "Terra is unavailable right now; try again shortly", nil
+		return CodeUpstreamError, msg, upstreamExtensions(err)
 	default:
 		return CodeInternal, "internal error", nil
 	}
+}
+
+// upstreamExtensions are what a client can act on in a Terra failure, under the same names
+// whatever the failure: status, Terra's HTTP status when it answered, and retryAfter, the
+// seconds to wait, when Terra (Retry-After) or an open circuit said.
+func upstreamExtensions(err error) map[string]any {
+	ext := map[string]any{}
+	var apiErr *terra.APIError
+	if errors.As(err, &apiErr) {
+		ext["status"] = apiErr.StatusCode
+	}
+	if wait, ok := terra.RetryAfter(err); ok {
+		ext["retryAfter"] = retrySeconds(wait)
+	}
+	return ext
 }
 
 // unauthReason is the part of an authentication error after the sentinel, which the auth

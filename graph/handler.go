@@ -43,8 +43,12 @@ type Options struct {
 	MaxSubscriptions int
 	// Metrics records operations and subscriptions (nil: none).
 	Metrics *metrics.Metrics
-	// UserLimit is each end user's budget of operations (nil: none).
+	// UserLimit is each end user's budget of operations, whether they send them or a
+	// service sends them for them with actAs (nil: none).
 	UserLimit *limit.Limiter
+	// ServiceLimit is each service key's budget of operations, whoever it acts for (nil:
+	// none).
+	ServiceLimit *limit.Limiter
 	// Tracing wraps each operation in an OpenTelemetry span.
 	Tracing bool
 	// KeepAlive is the interval of the server's pings (default 15 s).
@@ -87,7 +91,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
 	srv.Use(shapeLimit{})
-	srv.AroundOperations(userRateLimit(opts.UserLimit))
+	srv.AroundOperations(rateLimit(opts.UserLimit, opts.ServiceLimit))
 	srv.AroundResponses(logOperations(opts.Log))
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
 	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets, opts.HideDetails))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -29,19 +30,54 @@ func retrySeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
 }
 
-// userRateLimit charges every operation of a signed-in caller to their own bucket, so one
-// account cannot crowd out the others; callers without a valid token are already refused.
-func userRateLimit(l *limit.Limiter) graphql.OperationMiddleware {
+// rateLimit charges each operation, before it runs, to the end users it is for: a signed-in
+// end user's to their own budget (users); a service's to its key's budget (services) and to
+// the budget of each end user it acts for (actAs), the same budget their own calls use, so
+// that one user's traffic through a backend cannot crowd out the others'. The service's
+// budget is charged first: an operation it refuses takes nothing from its users. Callers
+// without a valid token are already refused.
+func rateLimit(users, services *limit.Limiter) graphql.OperationMiddleware {
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		u, ok := auth.ForContext(ctx)
-		if !ok || l == nil {
+		if !ok {
 			return next(ctx)
 		}
-		if allowed, wait := l.Allow(u.ID); !allowed {
-			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{rateLimited(wait)}})
+		var err error
+		if u.Service {
+			err = charge(u.ID, services)
+			for _, id := range actingFor(ctx) {
+				if err != nil {
+					break
+				}
+				err = charge(id, users)
+			}
+		} else {
+			err = charge(u.ID, users)
+		}
+		if rl, limited := isRateLimited(err); limited {
+			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{rateLimited(rl.RetryAfter)}})
 		}
 		return next(ctx)
 	}
+}
+
+// actingFor lists the end users the operation's fields name with actAs, each once. Only
+// root fields take actAs.
+func actingFor(ctx context.Context) []string {
+	if !graphql.HasOperationContext(ctx) {
+		return nil
+	}
+	oc := graphql.GetOperationContext(ctx)
+	if oc.Operation == nil {
+		return nil
+	}
+	var ids []string
+	for _, f := range graphql.CollectFields(oc, oc.Operation.SelectionSet, nil) {
+		if id, ok := f.ArgumentMap(oc.Variables)["actAs"].(string); ok && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 func rateLimited(wait time.Duration) *gqlerror.Error {
@@ -51,14 +87,16 @@ func rateLimited(wait time.Duration) *gqlerror.Error {
 	}}
 }
 
-// chargeSession takes one createWidgetSession from the caller's stricter budget: each
-// session costs a Terra call.
-func (r *Resolver) chargeSession(userID string) error {
-	if r.SessionLimit == nil {
-		return nil
-	}
-	if ok, wait := r.SessionLimit.Allow(userID); !ok {
-		return &RateLimitedError{RetryAfter: wait}
+// charge takes one call from each of the key's budgets in turn (a nil one allows all),
+// stopping at the first that refuses. Resolvers charge the end user acted for: the
+// mutations that call Terra share TerraLimit, and createWidgetSession is also held to
+// SessionLimit, charged first as the tighter one, so a refused session costs no Terra
+// budget.
+func charge(key string, limits ...*limit.Limiter) error {
+	for _, l := range limits {
+		if ok, wait := l.Allow(key); !ok {
+			return &RateLimitedError{RetryAfter: wait}
+		}
 	}
 	return nil
 }

@@ -27,6 +27,9 @@ type Resolver struct {
 	Metrics *metrics.Metrics
 	// SessionLimit is each end user's createWidgetSession budget (nil: none).
 	SessionLimit *limit.Limiter
+	// TerraLimit is each end user's budget of the mutations that call Terra, shared by
+	// them all, so that one user cannot spend the account's Terra allowance (nil: none).
+	TerraLimit *limit.Limiter
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }

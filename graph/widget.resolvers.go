@@ -21,7 +21,7 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 	if err != nil {
 		return nil, err
 	}
-	if err := r.chargeSession(user.ID); err != nil {
+	if err := charge(user.ID, r.SessionLimit, r.TerraLimit); err != nil {
 		return nil, err
 	}
 	var in widget.Input

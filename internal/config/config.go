@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/terra"
 )
 
@@ -72,6 +73,8 @@ type Config struct {
 	RateLimitUser          string        // RATE_LIMIT_USER, e.g. 120/m
 	RateLimitIP            string        // RATE_LIMIT_IP, e.g. 600/m
 	RateLimitCreateSession string        // RATE_LIMIT_CREATE_SESSION, e.g. 10/m
+	RateLimitTerraCalls    string        // RATE_LIMIT_TERRA_CALLS: mutations that call Terra, per end user, e.g. 30/m
+	RateLimitService       string        // RATE_LIMIT_SERVICE: operations per service key, e.g. 600/m
 	TrustedProxies         string        // TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed
 	WebhookAllowedIPs      string        // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
 
@@ -154,6 +157,8 @@ func settings() []setting {
 		{env: "RATE_LIMIT_USER", usage: "requests per end user, e.g. 120/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitUser })},
 		{env: "RATE_LIMIT_IP", usage: "requests per client IP, e.g. 600/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitIP })},
 		{env: "RATE_LIMIT_CREATE_SESSION", usage: "createWidgetSession calls per end user, e.g. 10/m (each costs a Terra call)", set: str(func(c *Config) *string { return &c.RateLimitCreateSession })},
+		{env: "RATE_LIMIT_TERRA_CALLS", usage: "calls of the mutations that call Terra (createWidgetSession, syncConnections, disconnectUser) per end user, together, e.g. 30/m", set: str(func(c *Config) *string { return &c.RateLimitTerraCalls })},
+		{env: "RATE_LIMIT_SERVICE", usage: "operations per service key, whoever it acts for, e.g. 600/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitService })},
 		{env: "TRUSTED_PROXIES", usage: "IPs or CIDRs of proxies whose X-Forwarded-For is believed", set: str(func(c *Config) *string { return &c.TrustedProxies })},
 		{env: "WEBHOOK_ALLOWED_IPS", usage: "CIDRs allowed to post webhooks (empty: any, signatures still required)", set: str(func(c *Config) *string { return &c.WebhookAllowedIPs })},
 		{env: "AUTH_ISSUER", usage: "required token issuer (iss), when set", set: str(func(c *Config) *string { return &c.AuthIssuer })},
@@ -240,8 +245,14 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		RateLimitIP:        "1200/m",
 		// Each session costs a Terra call; a person needs a handful a minute at most.
 		RateLimitCreateSession: "20/m",
-		LogLevel:               "info",
-		LogFormat:              "json",
+		// Terra's allowance is the account's, shared by every end user: a person syncing,
+		// connecting and disconnecting needs far less than this.
+		RateLimitTerraCalls: "30/m",
+		// A backend serves many end users, each also limited on their own; this bounds
+		// the backend as a whole, at twice what one client address may send.
+		RateLimitService: "600/m",
+		LogLevel:         "info",
+		LogFormat:        "json",
 	}
 	var errs []error
 	for _, s := range settings() {
@@ -299,6 +310,17 @@ func (c *Config) Validate() error {
 	for _, u := range []struct{ env, v string }{{"TERRA_API_URL", c.TerraAPIURL}, {"TERRA_WIDGET_URL", c.TerraWidgetURL}} {
 		if err := checkBaseURL(u.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", u.env, err))
+		}
+	}
+	for _, r := range []struct{ env, v string }{
+		{"RATE_LIMIT_USER", c.RateLimitUser},
+		{"RATE_LIMIT_IP", c.RateLimitIP},
+		{"RATE_LIMIT_CREATE_SESSION", c.RateLimitCreateSession},
+		{"RATE_LIMIT_TERRA_CALLS", c.RateLimitTerraCalls},
+		{"RATE_LIMIT_SERVICE", c.RateLimitService},
+	} {
+		if _, _, err := limit.ParseRate(r.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.env, err))
 		}
 	}
 	if c.DebugPprof && c.MetricsAddr == "" {
@@ -418,6 +440,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("rate_limit_user", c.RateLimitUser),
 		slog.String("rate_limit_ip", c.RateLimitIP),
 		slog.String("rate_limit_create_session", c.RateLimitCreateSession),
+		slog.String("rate_limit_terra_calls", c.RateLimitTerraCalls),
+		slog.String("rate_limit_service", c.RateLimitService),
 		slog.String("trusted_proxies", c.TrustedProxies),
 		slog.String("webhook_allowed_ips", c.WebhookAllowedIPs),
 		slog.String("auth_issuer", c.AuthIssuer),

@@ -32,6 +32,39 @@ func TestDefaults(t *testing.T) {
 	if c.SyncInterval != 6*time.Hour || c.ProvidersTTL != time.Hour || c.TerraRetries != 2 {
 		t.Errorf("SYNC_INTERVAL = %v, PROVIDERS_TTL = %v, TERRA_RETRIES = %d; want 6h, 1h, 2", c.SyncInterval, c.ProvidersTTL, c.TerraRetries)
 	}
+	if c.RateLimitUser != "300/m" || c.RateLimitIP != "1200/m" || c.RateLimitCreateSession != "20/m" ||
+		c.RateLimitTerraCalls != "30/m" || c.RateLimitService != "600/m" {
+		t.Errorf("rate limits = %q %q %q %q %q", c.RateLimitUser, c.RateLimitIP, c.RateLimitCreateSession, c.RateLimitTerraCalls, c.RateLimitService)
+	}
+}
+
+// Every rate limit is read from its variable and its flag, and checked before anything
+// starts.
+func TestRateLimits(t *testing.T) {
+	e := map[string]string{"RATE_LIMIT_TERRA_CALLS": "5/m", "RATE_LIMIT_SERVICE": "off"}
+	for k, v := range required {
+		e[k] = v
+	}
+	c, err := Load([]string{"-rate-limit-service", "100/s"}, env(e), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RateLimitTerraCalls != "5/m" || c.RateLimitService != "100/s" {
+		t.Errorf("RATE_LIMIT_TERRA_CALLS = %q, RATE_LIMIT_SERVICE = %q", c.RateLimitTerraCalls, c.RateLimitService)
+	}
+	for _, name := range []string{"RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_CREATE_SESSION", "RATE_LIMIT_TERRA_CALLS", "RATE_LIMIT_SERVICE"} {
+		e := map[string]string{name: "lots"}
+		for k, v := range required {
+			e[k] = v
+		}
+		c, err := Load(nil, env(e), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=lots: err = %v", name, err)
+		}
+	}
 }
 
 // Zero is a real choice for the settings whose default is not zero: it must not be taken

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -211,7 +210,7 @@ func (s *Service) Disconnect(ctx context.Context, referenceID, userID string) (s
 		return u, nil
 	}
 	if err := s.terra.DeauthenticateUser(ctx, userID); err != nil && !terra.IsNotFound(err) {
-		return store.TerraUser{}, upstreamFailure("deauthenticate user", err)
+		return store.TerraUser{}, fmt.Errorf("deauthenticate user: %w", err)
 	}
 	if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceAPI, "disconnect:"+userID, s.now(), store.Event{
 		Kind: store.EventDeauth, Type: terra.EventDeauth, User: snapshotOf(u), ReferenceID: referenceID,
@@ -446,19 +445,6 @@ func (s *Service) lease(ctx context.Context, name, holder string, ttl time.Durat
 		s.log.WarnContext(ctx, "lease not taken", "lease", name, "err", err)
 	}
 	return ok && err == nil
-}
-
-// upstreamFailure reports Terra failing for a reason that is not the caller's: the caller
-// sees UPSTREAM_UNAVAILABLE, and the status when Terra answered.
-func upstreamFailure(op string, err error) error {
-	var apiErr *terra.APIError
-	if errors.As(err, &apiErr) && apiErr.StatusCode < http.StatusInternalServerError && apiErr.StatusCode != http.StatusTooManyRequests {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if errors.As(err, &apiErr) {
-		return fmt.Errorf("%s: %w: Terra answered %d", op, terra.ErrUnavailable, apiErr.StatusCode)
-	}
-	return fmt.Errorf("%s: %w", op, err)
 }
 
 // synthetic builds a delivery for something terragate learned itself, so it goes through

@@ -53,8 +53,6 @@ type Gateway struct {
 	handler http.Handler
 
 	conns *connection.Service
-	tc    *terra.Client
-	meter *metrics.Metrics
 
 	demoToken    string
 	shuttingDown atomic.Bool
@@ -134,7 +132,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	g.meter = metrics.New()
+	meter := metrics.New()
 	clients, err := clientip.Parse(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
@@ -155,18 +153,28 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	g.tc = terra.New(terra.Config{
+	terraLimit, err := limiter("RATE_LIMIT_TERRA_CALLS", cfg.RateLimitTerraCalls)
+	if err != nil {
+		return nil, err
+	}
+	serviceLimit, err := limiter("RATE_LIMIT_SERVICE", cfg.RateLimitService)
+	if err != nil {
+		return nil, err
+	}
+	tc := terra.New(terra.Config{
 		BaseURL:   cfg.TerraAPIURL,
 		WidgetURL: cfg.TerraWidgetURL,
 		DevID:     cfg.TerraDevID,
 		APIKey:    cfg.TerraAPIKey,
 		Timeout:   cfg.TerraTimeout,
 		Retries:   cfg.TerraRetries,
-		Observe:   g.meter.TerraCall,
+		Observe:   meter.TerraCall,
+		// Each change as the breaker makes it, so no loop polls the states.
+		CircuitChange: meter.SetCircuit,
 	}, terraHTTPClient(traced), log)
-	g.conns = connection.New(g.tc, s, bus, log)
-	g.conns.Metrics = g.meter
-	widgets := widget.NewService(g.tc, s, g.conns, widget.Config{
+	g.conns = connection.New(tc, s, bus, log)
+	g.conns.Metrics = meter
+	widgets := widget.NewService(tc, s, g.conns, widget.Config{
 		PublicURL: cfg.PublicURL,
 		StateKey:  stateKey(webhook.Secrets(cfg.TerraWebhookSecret)[0]),
 		Redirects: redirects,
@@ -175,19 +183,21 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	hooks.Metrics = g.meter
+	hooks.Metrics = meter
 	gql := graph.NewHandler(&graph.Resolver{
 		Widgets:      widgets,
 		Connections:  g.conns,
-		Catalog:      provider.NewCatalog(g.tc, cfg.ProvidersTTL, log),
+		Catalog:      provider.NewCatalog(tc, cfg.ProvidersTTL, log),
 		Store:        s,
 		Bus:          bus,
 		Log:          log,
 		SessionLimit: sessionLimit,
-		Metrics:      g.meter,
+		TerraLimit:   terraLimit,
+		Metrics:      meter,
 	}, graph.Options{
-		Metrics:       g.meter,
+		Metrics:       meter,
 		UserLimit:     userLimit,
+		ServiceLimit:  serviceLimit,
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
 		Secrets:       secretsOf(cfg),
@@ -202,18 +212,18 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	// body deadline and cap, one well-formed operation per request, then who is calling;
 	// each refusal is a GraphQL error with its own code. Webhooks are not rate limited
 	// (Terra retries what it cannot deliver), but may be restricted to Terra's addresses.
-	mux.Handle("/graphql", g.meter.HTTP("/graphql", cors.Handler(secheaders.NoStore(
+	mux.Handle("/graphql", meter.HTTP("/graphql", cors.Handler(secheaders.NoStore(
 		limit.PerIP(ipLimit, clients.ClientIP, limit.GraphQL, limit.BodyDeadline(cfg.GraphQLBodyTimeout,
 			limit.MaxBody(cfg.MaxBodyBytes, limit.GraphQL,
 				limit.SingleOperation(clientip.Into(clients, verifier.Middleware(gql))))))))))
 	mux.Handle("GET "+widget.ReturnPath+"{sessionId}", secheaders.HTML(http.HandlerFunc(widgets.ServeReturn)))
-	mux.Handle("/webhooks/terra", g.meter.HTTP("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks))) // other methods: a JSON 405
+	mux.Handle("/webhooks/terra", meter.HTTP("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks))) // other methods: a JSON 405
 	if cfg.MetricsOnAddr() {
-		mux.Handle("GET /metrics", g.meter.Handler())
+		mux.Handle("GET /metrics", meter.Handler())
 	} else if cfg.MetricsAddr == "" {
 		log.Warn("metrics are not served: production serves /metrics only on METRICS_ADDR, a private address")
 	} else {
-		stopMetrics, err := serveMetrics(cfg.MetricsAddr, g.meter, cfg.DebugPprof, log)
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, meter, cfg.DebugPprof, log)
 		if err != nil {
 			return nil, err
 		}
@@ -272,7 +282,6 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	background, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { g.conns.Run(background, uuid.NewString(), g.cfg.SyncInterval, sessionExpiryEvery) })
-	wg.Go(func() { watchCircuits(background, g.tc, g.meter) })
 	defer func() {
 		stopBackground()
 		wg.Wait() // before the store closes

@@ -30,7 +30,6 @@ import (
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/store/engine"
-	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/tracing"
 	"github.com/terragate/terragate/internal/webhook"
 )
@@ -80,22 +79,6 @@ func Version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
-}
-
-// watchCircuits copies the Terra client's circuit states into the metrics until ctx ends.
-func watchCircuits(ctx context.Context, tc *terra.Client, m *metrics.Metrics) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		for endpoint, state := range tc.CircuitStates() {
-			m.SetCircuit(endpoint, state)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // serveMetrics serves /metrics on its own address, so it can stay off the public network,

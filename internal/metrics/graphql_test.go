@@ -52,7 +52,7 @@ func gqlServer(t *testing.T, m *Metrics, ts *testserver.TestServer) *httptest.Se
 	ts.Use(m.GraphQL())
 	ts.AddTransport(transport.SSE{})
 	ts.AddTransport(transport.POST{})
-	// A rate limit refusing inside operation middleware, as graph's userRateLimit does.
+	// A rate limit refusing inside operation middleware, as graph's rateLimit does.
 	ts.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		if graphql.GetOperationContext(ctx).Operation.Name == "Limited" {
 			return graphql.OneShot(errResponse("RATE_LIMITED"))

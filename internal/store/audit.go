@@ -255,7 +255,7 @@ func CheckAuditQuery(f AuditFilter, p Page) (AuditQuery, error) {
 		return AuditQuery{}, err
 	}
 	if f.Action != "" && !ValidAuditAction(f.Action) {
-		return AuditQuery{}, fmt.Errorf("audit filter: unknown action %q: %w", f.Action, ErrInvalid)
+		return AuditQuery{}, &ArgumentError{Arg: "action", Reason: fmt.Sprintf("unknown action %q", f.Action)}
 	}
 	q := AuditQuery{AuditFilter: f, BeforeAt: maxTime, BeforeID: maxID, Limit: p.First + 1}
 	if q.Since.IsZero() {
@@ -266,7 +266,7 @@ func CheckAuditQuery(f AuditFilter, p Page) (AuditQuery, error) {
 	}
 	q.Since, q.Until = StoredTime(q.Since), StoredTime(q.Until)
 	if !q.Until.After(q.Since) {
-		return AuditQuery{}, fmt.Errorf("audit filter: until %v is not after since %v: %w", f.Until, f.Since, ErrInvalid)
+		return AuditQuery{}, &ArgumentError{Arg: "until", Reason: fmt.Sprintf("%v is not after since, %v", f.Until, f.Since)}
 	}
 	if p.After != "" {
 		c, err := decodeCursor(p.After, cursorAudit)

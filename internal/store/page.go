@@ -23,7 +23,7 @@ const MaxPageSize = 100
 // CheckPage refuses a page size outside 1..MaxPageSize.
 func CheckPage(p Page) error {
 	if p.First < 1 || p.First > MaxPageSize {
-		return fmt.Errorf("page: first %d is not in 1..%d: %w", p.First, MaxPageSize, ErrInvalid)
+		return &ArgumentError{Arg: "first", Reason: fmt.Sprintf("a page size of %d; want 1 to %d", p.First, MaxPageSize)}
 	}
 	return nil
 }
@@ -98,7 +98,7 @@ func decodeCursor(s, kind string) (cursor, error) {
 		ok = ok && c.ID > 0 && c.Key == "" && c.At.IsZero()
 	}
 	if !ok {
-		return cursor{}, fmt.Errorf("malformed %s cursor: %w", kind, ErrInvalid)
+		return cursor{}, &ArgumentError{Arg: "after", Reason: "not a cursor of this listing; want the end cursor of one of its pages"}
 	}
 	c.At = StoredTime(c.At)
 	return c, nil
@@ -133,7 +133,7 @@ func CheckUserQuery(f UserFilter, p Page) (UserQuery, error) {
 		return UserQuery{}, err
 	}
 	if f.Status != "" && !f.Status.Valid() {
-		return UserQuery{}, fmt.Errorf("user filter: status %q: %w", f.Status, ErrInvalid)
+		return UserQuery{}, &ArgumentError{Arg: "status", Reason: fmt.Sprintf("unknown status %q", f.Status)}
 	}
 	q := UserQuery{UserFilter: f, AfterAt: minTime, Limit: p.First + 1}
 	if p.After != "" {
@@ -179,10 +179,10 @@ func CheckInboxQuery(f InboxFilter, p Page) (InboxQuery, error) {
 		return InboxQuery{}, err
 	}
 	if f.Source != "" && !f.Source.Valid() {
-		return InboxQuery{}, fmt.Errorf("inbox filter: source %q: %w", f.Source, ErrInvalid)
+		return InboxQuery{}, &ArgumentError{Arg: "source", Reason: fmt.Sprintf("unknown source %q; want webhook, redirect, api or sync", f.Source)}
 	}
 	if f.Outcome != "" && !InboxOutcome(f.Outcome).Valid() {
-		return InboxQuery{}, fmt.Errorf("inbox filter: outcome %q: %w", f.Outcome, ErrInvalid)
+		return InboxQuery{}, &ArgumentError{Arg: "outcome", Reason: fmt.Sprintf("unknown outcome %q; want applied, unchanged, ignored or failed", f.Outcome)}
 	}
 	q := InboxQuery{InboxFilter: f, BeforeID: maxID, Limit: p.First + 1}
 	if p.After != "" {

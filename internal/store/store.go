@@ -20,6 +20,19 @@ var (
 	ErrSchemaOutdated = errors.New("database schema is older than this build")
 )
 
+// ArgumentError is an ErrInvalid about one argument of a request, such as a listing's
+// page size, cursor or filter, in words that may be shown to whoever sent it: the other
+// ErrInvalid errors are about data the store refuses, and say so only to its callers.
+type ArgumentError struct {
+	Arg    string // the argument's name: first, after, status, source, outcome, action, until
+	Reason string // what is wrong with it
+}
+
+func (e *ArgumentError) Error() string { return "invalid " + e.Arg + ": " + e.Reason }
+
+// Unwrap makes the error an ErrInvalid.
+func (e *ArgumentError) Unwrap() error { return ErrInvalid }
+
 // ConnectionStatus is the state of one Terra user (one provider connection).
 type ConnectionStatus string
 

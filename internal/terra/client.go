@@ -31,6 +31,12 @@ type Config struct {
 	// Observe, when set, is told of every attempt: its operation, HTTP status (0 when no
 	// answer came), error and duration. Metrics hang off it.
 	Observe func(op string, status int, err error, took time.Duration)
+	// CircuitChange, when set, is told each endpoint's circuit state ("closed", "open" or
+	// "half-open"): every endpoint's at New, then each change as the breaker makes it, so
+	// metrics need not poll. It runs under the breaker's lock: it must be quick and must
+	// not call the client. gobreaker moves an open circuit to half-open when the next call
+	// (or CircuitStates) looks at it, so that change is reported then.
+	CircuitChange func(endpoint, state string)
 	// BaseURL is the API base, without a trailing slash (default DefaultBaseURL).
 	BaseURL string
 	// WidgetURL is the widget session endpoint that replaces the legacy
@@ -112,7 +118,7 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Client {
 	}
 	c := &Client{cfg: cfg, hc: hc, log: log}
 	if !cfg.BreakerDisabled {
-		c.breakers = newBreakers(cfg.BreakerTimeout, log)
+		c.breakers = newBreakers(cfg.BreakerTimeout, cfg.CircuitChange, log)
 	}
 	return c
 }

@@ -260,6 +260,8 @@ func TestClientErrors(t *testing.T) {
 		retry    time.Duration
 		notFound bool
 		badResp  bool
+		// unavailable: Terra answered, but with a status that says it is down or slow.
+		unavailable bool
 	}{
 		{
 			name: "wrong key", tweak: func(c *terra.Config) { c.APIKey = "sk-wrong" },
@@ -292,26 +294,32 @@ func TestClientErrors(t *testing.T) {
 			name:    "legacy 500",
 			fault:   &terrasim.Fault{Status: 500, Body: `{"status":"error","message":"internal error"}`, ContentType: "application/json"},
 			faultAt: "/v2/subscriptions",
-			call:    subscriptions, status: 500, message: "internal error",
+			call:    subscriptions, status: 500, message: "internal error", unavailable: true,
 		},
 		{
 			name:    "HTML 502",
 			fault:   &terrasim.Fault{Status: 502, Body: html, ContentType: "text/html"},
 			faultAt: "/v2/userInfo",
-			call:    userInfo, status: 502, message: "Bad Gateway",
+			call:    userInfo, status: 502, message: "Bad Gateway", unavailable: true,
 			errText: "terra userInfo: 502 Bad Gateway",
 		},
 		{
 			name:    "empty 503",
 			fault:   &terrasim.Fault{Status: 503, Header: http.Header{"Retry-After": {"5"}}},
 			faultAt: "/v2/integrations",
-			call:    integrations, status: 503, message: "Service Unavailable", retry: 5 * time.Second,
+			call:    integrations, status: 503, message: "Service Unavailable", retry: 5 * time.Second, unavailable: true,
+		},
+		{
+			name:    "408",
+			fault:   &terrasim.Fault{Status: 408},
+			faultAt: "/v2/integrations",
+			call:    integrations, status: 408, message: "Request Timeout", unavailable: true,
 		},
 		{
 			name:    "plain text 504",
 			fault:   &terrasim.Fault{Status: 504, Body: "upstream request timeout", ContentType: "text/plain"},
 			faultAt: "/v2/integrations",
-			call:    integrations, status: 504, message: "upstream request timeout",
+			call:    integrations, status: 504, message: "upstream request timeout", unavailable: true,
 		},
 		{
 			name:  "problem+json 404",
@@ -382,6 +390,9 @@ func TestClientErrors(t *testing.T) {
 			if errors.Is(err, terra.ErrUnavailable) {
 				t.Errorf("an answer is not ErrUnavailable")
 			}
+			if terra.IsUnavailable(err) != c.unavailable {
+				t.Errorf("IsUnavailable = %v, want %v", !c.unavailable, c.unavailable)
+			}
 		})
 	}
 }
@@ -416,7 +427,7 @@ func TestClientUnavailable(t *testing.T) {
 		f.emu.Fail("/v2/userInfo", terrasim.Fault{Delay: time.Second})
 		start := time.Now()
 		_, err := f.client.UserInfoByReferenceID(context.Background(), "slow")
-		if !errors.Is(err, terra.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, terra.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || !terra.IsUnavailable(err) {
 			t.Fatalf("error %v", err)
 		}
 		if d := time.Since(start); d > 900*time.Millisecond {
@@ -447,7 +458,7 @@ func TestClientUnavailable(t *testing.T) {
 			"widget": widget, "userInfo": userInfo, "subscriptions": subscriptions, "integrations": integrations, "deauth": deauth,
 		} {
 			err := call(context.Background(), c)
-			if !errors.Is(err, terra.ErrUnavailable) {
+			if !errors.Is(err, terra.ErrUnavailable) || !terra.IsUnavailable(err) {
 				t.Errorf("%s: error %v", name, err)
 			}
 			var ae *terra.APIError

@@ -73,6 +73,19 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
 }
 
+// IsUnavailable reports whether err says Terra is down, slow or unreachable, rather than
+// answering the request: no usable answer (a network error, a timeout, an open circuit, all
+// ErrUnavailable), or an answer of 408 or 5xx. It is the one place that tells the two
+// apart, for the circuit breakers and for what callers are shown; every other answer, a
+// 429 included, is Terra's answer to the request.
+func IsUnavailable(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.StatusCode == http.StatusRequestTimeout || ae.StatusCode >= 500
+	}
+	return errors.Is(err, ErrUnavailable)
+}
+
 // maxMessage bounds the message copied from an error body: bodies come from outside and
 // end up in logs and, mapped, in client-facing errors.
 const maxMessage = 300

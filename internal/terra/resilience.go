@@ -34,9 +34,10 @@ const minAttemptTimeout = time.Second
 // The circuit breaker policy. An endpoint trips after breakerConsecutive failed attempts
 // in a row, or when at least half of breakerMinRequests or more attempts in the last
 // breakerWindow failed (a rolling window in breakerBucket steps). A failure is an attempt
-// that got no answer (connection error, timeout) or an answer of 408, 429 or 5xx; other
-// 4xx answers show the endpoint working and count as successes, and calls the caller
-// cancelled do not count at all. Once open, calls fail fast for Config.BreakerTimeout;
+// that got no answer (connection error, timeout) or an answer of 408 or 5xx; other 4xx
+// answers show the endpoint working and count as successes. A 429 is Terra throttling the
+// account, not failing: it is honoured through Retry-After, and counting it would let one
+// client's burst open the circuit for everyone. Calls the caller cancelled do not count. Once open, calls fail fast for Config.BreakerTimeout;
 // then breakerProbes calls go through (half-open): if all succeed the circuit closes, the
 // first failure opens it again.
 const (
@@ -72,7 +73,10 @@ type breaker struct {
 	openUntil atomic.Int64
 }
 
-func newBreakers(timeout time.Duration, log *slog.Logger) map[string]*breaker {
+func newBreakers(timeout time.Duration, changed func(endpoint, state string), log *slog.Logger) map[string]*breaker {
+	if changed == nil {
+		changed = func(string, string) {}
+	}
 	bs := make(map[string]*breaker, len(endpoints))
 	for _, name := range endpoints {
 		b := &breaker{}
@@ -89,6 +93,7 @@ func newBreakers(timeout time.Duration, log *slog.Logger) map[string]*breaker {
 			},
 			// Called with the breaker's lock held: record and log only.
 			OnStateChange: func(name string, from, to gobreaker.State) {
+				changed(name, to.String())
 				switch to {
 				case gobreaker.StateOpen:
 					b.openUntil.Store(time.Now().Add(timeout).UnixNano())
@@ -97,25 +102,13 @@ func newBreakers(timeout time.Duration, log *slog.Logger) map[string]*breaker {
 					log.Info("terra: circuit "+to.String(), "endpoint", name, "from", from.String())
 				}
 			},
-			IsSuccessful: func(err error) bool { return !breakerFailure(err) },
+			IsSuccessful: func(err error) bool { return !IsUnavailable(err) },
 			IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) },
 		})
 		bs[name] = b
+		changed(name, gobreaker.StateClosed.String())
 	}
 	return bs
-}
-
-// breakerFailure reports whether an attempt's error says the endpoint is in trouble.
-func breakerFailure(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ae *APIError
-	if errors.As(err, &ae) {
-		s := ae.StatusCode
-		return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
-	}
-	return errors.Is(err, ErrUnavailable)
 }
 
 // CircuitStates reports each endpoint's circuit ("closed", "open" or "half-open") by

@@ -396,6 +396,32 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Errorf("%d requests, want 8", n)
 		}
 	})
+	t.Run("reports each change as it happens", func(t *testing.T) {
+		var mu sync.Mutex
+		var got []string
+		f := newFixture(t, terrasim.Config{}, func(c *terra.Config) {
+			c.CircuitChange = func(endpoint, state string) {
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, endpoint+" "+state)
+			}
+		})
+		mu.Lock()
+		if len(got) != 6 || !strings.Contains(strings.Join(got, ","), "integrations closed") {
+			t.Errorf("at start: %v, want each endpoint closed", got)
+		}
+		got = nil
+		mu.Unlock()
+		f.emu.Fail(path, terrasim.Fault{Status: 503, Times: 5})
+		for range 5 {
+			_ = integrations(ctx, f.client)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Join(got, ",") != "integrations open" {
+			t.Errorf("after five failures: %v, want [integrations open]", got)
+		}
+	})
 	t.Run("a failed probe opens it again", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{}, func(c *terra.Config) { c.BreakerTimeout = openFor })
 		f.emu.Fail(path, terrasim.Fault{Status: 500, Times: 6})
@@ -457,6 +483,23 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Errorf("%d requests, want 12", n)
 		}
 		if s := f.client.CircuitStates()["userInfo"]; s != "closed" {
+			t.Errorf("state %s", s)
+		}
+	})
+	t.Run("429 answers do not open it", func(t *testing.T) {
+		// A 429 is Terra throttling the account, honoured through Retry-After; counting it
+		// would let one end user's burst open the circuit for everyone.
+		f := newFixture(t, terrasim.Config{}, nil)
+		f.emu.Fail(path, terrasim.Fault{Status: 429, Body: `{"detail":"rate limit exceeded"}`, ContentType: "application/json", Times: 12})
+		for i := range 12 {
+			if err := integrations(ctx, f.client); errors.Is(err, terra.ErrCircuitOpen) {
+				t.Fatalf("call %d: %v", i+1, err)
+			}
+		}
+		if n := f.calls(path); n != 12 {
+			t.Errorf("%d requests, want 12", n)
+		}
+		if s := f.client.CircuitStates()["integrations"]; s != "closed" {
 			t.Errorf("state %s", s)
 		}
 	})
