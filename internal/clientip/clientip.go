@@ -16,6 +16,7 @@ import (
 // proxy, so they always answer with the connection's address.
 type Resolver struct {
 	trusted prefixes
+	text    string
 }
 
 // Parse reads TRUSTED_PROXIES: comma-separated IPv4 and IPv6 addresses and CIDR blocks
@@ -25,7 +26,7 @@ func Parse(trustedProxies string) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
-	return &Resolver{trusted: p}, nil
+	return &Resolver{trusted: p, text: strings.TrimSpace(trustedProxies)}, nil
 }
 
 // ClientIP is the address of the client that made r. It is the connection's peer unless
@@ -102,6 +103,7 @@ func normalize(a netip.Addr) netip.Addr {
 // senders (WEBHOOK_ALLOWED_IPS). An empty list admits everyone.
 type AllowList struct {
 	allowed prefixes
+	text    string
 }
 
 // ParseAllowList reads comma-separated CIDR blocks (bare addresses also work, as blocks of
@@ -111,7 +113,7 @@ func ParseAllowList(s string) (*AllowList, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allowed addresses: %w", err)
 	}
-	return &AllowList{allowed: p}, nil
+	return &AllowList{allowed: p, text: strings.TrimSpace(s)}, nil
 }
 
 // Allows reports whether a may be served. An invalid address is only allowed by an empty
@@ -192,4 +194,20 @@ func (ps prefixes) contains(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// String is the setting the resolver was parsed from, for start-up logs.
+func (res *Resolver) String() string {
+	if res == nil {
+		return ""
+	}
+	return res.text
+}
+
+// String is the setting the list was parsed from, for start-up logs.
+func (l *AllowList) String() string {
+	if l == nil {
+		return ""
+	}
+	return l.text
 }

@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/limit"
+	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/terra"
 )
 
@@ -60,23 +62,25 @@ type Config struct {
 	AuthIssuer       string // AUTH_ISSUER: required iss, when set
 	AuthAudience     string // AUTH_AUDIENCE: required aud, when set
 
-	CORSAllowedOrigins  []string // CORS_ALLOWED_ORIGINS: comma separated
-	AllowedRedirectURLs string   // ALLOWED_REDIRECT_URLS: comma separated URL prefixes
+	CORSAllowedOrigins []string // CORS_ALLOWED_ORIGINS: comma separated
+	// AllowedRedirectURLs is ALLOWED_REDIRECT_URLS, comma-separated URL prefixes; nil when
+	// unset, and the CORS origins are allowed instead.
+	AllowedRedirectURLs *redirect.Allowlist
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long a graceful shutdown may take
 	SyncInterval    time.Duration // SYNC_INTERVAL: period of the reconciliation sweep; 0 turns it off
 	ProvidersTTL    time.Duration // PROVIDERS_TTL: how long Terra's provider list is cached
 
-	MaxBodyBytes           int64         // MAX_BODY_BYTES: largest GraphQL request body
-	BodyIdleTimeout        time.Duration // BODY_IDLE_TIMEOUT: longest wait for the next byte of a request body
-	GraphQLBodyTimeout     time.Duration // GRAPHQL_BODY_TIMEOUT: longest a whole /graphql request body may take
-	RateLimitUser          string        // RATE_LIMIT_USER, e.g. 120/m
-	RateLimitIP            string        // RATE_LIMIT_IP, e.g. 600/m
-	RateLimitCreateSession string        // RATE_LIMIT_CREATE_SESSION, e.g. 10/m
-	RateLimitTerraCalls    string        // RATE_LIMIT_TERRA_CALLS: mutations that call Terra, per end user, e.g. 30/m
-	RateLimitService       string        // RATE_LIMIT_SERVICE: operations per service key, e.g. 600/m
-	TrustedProxies         string        // TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed
-	WebhookAllowedIPs      string        // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
+	MaxBodyBytes           int64               // MAX_BODY_BYTES: largest GraphQL request body
+	BodyIdleTimeout        time.Duration       // BODY_IDLE_TIMEOUT: longest wait for the next byte of a request body
+	GraphQLBodyTimeout     time.Duration       // GRAPHQL_BODY_TIMEOUT: longest a whole /graphql request body may take
+	RateLimitUser          limit.Rate          // RATE_LIMIT_USER, e.g. 120/m
+	RateLimitIP            limit.Rate          // RATE_LIMIT_IP, e.g. 600/m
+	RateLimitCreateSession limit.Rate          // RATE_LIMIT_CREATE_SESSION, e.g. 10/m
+	RateLimitTerraCalls    limit.Rate          // RATE_LIMIT_TERRA_CALLS: mutations that call Terra, per end user, e.g. 30/m
+	RateLimitService       limit.Rate          // RATE_LIMIT_SERVICE: operations per service key, e.g. 600/m
+	TrustedProxies         *clientip.Resolver  // TRUSTED_PROXIES: proxies whose X-Forwarded-For is believed
+	WebhookAllowedIPs      *clientip.AllowList // WEBHOOK_ALLOWED_IPS: CIDRs allowed to post webhooks
 
 	MetricsAddr string // METRICS_ADDR: serve /metrics there instead of on ADDR
 	DebugPprof  bool   // DEBUG_PPROF: Go's profiler at /debug/pprof/ on METRICS_ADDR
@@ -114,7 +118,13 @@ func settings() []setting {
 			c.Addr = v
 			return nil
 		}},
-		{env: "PUBLIC_URL", usage: "base URL browsers and Terra reach this server at (default http://localhost:<port>)", set: str(func(c *Config) *string { return &c.PublicURL })},
+		{env: "PUBLIC_URL", usage: "base URL browsers and Terra reach this server at (default http://localhost:<port>)", set: func(c *Config, v string) error {
+			if err := checkBaseURL(v); err != nil {
+				return err
+			}
+			c.PublicURL = strings.TrimRight(v, "/")
+			return nil
+		}},
 		{env: "DATABASE_URL", usage: "store: sqlite:PATH (or a bare path), or postgres://...", set: str(func(c *Config) *string { return &c.DatabaseURL })},
 		{env: "DB_MAX_CONNS", usage: "PostgreSQL connection pool size", set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -154,13 +164,19 @@ func settings() []setting {
 		}},
 		{env: "BODY_IDLE_TIMEOUT", usage: "a request body that sends nothing for this long is cut with 408, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.BodyIdleTimeout }, false)},
 		{env: "GRAPHQL_BODY_TIMEOUT", usage: "the longest a whole /graphql request body may take to arrive, e.g. 30s", set: duration(func(c *Config) *time.Duration { return &c.GraphQLBodyTimeout }, false)},
-		{env: "RATE_LIMIT_USER", usage: "requests per end user, e.g. 120/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitUser })},
-		{env: "RATE_LIMIT_IP", usage: "requests per client IP, e.g. 600/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitIP })},
-		{env: "RATE_LIMIT_CREATE_SESSION", usage: "createWidgetSession calls per end user, e.g. 10/m (each costs a Terra call)", set: str(func(c *Config) *string { return &c.RateLimitCreateSession })},
-		{env: "RATE_LIMIT_TERRA_CALLS", usage: "calls of the mutations that call Terra (createWidgetSession, syncConnections, disconnectUser) per end user, together, e.g. 30/m", set: str(func(c *Config) *string { return &c.RateLimitTerraCalls })},
-		{env: "RATE_LIMIT_SERVICE", usage: "operations per service key, whoever it acts for, e.g. 600/m (off: no limit)", set: str(func(c *Config) *string { return &c.RateLimitService })},
-		{env: "TRUSTED_PROXIES", usage: "IPs or CIDRs of proxies whose X-Forwarded-For is believed", set: str(func(c *Config) *string { return &c.TrustedProxies })},
-		{env: "WEBHOOK_ALLOWED_IPS", usage: "CIDRs allowed to post webhooks (empty: any, signatures still required)", set: str(func(c *Config) *string { return &c.WebhookAllowedIPs })},
+		{env: "RATE_LIMIT_USER", usage: "requests per end user, e.g. 120/m (off: no limit)", set: rate(func(c *Config) *limit.Rate { return &c.RateLimitUser })},
+		{env: "RATE_LIMIT_IP", usage: "requests per client IP, e.g. 600/m (off: no limit)", set: rate(func(c *Config) *limit.Rate { return &c.RateLimitIP })},
+		{env: "RATE_LIMIT_CREATE_SESSION", usage: "createWidgetSession calls per end user, e.g. 10/m (each costs a Terra call)", set: rate(func(c *Config) *limit.Rate { return &c.RateLimitCreateSession })},
+		{env: "RATE_LIMIT_TERRA_CALLS", usage: "calls of the mutations that call Terra (createWidgetSession, syncConnections, disconnectUser) per end user, together, e.g. 30/m", set: rate(func(c *Config) *limit.Rate { return &c.RateLimitTerraCalls })},
+		{env: "RATE_LIMIT_SERVICE", usage: "operations per service key, whoever it acts for, e.g. 600/m (off: no limit)", set: rate(func(c *Config) *limit.Rate { return &c.RateLimitService })},
+		{env: "TRUSTED_PROXIES", usage: "IPs or CIDRs of proxies whose X-Forwarded-For is believed", set: func(c *Config, v string) (err error) {
+			c.TrustedProxies, err = clientip.Parse(v)
+			return err
+		}},
+		{env: "WEBHOOK_ALLOWED_IPS", usage: "CIDRs allowed to post webhooks (empty: any, signatures still required)", set: func(c *Config, v string) (err error) {
+			c.WebhookAllowedIPs, err = clientip.ParseAllowList(v)
+			return err
+		}},
 		{env: "AUTH_ISSUER", usage: "required token issuer (iss), when set", set: str(func(c *Config) *string { return &c.AuthIssuer })},
 		{env: "AUTH_AUDIENCE", usage: "required token audience (aud), when set", set: str(func(c *Config) *string { return &c.AuthAudience })},
 		{env: "CORS_ALLOWED_ORIGINS", usage: "comma-separated origins allowed to call the API from a browser", set: func(c *Config, v string) error {
@@ -168,7 +184,15 @@ func settings() []setting {
 			c.CORSAllowedOrigins = origins
 			return err
 		}},
-		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: str(func(c *Config) *string { return &c.AllowedRedirectURLs })},
+		{env: "ALLOWED_REDIRECT_URLS", usage: "comma-separated URL prefixes allowed as widget redirects (default: the CORS origins)", set: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "" {
+				c.AllowedRedirectURLs = nil
+				return nil
+			}
+			a, err := redirect.Parse(v)
+			c.AllowedRedirectURLs = a
+			return err
+		}},
 		{env: "DEBUG_PPROF", usage: "serve Go's profiler at /debug/pprof/ on METRICS_ADDR (required: never on the public address)", set: boolean(func(c *Config) *bool { return &c.DebugPprof })},
 		{env: "METRICS_ADDR", usage: "serve Prometheus metrics at /metrics on this address instead of ADDR, e.g. 127.0.0.1:9100", set: str(func(c *Config) *string { return &c.MetricsAddr })},
 		// The endpoints may carry a collector's credentials in them, so they are never printed.
@@ -184,6 +208,14 @@ func settings() []setting {
 		}},
 		{env: "LOG_LEVEL", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{env: "LOG_FORMAT", usage: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
+	}
+}
+
+// rate parses a rate-limit setting.
+func rate(p func(*Config) *limit.Rate) func(*Config, string) error {
+	return func(c *Config, v string) (err error) {
+		*p(c), err = limit.NewRate(v)
+		return err
 	}
 }
 
@@ -241,16 +273,16 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		// a connection being held open.
 		BodyIdleTimeout:    10 * time.Second,
 		GraphQLBodyTimeout: 30 * time.Second,
-		RateLimitUser:      "300/m",
-		RateLimitIP:        "1200/m",
+		RateLimitUser:      limit.MustRate("300/m"),
+		RateLimitIP:        limit.MustRate("1200/m"),
 		// Each session costs a Terra call; a person needs a handful a minute at most.
-		RateLimitCreateSession: "20/m",
+		RateLimitCreateSession: limit.MustRate("20/m"),
 		// Terra's allowance is the account's, shared by every end user: a person syncing,
 		// connecting and disconnecting needs far less than this.
-		RateLimitTerraCalls: "30/m",
+		RateLimitTerraCalls: limit.MustRate("30/m"),
 		// A backend serves many end users, each also limited on their own; this bounds
 		// the backend as a whole, at twice what one client address may send.
-		RateLimitService: "600/m",
+		RateLimitService: limit.MustRate("600/m"),
 		LogLevel:         "info",
 		LogFormat:        "json",
 	}
@@ -279,12 +311,16 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 	if c.Demo && !c.addrSet {
 		c.Addr = DefaultDemoAddr
 	}
+	// Production's own default, unless PLAYGROUND says otherwise.
+	if c.Production() && !c.playgroundSet {
+		c.Playground = false
+	}
 	return c, errors.Join(errs...)
 }
 
-// Validate checks the configuration. Outside the demo every secret is required: the server
-// never starts without a webhook secret, so it cannot fail open.
-func (c *Config) Validate() error {
+// Validate checks the configuration, and never changes it. Outside the demo every secret is
+// required: the server never starts without a webhook secret, so it cannot fail open.
+func (c Config) Validate() error {
 	var errs []error
 	if !c.Demo {
 		for _, s := range []struct{ env, v string }{
@@ -301,26 +337,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("ADDR: want host:port such as :8080, got %q", c.Addr))
 	}
-	if c.PublicURL != "" {
-		if err := checkBaseURL(c.PublicURL); err != nil {
-			errs = append(errs, fmt.Errorf("PUBLIC_URL: %w", err))
-		}
-		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
-	}
 	for _, u := range []struct{ env, v string }{{"TERRA_API_URL", c.TerraAPIURL}, {"TERRA_WIDGET_URL", c.TerraWidgetURL}} {
 		if err := checkBaseURL(u.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", u.env, err))
-		}
-	}
-	for _, r := range []struct{ env, v string }{
-		{"RATE_LIMIT_USER", c.RateLimitUser},
-		{"RATE_LIMIT_IP", c.RateLimitIP},
-		{"RATE_LIMIT_CREATE_SESSION", c.RateLimitCreateSession},
-		{"RATE_LIMIT_TERRA_CALLS", c.RateLimitTerraCalls},
-		{"RATE_LIMIT_SERVICE", c.RateLimitService},
-	} {
-		if _, _, err := limit.ParseRate(r.v); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.env, err))
 		}
 	}
 	if c.DebugPprof && c.MetricsAddr == "" {
@@ -374,12 +393,9 @@ func (c *Config) ExposedDemo() bool {
 // placeholders are values seen in examples and tutorials; production refuses them.
 var placeholders = []string{"secret", "changeme", "change-me", "password", "test", "demo", "example", "xxx", "..."}
 
-// production applies production's defaults and refuses what is unsafe there.
-func (c *Config) production() []error {
+// production refuses what is unsafe in production.
+func (c Config) production() []error {
 	var errs []error
-	if !c.playgroundSet {
-		c.Playground = false
-	}
 	if c.Demo {
 		errs = append(errs, errors.New("ENV=production: demo mode is for trying terragate, not for production"))
 	}
@@ -437,17 +453,17 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Duration("body_idle_timeout", c.BodyIdleTimeout),
 		slog.Duration("graphql_body_timeout", c.GraphQLBodyTimeout),
-		slog.String("rate_limit_user", c.RateLimitUser),
-		slog.String("rate_limit_ip", c.RateLimitIP),
-		slog.String("rate_limit_create_session", c.RateLimitCreateSession),
-		slog.String("rate_limit_terra_calls", c.RateLimitTerraCalls),
-		slog.String("rate_limit_service", c.RateLimitService),
-		slog.String("trusted_proxies", c.TrustedProxies),
-		slog.String("webhook_allowed_ips", c.WebhookAllowedIPs),
+		slog.String("rate_limit_user", c.RateLimitUser.String()),
+		slog.String("rate_limit_ip", c.RateLimitIP.String()),
+		slog.String("rate_limit_create_session", c.RateLimitCreateSession.String()),
+		slog.String("rate_limit_terra_calls", c.RateLimitTerraCalls.String()),
+		slog.String("rate_limit_service", c.RateLimitService.String()),
+		slog.String("trusted_proxies", c.TrustedProxies.String()),
+		slog.String("webhook_allowed_ips", c.WebhookAllowedIPs.String()),
 		slog.String("auth_issuer", c.AuthIssuer),
 		slog.String("auth_audience", c.AuthAudience),
 		slog.Any("cors_allowed_origins", c.CORSAllowedOrigins),
-		slog.String("allowed_redirect_urls", c.AllowedRedirectURLs),
+		slog.String("allowed_redirect_urls", c.AllowedRedirectURLs.String()),
 		slog.Duration("sync_interval", c.SyncInterval),
 		slog.Duration("providers_ttl", c.ProvidersTTL),
 		slog.Bool("playground", c.Playground),

@@ -32,14 +32,13 @@ func TestDefaults(t *testing.T) {
 	if c.SyncInterval != 6*time.Hour || c.ProvidersTTL != time.Hour || c.TerraRetries != 2 {
 		t.Errorf("SYNC_INTERVAL = %v, PROVIDERS_TTL = %v, TERRA_RETRIES = %d; want 6h, 1h, 2", c.SyncInterval, c.ProvidersTTL, c.TerraRetries)
 	}
-	if c.RateLimitUser != "300/m" || c.RateLimitIP != "1200/m" || c.RateLimitCreateSession != "20/m" ||
-		c.RateLimitTerraCalls != "30/m" || c.RateLimitService != "600/m" {
+	if c.RateLimitUser.String() != "300/m" || c.RateLimitIP.String() != "1200/m" || c.RateLimitCreateSession.String() != "20/m" ||
+		c.RateLimitTerraCalls.String() != "30/m" || c.RateLimitService.String() != "600/m" {
 		t.Errorf("rate limits = %q %q %q %q %q", c.RateLimitUser, c.RateLimitIP, c.RateLimitCreateSession, c.RateLimitTerraCalls, c.RateLimitService)
 	}
 }
 
-// Every rate limit is read from its variable and its flag, and checked before anything
-// starts.
+// Every rate limit is read from its variable and its flag, and parsed when it is read.
 func TestRateLimits(t *testing.T) {
 	e := map[string]string{"RATE_LIMIT_TERRA_CALLS": "5/m", "RATE_LIMIT_SERVICE": "off"}
 	for k, v := range required {
@@ -49,7 +48,7 @@ func TestRateLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.RateLimitTerraCalls != "5/m" || c.RateLimitService != "100/s" {
+	if c.RateLimitTerraCalls.String() != "5/m" || c.RateLimitService.String() != "100/s" || !c.RateLimitService.On() {
 		t.Errorf("RATE_LIMIT_TERRA_CALLS = %q, RATE_LIMIT_SERVICE = %q", c.RateLimitTerraCalls, c.RateLimitService)
 	}
 	for _, name := range []string{"RATE_LIMIT_USER", "RATE_LIMIT_IP", "RATE_LIMIT_CREATE_SESSION", "RATE_LIMIT_TERRA_CALLS", "RATE_LIMIT_SERVICE"} {
@@ -57,11 +56,7 @@ func TestRateLimits(t *testing.T) {
 		for k, v := range required {
 			e[k] = v
 		}
-		c, err := Load(nil, env(e), io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), name) {
+		if _, err := Load(nil, env(e), io.Discard); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=lots: err = %v", name, err)
 		}
 	}
@@ -109,9 +104,13 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 
 func TestBadValues(t *testing.T) {
 	for name, e := range map[string]map[string]string{
-		"TERRA_TIMEOUT":        {"TERRA_TIMEOUT": "soon"},
-		"PLAYGROUND":           {"PLAYGROUND": "maybe"},
-		"CORS_ALLOWED_ORIGINS": {"CORS_ALLOWED_ORIGINS": "app.example.com"},
+		"TERRA_TIMEOUT":         {"TERRA_TIMEOUT": "soon"},
+		"PLAYGROUND":            {"PLAYGROUND": "maybe"},
+		"CORS_ALLOWED_ORIGINS":  {"CORS_ALLOWED_ORIGINS": "app.example.com"},
+		"PUBLIC_URL":            {"PUBLIC_URL": "localhost:8080"},
+		"TRUSTED_PROXIES":       {"TRUSTED_PROXIES": "10.0.0.0/33"},
+		"WEBHOOK_ALLOWED_IPS":   {"WEBHOOK_ALLOWED_IPS": "terra.example.com"},
+		"ALLOWED_REDIRECT_URLS": {"ALLOWED_REDIRECT_URLS": "javascript:alert(1)"},
 	} {
 		if _, err := Load(nil, env(e), io.Discard); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: err = %v", name, err)
@@ -119,7 +118,6 @@ func TestBadValues(t *testing.T) {
 	}
 	for name, mod := range map[string]func(*Config){
 		"ADDR":          func(c *Config) { c.Addr = "8080" },
-		"PUBLIC_URL":    func(c *Config) { c.PublicURL = "localhost:8080" },
 		"TERRA_API_URL": func(c *Config) { c.TerraAPIURL = "ftp://x" },
 		"LOG_LEVEL":     func(c *Config) { c.LogLevel = "loud" },
 		"LOG_FORMAT":    func(c *Config) { c.LogFormat = "xml" },
@@ -282,5 +280,27 @@ func TestMetricsOnAddr(t *testing.T) {
 		if got := c.MetricsOnAddr(); got != tt.want {
 			t.Errorf("%v: MetricsOnAddr = %v, want %v", tt.env, got, tt.want)
 		}
+	}
+}
+
+// Load hands over parsed values; Validate only checks them.
+func TestParsedValues(t *testing.T) {
+	e := maps.Clone(required)
+	maps.Copy(e, map[string]string{
+		"PUBLIC_URL": "https://gw.example.com/", "TRUSTED_PROXIES": "10.0.0.0/8", "WEBHOOK_ALLOWED_IPS": "192.0.2.0/24",
+		"ALLOWED_REDIRECT_URLS": "https://app.example.com/done", "RATE_LIMIT_IP": "off",
+	})
+	c, err := Load(nil, env(e), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != "https://gw.example.com" || c.TrustedProxies.String() != "10.0.0.0/8" ||
+		c.WebhookAllowedIPs.String() != "192.0.2.0/24" || !c.AllowedRedirectURLs.Allows("https://app.example.com/done/x") ||
+		c.RateLimitIP.On() || c.RateLimitIP.Limiter() != nil {
+		t.Errorf("parsed = %+v", c)
+	}
+	c2, _ := Load(nil, env(required), io.Discard)
+	if c2.AllowedRedirectURLs != nil {
+		t.Errorf("ALLOWED_REDIRECT_URLS unset parsed to %v, want nil (the CORS origins apply)", c2.AllowedRedirectURLs)
 	}
 }

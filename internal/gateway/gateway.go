@@ -133,34 +133,6 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		return nil, err
 	}
 	meter := metrics.New()
-	clients, err := clientip.Parse(cfg.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
-	}
-	webhookIPs, err := clientip.ParseAllowList(cfg.WebhookAllowedIPs)
-	if err != nil {
-		return nil, fmt.Errorf("WEBHOOK_ALLOWED_IPS: %w", err)
-	}
-	ipLimit, err := limiter("RATE_LIMIT_IP", cfg.RateLimitIP)
-	if err != nil {
-		return nil, err
-	}
-	userLimit, err := limiter("RATE_LIMIT_USER", cfg.RateLimitUser)
-	if err != nil {
-		return nil, err
-	}
-	sessionLimit, err := limiter("RATE_LIMIT_CREATE_SESSION", cfg.RateLimitCreateSession)
-	if err != nil {
-		return nil, err
-	}
-	terraLimit, err := limiter("RATE_LIMIT_TERRA_CALLS", cfg.RateLimitTerraCalls)
-	if err != nil {
-		return nil, err
-	}
-	serviceLimit, err := limiter("RATE_LIMIT_SERVICE", cfg.RateLimitService)
-	if err != nil {
-		return nil, err
-	}
 	tc := terra.New(terra.Config{
 		BaseURL:   cfg.TerraAPIURL,
 		WidgetURL: cfg.TerraWidgetURL,
@@ -191,13 +163,13 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		Store:        s,
 		Bus:          bus,
 		Log:          log,
-		SessionLimit: sessionLimit,
-		TerraLimit:   terraLimit,
+		SessionLimit: cfg.RateLimitCreateSession.Limiter(),
+		TerraLimit:   cfg.RateLimitTerraCalls.Limiter(),
 		Metrics:      meter,
 	}, graph.Options{
 		Metrics:       meter,
-		UserLimit:     userLimit,
-		ServiceLimit:  serviceLimit,
+		UserLimit:     cfg.RateLimitUser.Limiter(),
+		ServiceLimit:  cfg.RateLimitService.Limiter(),
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
 		Secrets:       secretsOf(cfg),
@@ -213,11 +185,11 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	// each refusal is a GraphQL error with its own code. Webhooks are not rate limited
 	// (Terra retries what it cannot deliver), but may be restricted to Terra's addresses.
 	mux.Handle("/graphql", meter.HTTP("/graphql", cors.Handler(secheaders.NoStore(
-		limit.PerIP(ipLimit, clients.ClientIP, limit.GraphQL, limit.BodyDeadline(cfg.GraphQLBodyTimeout,
+		limit.PerIP(cfg.RateLimitIP.Limiter(), cfg.TrustedProxies.ClientIP, limit.GraphQL, limit.BodyDeadline(cfg.GraphQLBodyTimeout,
 			limit.MaxBody(cfg.MaxBodyBytes, limit.GraphQL,
-				limit.SingleOperation(clientip.Into(clients, verifier.Middleware(gql))))))))))
+				limit.SingleOperation(clientip.Into(cfg.TrustedProxies, verifier.Middleware(gql))))))))))
 	mux.Handle("GET "+widget.ReturnPath+"{sessionId}", secheaders.HTML(http.HandlerFunc(widgets.ServeReturn)))
-	mux.Handle("/webhooks/terra", meter.HTTP("/webhooks/terra", clientip.Middleware(clients, webhookIPs, hooks))) // other methods: a JSON 405
+	mux.Handle("/webhooks/terra", meter.HTTP("/webhooks/terra", clientip.Middleware(cfg.TrustedProxies, cfg.WebhookAllowedIPs, hooks))) // other methods: a JSON 405
 	if cfg.MetricsOnAddr() {
 		mux.Handle("GET /metrics", meter.Handler())
 	} else if cfg.MetricsAddr == "" {

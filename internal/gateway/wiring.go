@@ -26,7 +26,6 @@ import (
 	"github.com/terragate/terragate/internal/config"
 	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/events/pgnotify"
-	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/store/engine"
@@ -36,12 +35,8 @@ import (
 
 // redirectAllowlist is ALLOWED_REDIRECT_URLS, or the CORS origins when it is unset.
 func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
-	if strings.TrimSpace(cfg.AllowedRedirectURLs) != "" {
-		a, err := redirect.Parse(cfg.AllowedRedirectURLs)
-		if err != nil {
-			return nil, fmt.Errorf("ALLOWED_REDIRECT_URLS: %w", err)
-		}
-		return a, nil
+	if cfg.AllowedRedirectURLs != nil {
+		return cfg.AllowedRedirectURLs, nil
 	}
 	a, err := redirect.FromOrigins(cfg.CORSAllowedOrigins)
 	if err != nil {
@@ -114,18 +109,6 @@ func secretsOf(cfg config.Config) []string {
 		out = append(out, k.Key)
 	}
 	return out
-}
-
-// limiter builds a rate limiter from a setting such as 60/m; nil when it is off.
-func limiter(name, setting string) (*limit.Limiter, error) {
-	cfg, enabled, err := limit.ParseRate(setting)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if !enabled {
-		return nil, nil
-	}
-	return limit.New(cfg), nil
 }
 
 // newBus picks the event bus: PostgreSQL's LISTEN/NOTIFY, so that a subscriber on one

@@ -58,3 +58,48 @@ func ParseRate(s string) (cfg Config, enabled bool, err error) {
 	}
 	return Config{Rate: float64(count) / per, Burst: burst}, true, nil
 }
+
+// Rate is a rate-limit setting as parsed from its text: a limiter's configuration, or off.
+// The zero Rate is off.
+type Rate struct {
+	cfg  Config
+	on   bool
+	text string
+}
+
+// NewRate parses s as ParseRate does.
+func NewRate(s string) (Rate, error) {
+	cfg, on, err := ParseRate(s)
+	if err != nil {
+		return Rate{}, err
+	}
+	return Rate{cfg: cfg, on: on, text: strings.TrimSpace(s)}, nil
+}
+
+// MustRate is NewRate for settings written in the program, which must parse.
+func MustRate(s string) Rate {
+	r, err := NewRate(s)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// On reports whether the rate limits anything.
+func (r Rate) On() bool { return r.on }
+
+// String is the setting as it was written ("off" for the zero Rate).
+func (r Rate) String() string {
+	if r.text == "" {
+		return "off"
+	}
+	return r.text
+}
+
+// Limiter is a new limiter at this rate, or nil (which allows everything) when it is off.
+func (r Rate) Limiter() *Limiter {
+	if !r.on {
+		return nil
+	}
+	return New(r.cfg)
+}

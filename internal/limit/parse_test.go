@@ -41,3 +41,22 @@ func TestParseRate(t *testing.T) {
 		})
 	}
 }
+
+func TestRate(t *testing.T) {
+	r, err := NewRate(" 60/m ")
+	if err != nil || !r.On() || r.String() != "60/m" || r.Limiter() == nil {
+		t.Fatalf("60/m: %+v %v", r, err)
+	}
+	for _, s := range []string{"off", "0", "0/m"} {
+		r, err := NewRate(s)
+		if err != nil || r.On() || r.Limiter() != nil {
+			t.Errorf("%q: %+v %v, want off with no limiter", s, r, err)
+		}
+	}
+	if _, err := NewRate("60/fortnight"); err == nil {
+		t.Error("60/fortnight parsed")
+	}
+	if (Rate{}).String() != "off" || (Rate{}).Limiter() != nil {
+		t.Error("the zero Rate is not off")
+	}
+}
