@@ -220,6 +220,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
 		Secrets:       secretsOf(cfg),
+		UserHashKey:   userHashKey(webhook.Secrets(cfg.TerraWebhookSecret)[0]),
 		Verifier:      verifier,
 		Origins:       cfg.CORSAllowedOrigins,
 		Tracing:       traced,
@@ -520,6 +521,15 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 func stateKey(webhookSecret string) []byte {
 	m := hmac.New(sha256.New, []byte(webhookSecret))
 	m.Write([]byte("terragate widget return state v1"))
+	return m.Sum(nil)
+}
+
+// userHashKey keys the pseudonyms of callers in the operation log. Like stateKey it is
+// derived from the webhook secret, which every instance shares, under a label of its own:
+// hashes match across restarts and instances, and change when that secret is rotated.
+func userHashKey(webhookSecret string) []byte {
+	m := hmac.New(sha256.New, []byte(webhookSecret))
+	m.Write([]byte("terragate user hash v1"))
 	return m.Sum(nil)
 }
 

@@ -392,3 +392,15 @@ func TestOpsCircuitBreakerRecovers(t *testing.T) {
 		}
 	}
 }
+
+// The user-hash key is a stable function of the webhook secret, different from the other
+// keys derived from it.
+func TestUserHashKey(t *testing.T) {
+	a, b := userHashKey(testWebhookSecret), userHashKey(testWebhookSecret)
+	if !bytes.Equal(a, b) {
+		t.Error("two derivations from one secret differ")
+	}
+	if bytes.Equal(a, userHashKey(testWebhookSecret+"x")) || bytes.Equal(a, stateKey(testWebhookSecret)) {
+		t.Error("the key is shared with another secret or another use")
+	}
+}

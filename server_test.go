@@ -1008,7 +1008,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			}
 		}
 	}
-	if ops == 0 || !strings.Contains(g.logs.String(), `"user_hash":"`+graph.UserHash("alice")+`"`) {
+	if ops == 0 || !strings.Contains(g.logs.String(), `"user_hash":"`+graph.UserHash(userHashKey(testWebhookSecret), "alice")+`"`) {
 		t.Errorf("no operation lines with alice's hash (%d lines)", ops)
 	}
 	everything := g.logs.String() + g.stdout.String() + g.seen.String()

@@ -32,6 +32,10 @@ type Options struct {
 	Introspection bool
 	// Secrets are scrubbed from every error message, whatever produced it.
 	Secrets []string
+	// UserHashKey keys the hashes that stand for callers in the operation log (see
+	// UserHash). Instances that share it log the same hash for the same caller; empty means
+	// a random key of this handler's own.
+	UserHashKey []byte
 	// HideDetails keeps upstream error details out of responses (production).
 	HideDetails bool
 	// Verifier authenticates WebSocket connections from their connection_init payload.
@@ -88,7 +92,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
 	srv.Use(shapeLimit{})
 	srv.AroundOperations(userRateLimit(opts.UserLimit))
-	srv.AroundResponses(logOperations(opts.Log))
+	srv.AroundResponses(logOperations(opts.Log, userHashKey(opts.UserHashKey)))
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
 	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets, opts.HideDetails))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))
