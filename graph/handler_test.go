@@ -96,12 +96,16 @@ func start(t *testing.T, opts graph.Options, change func(*graph.Resolver)) *serv
 	if change != nil {
 		change(r)
 	}
-	verifier, err := auth.NewVerifierContext(context.Background(), auth.Config{Secret: []byte(testJWTSecret)})
-	if err != nil {
-		t.Fatal(err)
+	if opts.Verifier == nil {
+		verifier, err := auth.NewVerifierContext(context.Background(), auth.Config{Secret: []byte(testJWTSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = verifier.Close() })
+		opts.Verifier = verifier
 	}
-	t.Cleanup(func() { _ = verifier.Close() })
-	opts.Verifier, opts.Log = verifier, log
+	verifier := opts.Verifier
+	opts.Log = log
 	opts.Secrets = append(opts.Secrets, testAPIKey)
 	srv := httptest.NewServer(httplog.Middleware(log, verifier.Middleware(graph.NewHandler(r, opts))))
 	t.Cleanup(srv.Close)
@@ -133,10 +137,16 @@ type response struct {
 // post sends one operation as alice.
 func (s *server) post(query string) response {
 	s.t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query})
+	return s.postAs(token(s.t, "alice"), query, nil)
+}
+
+// postAs sends one operation with the bearer credential given.
+func (s *server) postAs(bearer, query string, vars map[string]any) response {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token(s.t, "alice"))
+	req.Header.Set("Authorization", "Bearer "+bearer)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)

@@ -73,10 +73,11 @@ func (s *Service) RecordDeadLetter(ctx context.Context, d store.Delivery, reason
 }
 
 // ReplayDeadLetter applies a dead-lettered delivery again (once its cause is fixed) and tells
-// subscribers what changed.
-func (s *Service) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery) (store.Outcome, error) {
+// subscribers what changed. audit is who asked, stored with the replay's outcome in the
+// transaction that records it (see store.Store.ReplayDeadLetter).
+func (s *Service) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery, audit ...store.AuditEntry) (store.Outcome, error) {
 	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
-	out, err := s.store.ReplayDeadLetter(ctx, id, d)
+	out, err := s.store.ReplayDeadLetter(ctx, id, d, audit...)
 	if err != nil {
 		return out, err
 	}
