@@ -59,6 +59,11 @@ func New(t Terra, st store.Store, bus events.Bus, log *slog.Logger) *Service {
 // has the store's signature so the webhook handler can use either.
 func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error) {
 	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
+	return s.apply(ctx, d)
+}
+
+// apply applies d, with the audit it names, and publishes what changed.
+func (s *Service) apply(ctx context.Context, d store.Delivery) (store.Outcome, error) {
 	out, err := s.store.ApplyWebhook(ctx, d)
 	if err != nil || out.Duplicate {
 		return out, err
@@ -121,8 +126,8 @@ func news(kind store.EventKind, out store.Outcome) iter.Seq2[store.TerraUser, ev
 }
 
 // auditFor is the audit of a delivery from source: connections added and removed, which
-// the store records in the transaction that applies it. API disconnects are recorded by
-// the caller, who knows who asked.
+// the store records in the transaction that applies it. API disconnects carry the entry of
+// the caller, who knows who asked (Disconnect).
 func (s *Service) auditFor(source store.DeliverySource, kind store.EventKind) func(store.Outcome) []store.AuditEntry {
 	if source == store.SourceAPI {
 		return nil
@@ -201,9 +206,13 @@ func eventType(kind store.EventKind, u store.TerraUser) (events.Type, bool) {
 }
 
 // Disconnect removes one of the end user's connections: Terra first (so nothing keeps
-// flowing), then the store. Terra answering 404 means it is already gone there. When Terra
-// cannot be reached the row is left as it was.
-func (s *Service) Disconnect(ctx context.Context, referenceID, userID string) (store.TerraUser, error) {
+// flowing), then the store, with the audit entry of who asked in the same commit. Terra
+// answering 404 means it is already gone there. When Terra cannot be reached the row is
+// left as it was. by is the caller's entry (who, when, from where); Disconnect makes it a
+// connection.disconnected entry for this connection and its provider, and refuses one the
+// store would refuse (ErrInvalid) before calling Terra, so that no disconnect goes
+// unrecorded. A connection already disconnected is returned as it is, recording nothing.
+func (s *Service) Disconnect(ctx context.Context, referenceID, userID string, by store.AuditEntry) (store.TerraUser, error) {
 	u, err := s.own(ctx, referenceID, userID)
 	if err != nil {
 		return store.TerraUser{}, err
@@ -211,12 +220,23 @@ func (s *Service) Disconnect(ctx context.Context, referenceID, userID string) (s
 	if u.Status == store.StatusDisconnected {
 		return u, nil
 	}
+	entry := by
+	entry.Action, entry.Subject, entry.ReferenceID = store.ActionConnectionDisconnected, userID, referenceID
+	entry.Detail = map[string]string{"provider": u.Provider}
+	if entry.At.IsZero() {
+		entry.At = s.now().UTC()
+	}
+	if _, err := store.CheckAudit(entry, s.now()); err != nil {
+		return store.TerraUser{}, err
+	}
 	if err := s.terra.DeauthenticateUser(ctx, userID); err != nil && !terra.IsNotFound(err) {
 		return store.TerraUser{}, upstreamFailure("deauthenticate user", err)
 	}
-	if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceAPI, "disconnect:"+userID, s.now(), store.Event{
+	d := synthetic(store.SourceAPI, "disconnect:"+userID, s.now(), store.Event{
 		Kind: store.EventDeauth, Type: terra.EventDeauth, User: snapshotOf(u), ReferenceID: referenceID,
-	})); err != nil {
+	})
+	d.Audit = func(store.Outcome) []store.AuditEntry { return []store.AuditEntry{entry} }
+	if _, err := s.apply(ctx, d); err != nil {
 		return store.TerraUser{}, err
 	}
 	return s.store.TerraUser(ctx, userID)

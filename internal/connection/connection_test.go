@@ -476,7 +476,7 @@ func TestConnectionEventsReachTheirEndUserOnly(t *testing.T) {
 	expectNone(t, bob, "bob")
 
 	// Bob cannot disconnect alice's connection: it reads as unknown, and no one is told.
-	if _, err := e.svc.Disconnect(ctx, "bob", nu.UserID); !errors.Is(err, connection.ErrNotFound) {
+	if _, err := e.svc.Disconnect(ctx, "bob", nu.UserID, store.AuditEntry{Actor: "bob", ActorKind: store.ActorUser}); !errors.Is(err, connection.ErrNotFound) {
 		t.Errorf("bob disconnecting alice's: %v", err)
 	}
 	expectNone(t, alice, "alice")
