@@ -159,6 +159,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("authentication: %w", err)
 	}
 	defer verifier.Close()
+	cfg.ServiceAPIKeys = "" // from here on the keys are kept hashed, by the verifier alone
 	redirects, err := redirectAllowlist(cfg)
 	if err != nil {
 		return err
@@ -439,14 +440,12 @@ func serveMetrics(addr string, m *metrics.Metrics, withPprof bool, log *slog.Log
 	return func() { _ = srv.Close() }, nil
 }
 
-// secretsOf lists every secret in the configuration, for scrubbing error messages.
+// secretsOf lists the secrets in the configuration that terragate must keep anyway, for
+// scrubbing error messages. Service keys are not listed: they are kept hashed, and the
+// verifier finds them in a message by their hashes.
 func secretsOf(cfg config.Config) []string {
-	out := []string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret, cfg.ServiceAPIKeys}
-	out = append(out, webhook.Secrets(cfg.TerraWebhookSecret)...)
-	for _, k := range auth.ParseServiceKeys(cfg.ServiceAPIKeys) {
-		out = append(out, k.Key)
-	}
-	return out
+	out := []string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret}
+	return append(out, webhook.Secrets(cfg.TerraWebhookSecret)...)
 }
 
 // limiter builds a rate limiter from a setting such as 60/m; nil when it is off.

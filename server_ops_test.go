@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/terragate/terragate/internal/config"
 	"github.com/terragate/terragate/internal/terrasim"
 )
 
@@ -402,5 +403,18 @@ func TestUserHashKey(t *testing.T) {
 	}
 	if bytes.Equal(a, userHashKey(testWebhookSecret+"x")) || bytes.Equal(a, stateKey(testWebhookSecret)) {
 		t.Error("the key is shared with another secret or another use")
+	}
+}
+
+// The list of secrets handed to the GraphQL handler for scrubbing holds no service key, nor
+// the setting that lists them: the keys are kept hashed, and the verifier finds them in a
+// message by their hashes.
+func TestSecretsOfKeepsNoServiceKey(t *testing.T) {
+	setting := "backend:" + testServiceKey + ",ops:" + strings.Repeat("k", 40)
+	cfg := config.Config{TerraAPIKey: testAPIKey, TerraWebhookSecret: testWebhookSecret, AuthJWTSecret: testJWTSecret, ServiceAPIKeys: setting}
+	for i, s := range secretsOf(cfg) {
+		if strings.Contains(s, testServiceKey) || strings.Contains(s, strings.Repeat("k", 40)) {
+			t.Errorf("secret %d of the scrub list holds a raw service key", i)
+		}
 	}
 }

@@ -3,13 +3,16 @@ package graph_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/terrasim"
 )
 
 const testServiceKey = "svc_graph_KEY_00112233445566778899aabbccddeeff"
@@ -77,5 +80,23 @@ func TestReplayIsAudited(t *testing.T) {
 	want := []string{bad + " failed", good + " succeeded"} // newest first
 	if len(replays) != 2 || replays[0] != want[0] || replays[1] != want[1] {
 		t.Errorf("replay entries %q; want %q", replays, want)
+	}
+}
+
+// A service key in an error message is scrubbed although no raw key is handed to the
+// handler: the verifier finds it by its hash.
+func TestServiceKeyScrubbedFromErrors(t *testing.T) {
+	s := startWithService(t, graph.Options{})
+	s.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{
+		Status: http.StatusBadRequest, ContentType: "application/json",
+		Body: `{"status":"error","message":"refused (key=` + testServiceKey + `)"}`,
+	})
+	r := s.post(`mutation { createWidgetSession(input: {providers: ["OURA"]}) { sessionId } }`)
+	e := onlyError(t, r)
+	if !strings.Contains(e.Message, "refused (key=") {
+		t.Fatalf("message %q; want Terra's message, scrubbed", e.Message)
+	}
+	if strings.Contains(r.raw, testServiceKey) {
+		t.Errorf("the service key reached the client: %s", r.raw)
 	}
 }

@@ -30,7 +30,8 @@ const (
 type Options struct {
 	// Introspection allows schema introspection (the playground needs it).
 	Introspection bool
-	// Secrets are scrubbed from every error message, whatever produced it.
+	// Secrets are scrubbed from every error message, whatever produced it. Service keys are
+	// not among them: the Verifier finds those by their hashes.
 	Secrets []string
 	// UserHashKey keys the hashes that stand for callers in the operation log (see
 	// UserHash). Instances that share it log the same hash for the same caller; empty means
@@ -38,7 +39,8 @@ type Options struct {
 	UserHashKey []byte
 	// HideDetails keeps upstream error details out of responses (production).
 	HideDetails bool
-	// Verifier authenticates WebSocket connections from their connection_init payload.
+	// Verifier authenticates WebSocket connections from their connection_init payload, and
+	// finds service keys in error messages to scrub them.
 	Verifier *auth.Verifier
 	// Origins may open WebSocket connections from a browser (besides this server's own
 	// origin); rs/cors does not see WebSocket upgrades, so they are checked here.
@@ -94,7 +96,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv.AroundOperations(userRateLimit(opts.UserLimit))
 	srv.AroundResponses(logOperations(opts.Log, userHashKey(opts.UserHashKey)))
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
-	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets, opts.HideDetails))
+	srv.SetErrorPresenter(presentError(opts.Log, scrubber(opts.Secrets, opts.Verifier), opts.HideDetails))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))
 	return srv
 }
