@@ -70,7 +70,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r, Complexity: complexity()}))
 	// First, so it sees every operation, refused ones included.
 	if opts.Metrics != nil {
-		srv.Use(opts.Metrics.GraphQL())
+		srv.Use(opts.Metrics.GraphQL(authenticated))
 	}
 	if opts.Tracing {
 		srv.Use(tracing.GraphQL())
@@ -99,6 +99,13 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv.SetErrorPresenter(presentError(opts.Log, scrubber(opts.Secrets, opts.Verifier), opts.HideDetails))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))
 	return srv
+}
+
+// authenticated reports whether the operation's caller is signed in: only their operation
+// names become metric labels.
+func authenticated(ctx context.Context) bool {
+	_, err := auth.Caller(ctx)
+	return err == nil
 }
 
 // wsInit authenticates a WebSocket connection from its connection_init payload
