@@ -19,6 +19,7 @@ import (
 
 	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/auth"
+	terragate "github.com/terragate/terragate/internal/gateway"
 	"github.com/terragate/terragate/internal/store/postgres/pgtest"
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
@@ -1074,7 +1075,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			}
 		}
 	}
-	if ops == 0 || !strings.Contains(g.logs.String(), `"user_hash":"`+graph.UserHash("alice")+`"`) {
+	if ops == 0 || !strings.Contains(g.logs.String(), `"user_hash":"`+graph.UserHash(terragate.UserHashKey(testWebhookSecret), "alice")+`"`) {
 		t.Errorf("no operation lines with alice's hash (%d lines)", ops)
 	}
 	everything := g.logs.String() + g.stdout.String() + g.seen.String()

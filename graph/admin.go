@@ -12,6 +12,7 @@ import (
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/webhook"
 )
 
 // caller is who an operation is for: the signed-in end user, or the end user a service
@@ -79,6 +80,32 @@ func (r *Resolver) admin(ctx context.Context, query string, filters map[string]s
 	}
 	r.audit(ctx, store.ActionAdminRead, query, "", detail)
 	return nil
+}
+
+// replay applies the dead letter id again, decoded anew from its body, and audits it as a
+// webhook.replay with its outcome, stored with the replay's result. A replay that cannot
+// run (an unknown id, a row that is not a dead letter) is not recorded: nothing happened.
+func (r *Resolver) replay(ctx context.Context, id int64) error {
+	e, err := r.Store.WebhookEvent(ctx, id)
+	if err != nil {
+		return err
+	}
+	entry := r.auditEntry(ctx, store.ActionWebhookReplay, strconv.FormatInt(id, 10), "", nil)
+	d, err := webhook.Redelivery(e)
+	if err != nil && e.Outcome == store.InboxFailed {
+		// Today's decoding still fails: the store changes nothing, so the entry stands alone.
+		entry.Detail = map[string]string{store.ReplayOutcomeKey: store.ReplayFailed}
+		if aerr := r.Store.AppendAudit(ctx, entry); aerr != nil {
+			r.Log.ErrorContext(ctx, "audit entry not recorded", "action", entry.Action, "err", aerr)
+		}
+	}
+	if err == nil {
+		_, err = r.Connections.ReplayDeadLetter(ctx, id, d, entry)
+	}
+	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+		return &ReplayError{Reason: "the event still cannot be applied"}
+	}
+	return err
 }
 
 func page(first *int, after *string) store.Page {

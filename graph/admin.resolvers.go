@@ -7,14 +7,12 @@ package graph
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/store"
-	"github.com/terragate/terragate/internal/webhook"
 	"github.com/terragate/terragate/internal/widget"
 )
 
@@ -27,22 +25,10 @@ func (r *mutationResolver) ReplayWebhookEvent(ctx context.Context, id string) (*
 	if err != nil {
 		return nil, &widget.InputError{Field: "id", Reason: "want an inbox id from webhookEvents"}
 	}
+	if err := r.replay(ctx, n); err != nil {
+		return nil, err
+	}
 	e, err := r.Store.WebhookEvent(ctx, n)
-	if err != nil {
-		return nil, err
-	}
-	r.audit(ctx, store.ActionAdminRead, "replayWebhookEvent", "", map[string]string{"id": id})
-	d, err := webhook.Redelivery(e)
-	if err == nil {
-		_, err = r.Connections.ReplayDeadLetter(ctx, n, d)
-	}
-	if err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
-		return nil, &ReplayError{Reason: "the event still cannot be applied"}
-	}
-	if err != nil {
-		return nil, err
-	}
-	e, err = r.Store.WebhookEvent(ctx, n)
 	if err != nil {
 		return nil, err
 	}

@@ -22,11 +22,10 @@ func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string, ac
 	if err := charge(user.ID, r.TerraLimit); err != nil {
 		return nil, err
 	}
-	u, err := r.Connections.Disconnect(ctx, user.ID, userID)
+	u, err := r.Connections.Disconnect(ctx, user.ID, userID, r.auditEntry(ctx, store.ActionConnectionDisconnected, userID, user.ID, nil))
 	if err != nil {
 		return nil, err
 	}
-	r.audit(ctx, store.ActionConnectionDisconnected, u.UserID, user.ID, map[string]string{"provider": u.Provider})
 	return terraUser(u), nil
 }
 

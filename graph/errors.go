@@ -34,22 +34,22 @@ const (
 
 // presentError maps domain error kinds to extensions.code. Anything unknown is logged (the
 // logger's httplog.ContextHandler adds the request id) and shown as a generic internal
-// error, so driver errors and internals never reach a client. secrets are scrubbed from
-// every message as a last line of defence.
-func presentError(log *slog.Logger, secrets []string, hideDetails bool) graphql.ErrorPresenterFunc {
+// error, so driver errors and internals never reach a client. Every message goes through
+// scrub, which takes out secrets, as a last line of defence.
+func presentError(log *slog.Logger, scrub func(string) string, hideDetails bool) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		e := graphql.DefaultErrorPresenter(ctx, err)
 		var gqlErr *gqlerror.Error
 		if errors.As(err, &gqlErr) && gqlErr.Err == nil {
 			// gqlgen's own parse and validation errors: already client-facing.
-			e.Message = scrub(e.Message, secrets)
+			e.Message = scrub(e.Message)
 			return e
 		}
 		code, msg, ext := classify(err, hideDetails)
 		if code == CodeInternal {
-			log.ErrorContext(ctx, "graphql internal error", "path", e.Path.String(), "err", scrub(err.Error(), secrets))
+			log.ErrorContext(ctx, "graphql internal error", "path", e.Path.String(), "err", scrub(err.Error()))
 		}
-		e.Message = scrub(msg, secrets)
+		e.Message = scrub(msg)
 		e.Extensions = map[string]any{"code": code}
 		if id := httplog.RequestID(ctx); id != "" {
 			e.Extensions["requestId"] = id // what support asks for; the log has the rest
@@ -135,13 +135,20 @@ func unauthReason(err error) string {
 	return "invalid token"
 }
 
-func scrub(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
+// scrubber takes out of a message the service keys v knows (by their hashes: it keeps no
+// key) and then each of secrets.
+func scrubber(secrets []string, v *auth.Verifier) func(string) string {
+	return func(s string) string {
+		if v != nil {
+			s = v.RedactServiceKeys(s)
 		}
+		for _, sec := range secrets {
+			if len(sec) >= 4 {
+				s = strings.ReplaceAll(s, sec, auth.Redacted)
+			}
+		}
+		return s
 	}
-	return s
 }
 
 // recoverPanic turns a resolver panic into an INTERNAL error after logging it.

@@ -30,11 +30,17 @@ const (
 type Options struct {
 	// Introspection allows schema introspection (the playground needs it).
 	Introspection bool
-	// Secrets are scrubbed from every error message, whatever produced it.
+	// Secrets are scrubbed from every error message, whatever produced it. Service keys are
+	// not among them: the Verifier finds those by their hashes.
 	Secrets []string
+	// UserHashKey keys the hashes that stand for callers in the operation log (see
+	// UserHash). Instances that share it log the same hash for the same caller; empty means
+	// a random key of this handler's own.
+	UserHashKey []byte
 	// HideDetails keeps upstream error details out of responses (production).
 	HideDetails bool
-	// Verifier authenticates WebSocket connections from their connection_init payload.
+	// Verifier authenticates WebSocket connections from their connection_init payload, and
+	// finds service keys in error messages to scrub them.
 	Verifier *auth.Verifier
 	// Origins may open WebSocket connections from a browser (besides this server's own
 	// origin); rs/cors does not see WebSocket upgrades, so they are checked here.
@@ -68,7 +74,7 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r, Complexity: complexity()}))
 	// First, so it sees every operation, refused ones included.
 	if opts.Metrics != nil {
-		srv.Use(opts.Metrics.GraphQL())
+		srv.Use(opts.Metrics.GraphQL(authenticated))
 	}
 	if opts.Tracing {
 		srv.Use(tracing.GraphQL())
@@ -92,11 +98,18 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
 	srv.Use(shapeLimit{})
 	srv.AroundOperations(rateLimit(opts.UserLimit, opts.ServiceLimit))
-	srv.AroundResponses(logOperations(opts.Log))
+	srv.AroundResponses(logOperations(opts.Log, userHashKey(opts.UserHashKey)))
 	srv.Use(extension.FixedComplexityLimit(maxComplexity))
-	srv.SetErrorPresenter(presentError(opts.Log, opts.Secrets, opts.HideDetails))
+	srv.SetErrorPresenter(presentError(opts.Log, scrubber(opts.Secrets, opts.Verifier), opts.HideDetails))
 	srv.SetRecoverFunc(recoverPanic(opts.Log))
 	return srv
+}
+
+// authenticated reports whether the operation's caller is signed in: only their operation
+// names become metric labels.
+func authenticated(ctx context.Context) bool {
+	_, err := auth.Caller(ctx)
+	return err == nil
 }
 
 // wsInit authenticates a WebSocket connection from its connection_init payload

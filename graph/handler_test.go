@@ -85,7 +85,7 @@ func start(t *testing.T, opts graph.Options, change func(*graph.Resolver)) *serv
 
 	tc := terra.New(terra.Config{BaseURL: emuSrv.URL + "/v2", DevID: testDevID, APIKey: testAPIKey, Timeout: 2 * time.Second, BreakerDisabled: true}, nil, log)
 	bus := events.NewLocal(log)
-	conns := connection.New(tc, st, bus, log)
+	conns := connection.New(tc, st, bus, nil, log)
 	r := &graph.Resolver{
 		Widgets:     widget.NewService(tc, st, conns, widget.Config{PublicURL: "http://gateway.test", StateKey: []byte(testStateKey)}, log),
 		Connections: conns,
@@ -137,10 +137,18 @@ type response struct {
 // post sends one operation as alice.
 func (s *server) post(query string) response {
 	s.t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query})
+	return s.postAs(token(s.t, "alice"), query, nil)
+}
+
+// postAs sends one operation with the bearer credential given (none when empty).
+func (s *server) postAs(bearer, query string, vars map[string]any) response {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, s.url+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token(s.t, "alice"))
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)

@@ -2,9 +2,12 @@ package graph
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,10 +17,11 @@ import (
 	"github.com/terragate/terragate/internal/auth"
 )
 
-// logOperations writes one line per GraphQL operation: its name, the caller as a hash (so
-// lines about one person can be correlated without naming them), how long it took and the
-// error codes. Variables and results are never logged: they may hold health data.
-func logOperations(log *slog.Logger) graphql.ResponseMiddleware {
+// logOperations writes one line per GraphQL operation: its name, the caller as a hash keyed
+// with hashKey (so lines about one person can be correlated without naming them), how long
+// it took and the error codes. Variables and results are never logged: they may hold health
+// data.
+func logOperations(log *slog.Logger, hashKey []byte) graphql.ResponseMiddleware {
 	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		start := time.Now()
 		resp := next(ctx)
@@ -30,7 +34,7 @@ func logOperations(log *slog.Logger) graphql.ResponseMiddleware {
 			slog.Duration("duration", time.Since(start)),
 		}
 		if u, err := auth.Caller(ctx); err == nil {
-			attrs = append(attrs, slog.String("user_hash", UserHash(u.ID)))
+			attrs = append(attrs, slog.String("user_hash", UserHash(hashKey, u.ID)))
 		}
 		if resp != nil && len(resp.Errors) > 0 {
 			codes := make([]string, 0, len(resp.Errors))
@@ -64,8 +68,20 @@ func operationName(oc *graphql.OperationContext) string {
 	return name
 }
 
-// UserHash is a short, stable pseudonym of a user id for logs.
-func UserHash(id string) string {
-	sum := sha256.Sum256([]byte("terragate user\x00" + id))
-	return hex.EncodeToString(sum[:8])
+// UserHash is a short pseudonym of a user id for logs: HMAC-SHA256 under key, so that
+// nobody without the key can reverse it by hashing a list of likely ids, and the same for
+// every instance and restart that shares the key.
+func UserHash(key []byte, id string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// userHashKey is the key of the user hashes: the configured one, or without one a random
+// key, so that hashes correlate within this process only and are still never reversible.
+func userHashKey(configured []byte) []byte {
+	if len(configured) > 0 {
+		return slices.Clone(configured)
+	}
+	return []byte(rand.Text())
 }

@@ -28,9 +28,10 @@ type AuditEntry struct {
 	Actor string `json:"actor"`
 	// user, service, system or terra.
 	ActorKind string `json:"actorKind"`
-	// What, e.g. session.created.
+	// What: session.created, connection.added, connection.removed, connection.disconnected,
+	// webhook.replay or admin.read.
 	Action string `json:"action"`
-	// What it was done to: a session id, a Terra user id, a query.
+	// What it was done to: a session id, a Terra user id, an inbox id, a query.
 	Subject *string `json:"subject,omitempty"`
 	// The end user concerned.
 	ReferenceID *string `json:"referenceId,omitempty"`

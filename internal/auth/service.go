@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -62,6 +63,10 @@ func ParseServiceKeys(s string) []ServiceKey {
 type serviceKeys struct {
 	hashes [][sha256.Size]byte
 	ids    []string
+	// known and lengths let redact find keys in text by their hashes: the set of hashes,
+	// and each distinct key length, longest first.
+	known   map[[sha256.Size]byte]struct{}
+	lengths []int
 }
 
 func newServiceKeys(keys []ServiceKey) (serviceKeys, error) {
@@ -97,9 +102,76 @@ func newServiceKeys(keys []ServiceKey) (serviceKeys, error) {
 		names[strings.ToLower(k.Name)], hashes[h] = true, true
 		s.hashes = append(s.hashes, h)
 		s.ids = append(s.ids, ServicePrefix+k.Name)
+		if !slices.Contains(s.lengths, len(k.Key)) {
+			s.lengths = append(s.lengths, len(k.Key))
+		}
 	}
+	s.known = make(map[[sha256.Size]byte]struct{}, len(s.hashes))
+	for _, h := range s.hashes {
+		s.known[h] = struct{}{}
+	}
+	slices.SortFunc(s.lengths, func(a, b int) int { return b - a })
 	return s, nil
 }
+
+// Redacted is what RedactServiceKeys puts in place of a key.
+const Redacted = "[redacted]"
+
+// RedactServiceKeys returns s with every configured service key in it replaced by
+// [Redacted], for scrubbing error messages and log lines. The keys are not kept: every
+// stretch of s that could be one (printable ASCII without spaces, as keys are, at the length
+// of some key) is hashed and looked up among the keys' hashes. That costs a hash per byte of
+// such text and key length, which is nothing beside an error's other costs.
+func (v *Verifier) RedactServiceKeys(s string) string {
+	return v.services.redact(s)
+}
+
+func (s serviceKeys) redact(text string) string {
+	if len(s.lengths) == 0 || len(text) < s.lengths[len(s.lengths)-1] {
+		return text
+	}
+	var b strings.Builder
+	copied, runEnd := 0, 0
+	for i := 0; i < len(text); {
+		if runEnd <= i {
+			// The run of key characters from i: every key found in text lies inside one.
+			runEnd = i
+			for runEnd < len(text) && keyByte(text[runEnd]) {
+				runEnd++
+			}
+			if runEnd == i {
+				i++
+				continue
+			}
+		}
+		matched := 0
+		for _, n := range s.lengths { // longest first: a key holding a shorter one goes whole
+			if i+n > runEnd {
+				continue
+			}
+			if _, ok := s.known[sha256.Sum256([]byte(text[i:i+n]))]; ok {
+				matched = n
+				break
+			}
+		}
+		if matched == 0 {
+			i++
+			continue
+		}
+		b.WriteString(text[copied:i])
+		b.WriteString(Redacted)
+		i += matched
+		copied = i
+	}
+	if copied == 0 {
+		return text
+	}
+	b.WriteString(text[copied:])
+	return b.String()
+}
+
+// keyByte reports whether c may be part of a service key: printable ASCII, no space.
+func keyByte(c byte) bool { return c > ' ' && c <= '~' }
 
 func (s serviceKeys) configured() bool { return len(s.hashes) > 0 }
 

@@ -135,34 +135,89 @@ func TestVerifyServiceKey(t *testing.T) {
 	}
 }
 
-func TestServiceKeysNotKept(t *testing.T) {
-	v := newTestVerifier(t, Config{ServiceKeys: testServices})
-	// Only hashes are kept: no field of the verifier holds a key's text.
-	var found func(reflect.Value) bool
-	found = func(x reflect.Value) bool {
-		switch x.Kind() {
-		case reflect.String:
-			return strings.Contains(x.String(), testServiceKey)
-		case reflect.Slice, reflect.Array:
-			if x.Type().Elem().Kind() == reflect.Uint8 && x.Kind() == reflect.Slice {
-				return strings.Contains(string(x.Bytes()), testServiceKey)
+// holds reports whether any string or byte slice reachable from x contains text: fields,
+// elements, map keys and values, and what pointers and interfaces point to.
+func holds(x reflect.Value, text string, seen map[uintptr]bool) bool {
+	switch x.Kind() {
+	case reflect.String:
+		return strings.Contains(x.String(), text)
+	case reflect.Pointer, reflect.Interface:
+		if x.IsNil() {
+			return false
+		}
+		if x.Kind() == reflect.Pointer {
+			if seen[x.Pointer()] {
+				return false
 			}
-			for i := range x.Len() {
-				if found(x.Index(i)) {
-					return true
-				}
-			}
-		case reflect.Struct:
-			for i := range x.NumField() {
-				if found(x.Field(i)) {
-					return true
-				}
+			seen[x.Pointer()] = true
+		}
+		return holds(x.Elem(), text, seen)
+	case reflect.Slice, reflect.Array:
+		if x.Kind() == reflect.Slice && x.Type().Elem().Kind() == reflect.Uint8 {
+			return strings.Contains(string(x.Bytes()), text)
+		}
+		for i := range x.Len() {
+			if holds(x.Index(i), text, seen) {
+				return true
 			}
 		}
-		return false
+	case reflect.Map:
+		for it := x.MapRange(); it.Next(); {
+			if holds(it.Key(), text, seen) || holds(it.Value(), text, seen) {
+				return true
+			}
+		}
+	case reflect.Struct:
+		for i := range x.NumField() {
+			if holds(x.Field(i), text, seen) {
+				return true
+			}
+		}
 	}
-	if found(reflect.ValueOf(v.services)) {
-		t.Fatal("a service key is kept in plain text")
+	return false
+}
+
+func TestServiceKeysNotKept(t *testing.T) {
+	v := newTestVerifier(t, Config{Secret: []byte("jwt-secret-0123456789abcdef0123456789"), ServiceKeys: testServices})
+	// Used as it is in a server: a key verified, a message scrubbed.
+	if _, err := v.Verify(testServiceKey); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.RedactServiceKeys("key " + testServiceKey); got != "key "+Redacted {
+		t.Fatalf("RedactServiceKeys = %q", got)
+	}
+	// Only hashes are kept: nothing the verifier holds has a key's text.
+	for _, key := range []string{testServiceKey, otherServiceKey} {
+		if holds(reflect.ValueOf(v), key, map[uintptr]bool{}) {
+			t.Errorf("the verifier keeps service key %.6s... in plain text", key)
+		}
+	}
+}
+
+func TestRedactServiceKeys(t *testing.T) {
+	short := strings.Repeat("s", MinServiceKeyLen)
+	long := short + "-and-more" // holds the shorter key
+	v := newTestVerifier(t, Config{ServiceKeys: append(testServices[:2:2],
+		ServiceKey{Name: "short", Key: short}, ServiceKey{Name: "long", Key: long})})
+	for _, c := range []struct{ in, want string }{
+		{"", ""},
+		{"nothing to see", "nothing to see"},
+		{testServiceKey, Redacted},
+		{"Bearer " + testServiceKey, "Bearer " + Redacted},
+		{`{"key":"` + testServiceKey + `"}`, `{"key":"` + Redacted + `"}`},
+		{"keys=billing:" + testServiceKey + ",reports:" + otherServiceKey + ".", "keys=billing:" + Redacted + ",reports:" + Redacted + "."},
+		{testServiceKey + testServiceKey, Redacted + Redacted},
+		{"x" + long + "x", "x" + Redacted + "x"},
+		{short, Redacted},
+		{testServiceKey[:len(testServiceKey)-1], testServiceKey[:len(testServiceKey)-1]},
+		{"é" + testServiceKey + "\n", "é" + Redacted + "\n"},
+	} {
+		if got := v.RedactServiceKeys(c.in); got != c.want {
+			t.Errorf("RedactServiceKeys(%q) = %q; want %q", c.in, got, c.want)
+		}
+	}
+	if none := newTestVerifier(t, Config{Secret: []byte("jwt-secret-0123456789abcdef0123456789")}); none.RedactServiceKeys(testServiceKey) != testServiceKey {
+		t.Error("a verifier without service keys changed a message")
 	}
 }
 

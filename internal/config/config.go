@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/redirect"
@@ -47,7 +48,10 @@ type Config struct {
 
 	TerraDevID         string        // TERRA_DEV_ID
 	TerraAPIKey        string        // TERRA_API_KEY
-	TerraWebhookSecret string        // TERRA_WEBHOOK_SECRET
+	// TerraWebhookSecrets is TERRA_WEBHOOK_SECRET: one, or several comma-separated while a
+	// secret is rotated or several Terra environments post to one URL. The first also
+	// derives the keys of signed widget returns and of user hashes.
+	TerraWebhookSecrets []string
 	TerraAPIURL        string        // TERRA_API_URL: Terra's v2 base URL
 	TerraWidgetURL     string        // TERRA_WIDGET_URL: the widget endpoint used after a 410 on the legacy one
 	TerraTimeout       time.Duration // TERRA_TIMEOUT: deadline of every Terra call
@@ -58,7 +62,7 @@ type Config struct {
 	AuthJWTSecret    string // AUTH_JWT_SECRET: HS256 key of end-user tokens
 	AuthJWKSURL      string // AUTH_JWKS_URL: an identity provider's JWKS, for RS256/ES256 tokens
 	AuthSubjectClaim string // AUTH_SUBJECT_CLAIM: the claim naming the end user (default sub)
-	ServiceAPIKeys   string // SERVICE_API_KEYS: the app backend's keys, name:key,...
+	ServiceAPIKeys   []auth.ServiceKey // SERVICE_API_KEYS: the app backend's keys, name:key,...
 	AuthIssuer       string // AUTH_ISSUER: required iss, when set
 	AuthAudience     string // AUTH_AUDIENCE: required aud, when set
 
@@ -137,7 +141,15 @@ func settings() []setting {
 		{env: "MIGRATE_ON_START", usage: "apply database migrations at start; false: run `terragate migrate up` yourself", set: boolean(func(c *Config) *bool { return &c.MigrateOnStart })},
 		{env: "TERRA_DEV_ID", usage: "Terra dev-id", set: str(func(c *Config) *string { return &c.TerraDevID })},
 		{env: "TERRA_API_KEY", usage: "Terra API key", secret: true, set: str(func(c *Config) *string { return &c.TerraAPIKey })},
-		{env: "TERRA_WEBHOOK_SECRET", usage: "Terra webhook signing secret", secret: true, set: str(func(c *Config) *string { return &c.TerraWebhookSecret })},
+		{env: "TERRA_WEBHOOK_SECRET", usage: "Terra webhook signing secret", secret: true, set: func(c *Config, v string) error {
+			c.TerraWebhookSecrets = nil
+			for s := range strings.SplitSeq(v, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					c.TerraWebhookSecrets = append(c.TerraWebhookSecrets, s)
+				}
+			}
+			return nil
+		}},
 		{env: "TERRA_API_URL", usage: "Terra API base URL", set: str(func(c *Config) *string { return &c.TerraAPIURL })},
 		{env: "TERRA_WIDGET_URL", usage: "Terra widget session endpoint used once the legacy one answers 410", set: str(func(c *Config) *string { return &c.TerraWidgetURL })},
 		{env: "TERRA_TIMEOUT", usage: "deadline of each Terra call, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.TerraTimeout }, false)},
@@ -152,7 +164,10 @@ func settings() []setting {
 		{env: "AUTH_JWT_SECRET", usage: "HS256 secret of end-user tokens", secret: true, set: str(func(c *Config) *string { return &c.AuthJWTSecret })},
 		{env: "AUTH_JWKS_URL", usage: "JWKS URL of the identity provider whose RS256/ES256 tokens are accepted", set: str(func(c *Config) *string { return &c.AuthJWKSURL })},
 		{env: "AUTH_SUBJECT_CLAIM", usage: "token claim that names the end user (default sub)", set: str(func(c *Config) *string { return &c.AuthSubjectClaim })},
-		{env: "SERVICE_API_KEYS", usage: "API keys of the app's own backend, comma-separated name:key pairs", secret: true, set: str(func(c *Config) *string { return &c.ServiceAPIKeys })},
+		{env: "SERVICE_API_KEYS", usage: "API keys of the app's own backend, comma-separated name:key pairs", secret: true, set: func(c *Config, v string) error {
+			c.ServiceAPIKeys = auth.ParseServiceKeys(v)
+			return nil
+		}},
 		{env: "ENV", usage: "production: playground off unless PLAYGROUND=true, error details hidden, unsafe settings refused", set: str(func(c *Config) *string { return &c.Env })},
 		{env: "MAX_BODY_BYTES", usage: "largest GraphQL request body, in bytes", set: func(c *Config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
@@ -326,7 +341,7 @@ func (c Config) Validate() error {
 		for _, s := range []struct{ env, v string }{
 			{"TERRA_DEV_ID", c.TerraDevID},
 			{"TERRA_API_KEY", c.TerraAPIKey},
-			{"TERRA_WEBHOOK_SECRET", c.TerraWebhookSecret},
+			{"TERRA_WEBHOOK_SECRET", strings.Join(c.TerraWebhookSecrets, ",")},
 			{"AUTH_JWT_SECRET or AUTH_JWKS_URL", c.AuthJWTSecret + c.AuthJWKSURL},
 		} {
 			if strings.Trim(s.v, ", \t") == "" { // a list of nothing is nothing
@@ -414,8 +429,8 @@ func (c Config) production() []error {
 	if c.AuthJWTSecret != "" && weak(c.AuthJWTSecret, 32) {
 		errs = append(errs, errors.New("ENV=production: AUTH_JWT_SECRET must be at least 32 random characters, not an example value"))
 	}
-	for _, s := range strings.Split(c.TerraWebhookSecret, ",") {
-		if strings.TrimSpace(s) != "" && weak(s, 16) {
+	for _, s := range c.TerraWebhookSecrets {
+		if weak(s, 16) {
 			errs = append(errs, errors.New("ENV=production: every TERRA_WEBHOOK_SECRET must be the real signing secret (16 characters or more), not an example value"))
 			break
 		}
@@ -445,10 +460,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("terra_retries", c.TerraRetries),
 		slog.String("terra_dev_id", mark(c.TerraDevID)),
 		slog.String("terra_api_key", mark(c.TerraAPIKey)),
-		slog.String("terra_webhook_secret", mark(c.TerraWebhookSecret)),
+		slog.String("terra_webhook_secret", mark(strings.Join(c.TerraWebhookSecrets, ""))),
 		slog.String("auth_jwt_secret", mark(c.AuthJWTSecret)),
 		slog.String("auth_jwks_url", c.AuthJWKSURL),
-		slog.String("service_api_keys", mark(c.ServiceAPIKeys)),
+		slog.Int("service_api_keys", len(c.ServiceAPIKeys)),
 		slog.String("env", c.Env),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Duration("body_idle_timeout", c.BodyIdleTimeout),

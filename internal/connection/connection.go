@@ -36,8 +36,7 @@ type Terra interface {
 
 // Service applies connection changes and publishes them.
 type Service struct {
-	// Metrics counts completed sessions per provider (nil: none).
-	Metrics *metrics.Metrics
+	metrics *metrics.Metrics // completed sessions per provider (nil: none)
 	// SweepPageSize is how many users the sweep reads per /subscriptions page (0: Terra's
 	// default, 500).
 	SweepPageSize int
@@ -50,14 +49,19 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(t Terra, st store.Store, bus events.Bus, log *slog.Logger) *Service {
-	return &Service{terra: t, store: st, bus: bus, log: log, now: time.Now}
+func New(t Terra, st store.Store, bus events.Bus, m *metrics.Metrics, log *slog.Logger) *Service {
+	return &Service{terra: t, store: st, bus: bus, metrics: m, log: log, now: time.Now}
 }
 
 // ApplyWebhook applies a delivery through the store's rules and publishes what changed. It
 // has the store's signature so the webhook handler can use either.
 func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error) {
 	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
+	return s.apply(ctx, d)
+}
+
+// apply applies d, with the audit it names, and publishes what changed.
+func (s *Service) apply(ctx context.Context, d store.Delivery) (store.Outcome, error) {
 	out, err := s.store.ApplyWebhook(ctx, d)
 	if err != nil || out.Duplicate {
 		return out, err
@@ -72,10 +76,11 @@ func (s *Service) RecordDeadLetter(ctx context.Context, d store.Delivery, reason
 }
 
 // ReplayDeadLetter applies a dead-lettered delivery again (once its cause is fixed) and tells
-// subscribers what changed.
-func (s *Service) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery) (store.Outcome, error) {
+// subscribers what changed. audit is who asked, stored with the replay's outcome in the
+// transaction that records it (see store.Store.ReplayDeadLetter).
+func (s *Service) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery, audit ...store.AuditEntry) (store.Outcome, error) {
 	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
-	out, err := s.store.ReplayDeadLetter(ctx, id, d)
+	out, err := s.store.ReplayDeadLetter(ctx, id, d, audit...)
 	if err != nil {
 		return out, err
 	}
@@ -92,7 +97,7 @@ func (s *Service) publish(ctx context.Context, kind store.EventKind, out store.O
 		s.send(ctx, events.Event{ReferenceID: u.ReferenceID, Type: typ, UserID: u.UserID, At: at})
 	}
 	if out.SessionChanged && out.Session != nil && out.Session.Status == store.SessionCompleted {
-		s.Metrics.SessionCompleted(out.Session.Provider)
+		s.metrics.SessionCompleted(out.Session.Provider)
 	}
 	if out.SessionChanged && out.Session != nil && out.Session.ReferenceID != "" {
 		s.send(ctx, events.Event{ReferenceID: out.Session.ReferenceID, Type: events.SessionChanged, SessionID: out.Session.ID, At: at})
@@ -119,8 +124,8 @@ func news(kind store.EventKind, out store.Outcome) iter.Seq2[store.TerraUser, ev
 }
 
 // auditFor is the audit of a delivery from source: connections added and removed, which
-// the store records in the transaction that applies it. API disconnects are recorded by
-// the caller, who knows who asked.
+// the store records in the transaction that applies it. API disconnects carry the entry of
+// the caller, who knows who asked (Disconnect).
 func (s *Service) auditFor(source store.DeliverySource, kind store.EventKind) func(store.Outcome) []store.AuditEntry {
 	if source == store.SourceAPI {
 		return nil
@@ -199,9 +204,13 @@ func eventType(kind store.EventKind, u store.TerraUser) (events.Type, bool) {
 }
 
 // Disconnect removes one of the end user's connections: Terra first (so nothing keeps
-// flowing), then the store. Terra answering 404 means it is already gone there. When Terra
-// cannot be reached the row is left as it was.
-func (s *Service) Disconnect(ctx context.Context, referenceID, userID string) (store.TerraUser, error) {
+// flowing), then the store, with the audit entry of who asked in the same commit. Terra
+// answering 404 means it is already gone there. When Terra cannot be reached the row is
+// left as it was. by is the caller's entry (who, when, from where); Disconnect makes it a
+// connection.disconnected entry for this connection and its provider, and refuses one the
+// store would refuse (ErrInvalid) before calling Terra, so that no disconnect goes
+// unrecorded. A connection already disconnected is returned as it is, recording nothing.
+func (s *Service) Disconnect(ctx context.Context, referenceID, userID string, by store.AuditEntry) (store.TerraUser, error) {
 	u, err := s.own(ctx, referenceID, userID)
 	if err != nil {
 		return store.TerraUser{}, err
@@ -209,12 +218,23 @@ func (s *Service) Disconnect(ctx context.Context, referenceID, userID string) (s
 	if u.Status == store.StatusDisconnected {
 		return u, nil
 	}
+	entry := by
+	entry.Action, entry.Subject, entry.ReferenceID = store.ActionConnectionDisconnected, userID, referenceID
+	entry.Detail = map[string]string{"provider": u.Provider}
+	if entry.At.IsZero() {
+		entry.At = s.now().UTC()
+	}
+	if _, err := store.CheckAudit(entry, s.now()); err != nil {
+		return store.TerraUser{}, err
+	}
 	if err := s.terra.DeauthenticateUser(ctx, userID); err != nil && !terra.IsNotFound(err) {
 		return store.TerraUser{}, fmt.Errorf("deauthenticate user: %w", err)
 	}
-	if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceAPI, "disconnect:"+userID, s.now(), store.Event{
+	d := synthetic(store.SourceAPI, "disconnect:"+userID, s.now(), store.Event{
 		Kind: store.EventDeauth, Type: terra.EventDeauth, User: snapshotOf(u), ReferenceID: referenceID,
-	})); err != nil {
+	})
+	d.Audit = func(store.Outcome) []store.AuditEntry { return []store.AuditEntry{entry} }
+	if _, err := s.apply(ctx, d); err != nil {
 		return store.TerraUser{}, err
 	}
 	return s.store.TerraUser(ctx, userID)

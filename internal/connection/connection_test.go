@@ -69,7 +69,7 @@ func newEnv(t *testing.T, webhooks bool) *env {
 		Timeout:         5 * time.Second,
 		BreakerDisabled: true,
 	}, &http.Client{Transport: e.calls}, log)
-	e.svc = connection.New(tc, st, e.bus, log)
+	e.svc = connection.New(tc, st, e.bus, nil, log)
 
 	cfg := terrasim.Config{
 		DevID: testDevID, APIKey: testAPIKey, WebhookSecret: testSecret,
@@ -80,7 +80,7 @@ func newEnv(t *testing.T, webhooks bool) *env {
 	}
 	e.emu = terrasim.New(cfg)
 	t.Cleanup(e.emu.Close)
-	hooks, err := webhook.New(testSecret, e.svc, log)
+	hooks, err := webhook.New([]string{testSecret}, e.svc, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func TestConnectionEventsReachTheirEndUserOnly(t *testing.T) {
 	expectNone(t, bob, "bob")
 
 	// Bob cannot disconnect alice's connection: it reads as unknown, and no one is told.
-	if _, err := e.svc.Disconnect(ctx, "bob", nu.UserID); !errors.Is(err, connection.ErrNotFound) {
+	if _, err := e.svc.Disconnect(ctx, "bob", nu.UserID, store.AuditEntry{Actor: "bob", ActorKind: store.ActorUser}); !errors.Is(err, connection.ErrNotFound) {
 		t.Errorf("bob disconnecting alice's: %v", err)
 	}
 	expectNone(t, alice, "alice")

@@ -121,13 +121,15 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		Audience:     cfg.AuthAudience,
 		SubjectClaim: cfg.AuthSubjectClaim,
 		JWKSURL:      cfg.AuthJWKSURL,
-		ServiceKeys:  auth.ParseServiceKeys(cfg.ServiceAPIKeys),
+		ServiceKeys:  cfg.ServiceAPIKeys,
 		Logger:       log.With("component", "auth"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("authentication: %w", err)
 	}
 	g.onClose(func() { _ = verifier.Close() })
+	// From here on the service keys are kept hashed, by the verifier alone.
+	cfg.ServiceAPIKeys, g.cfg.ServiceAPIKeys = nil, nil
 	redirects, err := redirectAllowlist(cfg)
 	if err != nil {
 		return nil, err
@@ -144,18 +146,16 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		// Each change as the breaker makes it, so no loop polls the states.
 		CircuitChange: meter.SetCircuit,
 	}, terraHTTPClient(traced), log)
-	g.conns = connection.New(tc, s, bus, log)
-	g.conns.Metrics = meter
+	g.conns = connection.New(tc, s, bus, meter, log)
 	widgets := widget.NewService(tc, s, g.conns, widget.Config{
 		PublicURL: cfg.PublicURL,
-		StateKey:  stateKey(webhook.Secrets(cfg.TerraWebhookSecret)[0]),
+		StateKey:  stateKey(cfg.TerraWebhookSecrets[0]),
 		Redirects: redirects,
 	}, log)
-	hooks, err := webhook.New(cfg.TerraWebhookSecret, g.conns, log)
+	hooks, err := webhook.New(cfg.TerraWebhookSecrets, g.conns, meter, log)
 	if err != nil {
 		return nil, err
 	}
-	hooks.Metrics = meter
 	gql := graph.NewHandler(&graph.Resolver{
 		Widgets:      widgets,
 		Connections:  g.conns,
@@ -173,6 +173,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		Introspection: cfg.Playground,
 		HideDetails:   cfg.Production(),
 		Secrets:       secretsOf(cfg),
+		UserHashKey:   UserHashKey(cfg.TerraWebhookSecrets[0]),
 		Verifier:      verifier,
 		Origins:       cfg.CORSAllowedOrigins,
 		Tracing:       traced,
@@ -312,8 +313,8 @@ func (g *Gateway) setUpDemo(self string) *terrasim.Emulator {
 	if cfg.AuthJWTSecret == "" {
 		cfg.AuthJWTSecret = randomSecret()
 	}
-	if cfg.TerraWebhookSecret == "" {
-		cfg.TerraWebhookSecret = randomSecret()
+	if len(cfg.TerraWebhookSecrets) == 0 {
+		cfg.TerraWebhookSecrets = []string{randomSecret()}
 	}
 	cfg.TerraDevID = "terragate-demo"
 	cfg.TerraAPIKey = randomSecret()
@@ -326,7 +327,7 @@ func (g *Gateway) setUpDemo(self string) *terrasim.Emulator {
 		DevID:         cfg.TerraDevID,
 		APIKey:        cfg.TerraAPIKey,
 		WebhookURL:    self + "/webhooks/terra",
-		WebhookSecret: cfg.TerraWebhookSecret,
+		WebhookSecret: cfg.TerraWebhookSecrets[0],
 		PublicURL:     cfg.PublicURL + emulatorPrefix,
 		Logger:        g.log.With("component", "terra-emulator"),
 	})

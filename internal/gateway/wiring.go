@@ -22,7 +22,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/cors"
 
-	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/config"
 	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/events/pgnotify"
@@ -30,7 +29,6 @@ import (
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/tracing"
-	"github.com/terragate/terragate/internal/webhook"
 )
 
 // redirectAllowlist is ALLOWED_REDIRECT_URLS, or the CORS origins when it is unset.
@@ -101,14 +99,11 @@ func serveMetrics(addr string, m *metrics.Metrics, withPprof bool, log *slog.Log
 	return func() { _ = srv.Close() }, nil
 }
 
-// secretsOf lists every secret in the configuration, for scrubbing error messages.
+// secretsOf lists the secrets in the configuration that terragate must keep anyway, for
+// scrubbing error messages. Service keys are not listed: they are kept hashed, and the
+// verifier finds them in a message by their hashes.
 func secretsOf(cfg config.Config) []string {
-	out := []string{cfg.TerraAPIKey, cfg.TerraWebhookSecret, cfg.AuthJWTSecret, cfg.ServiceAPIKeys}
-	out = append(out, webhook.Secrets(cfg.TerraWebhookSecret)...)
-	for _, k := range auth.ParseServiceKeys(cfg.ServiceAPIKeys) {
-		out = append(out, k.Key)
-	}
-	return out
+	return append([]string{cfg.TerraAPIKey, cfg.AuthJWTSecret}, cfg.TerraWebhookSecrets...)
 }
 
 // newBus picks the event bus: PostgreSQL's LISTEN/NOTIFY, so that a subscriber on one
@@ -157,6 +152,15 @@ func newBus(ctx context.Context, databaseURL string, log *slog.Logger) (bus even
 func stateKey(webhookSecret string) []byte {
 	m := hmac.New(sha256.New, []byte(webhookSecret))
 	m.Write([]byte("terragate widget return state v1"))
+	return m.Sum(nil)
+}
+
+// UserHashKey keys the pseudonyms of callers in the operation log. Like stateKey it is
+// derived from the webhook secret, which every instance shares, under a label of its own:
+// hashes match across restarts and instances, and change when that secret is rotated.
+func UserHashKey(webhookSecret string) []byte {
+	m := hmac.New(sha256.New, []byte(webhookSecret))
+	m.Write([]byte("terragate user hash v1"))
 	return m.Sum(nil)
 }
 

@@ -16,19 +16,27 @@ const (
 )
 
 // GraphQL returns a gqlgen extension that counts operations by name and outcome and times
-// queries and mutations. Add it first (srv.Use(m.GraphQL()) before any other extension or
+// queries and mutations. Add it first (srv.Use(m.GraphQL(...)) before any other extension or
 // AroundOperations) so that it is the outermost middleware and also sees the operations
 // other extensions refuse, such as a rate limit.
+//
+// learns says whether an operation's name may take one of the capped places (nil: none
+// may): graph lets authenticated callers' operations do so, so that no one can fill the cap
+// with made-up names before signing in. Any other operation is labelled with a name already
+// known, or "other".
 //
 // It hooks two places because neither sees everything: operation middleware does not run
 // for requests refused while parsing or validating (gqlgen answers those through response
 // middleware alone), and response middleware does not run for responses an operation
 // middleware returns itself.
-func (m *Metrics) GraphQL() graphql.HandlerExtension {
-	return gqlExtension{m: m}
+func (m *Metrics) GraphQL(learns func(context.Context) bool) graphql.HandlerExtension {
+	return gqlExtension{m: m, learns: learns}
 }
 
-type gqlExtension struct{ m *Metrics }
+type gqlExtension struct {
+	m      *Metrics
+	learns func(context.Context) bool
+}
 
 var (
 	_ graphql.HandlerExtension     = gqlExtension{}
@@ -58,8 +66,9 @@ func (e gqlExtension) InterceptOperation(ctx context.Context, next graphql.Opera
 	if start.IsZero() {
 		start = time.Now()
 	}
-	// This operation is valid, so its name may take one of the capped places.
-	name := e.m.operationName(oc, true)
+	// This operation is valid, so its name may take one of the capped places if the caller
+	// is one that may add names.
+	name := e.m.operationName(oc, e.learns != nil && e.learns(ctx))
 	subscription := oc.Operation != nil && oc.Operation.Operation == ast.Subscription
 
 	respond := next(context.WithValue(ctx, counted{}, true))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,9 @@ import (
 )
 
 const queryOp = ast.Query
+
+// everyone lets every operation's name take a place under the cap.
+func everyone(context.Context) bool { return true }
 
 func okResponse() *graphql.Response { return &graphql.Response{Data: []byte(`{"name":"test"}`)} }
 
@@ -49,7 +53,7 @@ func runOperation(t *testing.T, ext gqlExtension, name string, op ast.Operation,
 // graph.NewHandler is to add it, behind the HTTP middleware.
 func gqlServer(t *testing.T, m *Metrics, ts *testserver.TestServer) *httptest.Server {
 	t.Helper()
-	ts.Use(m.GraphQL())
+	ts.Use(m.GraphQL(everyone))
 	ts.AddTransport(transport.SSE{})
 	ts.AddTransport(transport.POST{})
 	// A rate limit refusing inside operation middleware, as graph's rateLimit does.
@@ -224,7 +228,7 @@ func TestGraphQLSubscriptionCountsOnce(t *testing.T) {
 
 func TestGraphQLOperationEdgeCases(t *testing.T) {
 	m := New()
-	ext := m.GraphQL().(gqlExtension)
+	ext := m.GraphQL(everyone).(gqlExtension)
 
 	// A subscription that ends before its first message is counted when it ends.
 	ctx := graphql.WithOperationContext(context.Background(), &graphql.OperationContext{
@@ -309,10 +313,32 @@ func TestGraphQLExtensionRegisters(t *testing.T) {
 					t.Errorf("Use(%v.GraphQL()) panicked: %v", m != nil, p)
 				}
 			}()
-			ts.Use(m.GraphQL())
+			ts.Use(m.GraphQL(everyone))
 		}()
 	}
-	if err := New().GraphQL().Validate(nil); err != nil {
+	if err := New().GraphQL(everyone).Validate(nil); err != nil {
 		t.Error(errors.Join(errors.New("Validate"), err))
+	}
+}
+
+// Only operations learns admits add names: others keep a name already known, or "other".
+func TestGraphQLOnlyLearnsAdmittedNames(t *testing.T) {
+	m := New()
+	signedIn := m.GraphQL(everyone).(gqlExtension)
+	anonymousCaller := m.GraphQL(func(context.Context) bool { return false }).(gqlExtension)
+	runOperation(t, signedIn, "Known", queryOp, okResponse())
+	for i := range 3 {
+		runOperation(t, anonymousCaller, fmt.Sprintf("Random%d", i), queryOp, okResponse())
+	}
+	runOperation(t, anonymousCaller, "Known", queryOp, okResponse())
+	runOperation(t, m.GraphQL(nil).(gqlExtension), "NilLearnsNothing", queryOp, okResponse())
+	s := scrape(t, m)
+	for op, want := range map[string]float64{"Known": 2, "other": 4} {
+		if got := s.value("terragate_graphql_requests_total", l("operation", op, "code", "ok")); got != want {
+			t.Errorf("requests{%s} = %v, want %v\n%s", op, got, want, s.body)
+		}
+	}
+	if strings.Contains(s.body, "Random") || strings.Contains(s.body, "NilLearnsNothing") {
+		t.Errorf("an unadmitted name became a label:\n%s", s.body)
 	}
 }

@@ -416,7 +416,7 @@ func TestHTTPWebSocket(t *testing.T) {
 func TestCardinalityCaps(t *testing.T) {
 	const n = 10_000
 	m := New()
-	ext := m.GraphQL().(gqlExtension)
+	ext := m.GraphQL(everyone).(gqlExtension)
 	for i := range n {
 		runOperation(t, ext, fmt.Sprintf("Op%d", i), queryOp, okResponse())
 		m.TerraCall(fmt.Sprintf("op%d", i), 200, nil, time.Millisecond)
@@ -484,7 +484,7 @@ func TestNoSecretBecomesALabel(t *testing.T) {
 		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", // a SHA-256
 	}
 	m := New()
-	ext := m.GraphQL().(gqlExtension)
+	ext := m.GraphQL(everyone).(gqlExtension)
 	for _, secret := range secrets {
 		runOperation(t, ext, secret, queryOp, okResponse())
 		runOperation(t, ext, "Viewer", queryOp, errResponse(secret))
@@ -532,7 +532,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("nil Handler: %d, want 404", rec.Code)
 	}
-	ext := m.GraphQL().(gqlExtension)
+	ext := m.GraphQL(everyone).(gqlExtension)
 	if resp := runOperation(t, ext, "Viewer", queryOp, okResponse()); resp == nil {
 		t.Error("nil extension lost the response")
 	}
@@ -540,7 +540,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 
 func TestConcurrentUse(t *testing.T) {
 	m := New()
-	ext := m.GraphQL().(gqlExtension)
+	ext := m.GraphQL(everyone).(gqlExtension)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

@@ -50,6 +50,16 @@ const (
 	ActionConnectionRemoved      = "connection.removed"
 	ActionConnectionDisconnected = "connection.disconnected"
 	ActionAdminRead              = "admin.read"
+	// ActionWebhookReplay is a dead letter replayed on a service's request; Detail's
+	// ReplayOutcomeKey says whether it applied (see ReplayAudits).
+	ActionWebhookReplay = "webhook.replay"
+)
+
+// The outcome of a replay, in the Detail of its ActionWebhookReplay entry.
+const (
+	ReplayOutcomeKey = "outcome"
+	ReplaySucceeded  = "succeeded" // the delivery applied; the row is no longer a dead letter
+	ReplayFailed     = "failed"    // it failed again; the row stays a dead letter
 )
 
 // Limits on what one audit entry may carry, so that the log stays small and readable.
@@ -79,7 +89,7 @@ func ValidAuditActorKind(kind string) bool {
 func ValidAuditAction(action string) bool {
 	switch action {
 	case ActionSessionCreated, ActionConnectionAdded, ActionConnectionRemoved,
-		ActionConnectionDisconnected, ActionAdminRead:
+		ActionConnectionDisconnected, ActionAdminRead, ActionWebhookReplay:
 		return true
 	}
 	return false
@@ -97,6 +107,26 @@ func CheckAudits(entries []AuditEntry, now time.Time) ([]AuditEntry, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// ReplayAudits are the entries of a replay as ReplayDeadLetter stores them with the replay's
+// result: each entry given with Detail[ReplayOutcomeKey] set to ReplaySucceeded or
+// ReplayFailed, checked as CheckAudits does.
+func ReplayAudits(entries []AuditEntry, succeeded bool, now time.Time) ([]AuditEntry, error) {
+	outcome := ReplayFailed
+	if succeeded {
+		outcome = ReplaySucceeded
+	}
+	with := make([]AuditEntry, 0, len(entries))
+	for _, e := range entries {
+		e.Detail = maps.Clone(e.Detail)
+		if e.Detail == nil {
+			e.Detail = map[string]string{}
+		}
+		e.Detail[ReplayOutcomeKey] = outcome
+		with = append(with, e)
+	}
+	return CheckAudits(with, now)
 }
 
 // DeliveryAudit is the audit of applying d with outcome out (d.Audit's entries), checked:

@@ -222,8 +222,12 @@ type Store interface {
 	// a dead letter with the new reason, ReplayedAt and Replays+1, and the error is returned.
 	// An unknown id is ErrNotFound, a row that is not a dead letter (already replayed, or
 	// never failed) ErrConflict, and a d with another DedupeKey or Source than the row's
-	// ErrInvalid, leaving the row as it was.
-	ReplayDeadLetter(ctx context.Context, id int64, d Delivery) (Outcome, error)
+	// ErrInvalid, leaving the row as it was. The audit entries given (who asked for the
+	// replay) are stored as ReplayAudits makes them, with the outcome of the replay, in the
+	// transaction that records it, whichever it is: no replay without its entries. An entry
+	// ReplayAudits refuses is ErrInvalid, and nothing is replayed or stored. A replay refused
+	// before it runs (ErrNotFound, ErrConflict, ErrInvalid for another delivery) stores none.
+	ReplayDeadLetter(ctx context.Context, id int64, d Delivery, audit ...AuditEntry) (Outcome, error)
 	// ReusableWidgetSession returns the end user's newest CREATED session with this input
 	// key that expires after liveAfter, or ErrNotFound.
 	ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (WidgetSession, error)

@@ -111,10 +111,10 @@ func (t *tracedStore) WebhookEvent(ctx context.Context, id int64) (_ store.Inbox
 	return t.next.WebhookEvent(ctx, id)
 }
 
-func (t *tracedStore) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery) (_ store.Outcome, err error) {
+func (t *tracedStore) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery, audit ...store.AuditEntry) (_ store.Outcome, err error) {
 	ctx, end := t.start(ctx, "ReplayDeadLetter")
 	defer func() { end(err) }()
-	return t.next.ReplayDeadLetter(ctx, id, d)
+	return t.next.ReplayDeadLetter(ctx, id, d, audit...)
 }
 
 func (t *tracedStore) ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (_ store.WidgetSession, err error) {

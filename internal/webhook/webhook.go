@@ -41,8 +41,7 @@ type Applier interface {
 
 // Handler serves POST /webhooks/terra.
 type Handler struct {
-	// Metrics counts deliveries by type and outcome (nil: none).
-	Metrics *metrics.Metrics
+	metrics *metrics.Metrics // deliveries by type and outcome (nil: none)
 
 	deadline time.Duration // how long storing a delivery may take before 503
 	secrets  [][]byte
@@ -51,30 +50,21 @@ type Handler struct {
 	now      func() time.Time
 }
 
-// New returns a Handler verifying signatures with secrets: one, or several separated by
-// commas (while a secret is rotated, or when several Terra environments post to one URL).
-// It refuses an empty list: a webhook endpoint that cannot verify must not exist.
-func New(secrets string, apply Applier, log *slog.Logger) (*Handler, error) {
-	list := Secrets(secrets)
-	if len(list) == 0 {
-		return nil, errors.New("webhook: a signing secret is required")
-	}
-	h := &Handler{apply: apply, log: log, now: time.Now, deadline: StoreDeadline}
-	for _, s := range list {
-		h.secrets = append(h.secrets, []byte(s))
-	}
-	return h, nil
-}
-
-// Secrets splits a comma-separated secret list, dropping empty entries.
-func Secrets(list string) []string {
-	var out []string
-	for _, s := range strings.Split(list, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
+// New returns a Handler verifying signatures with secrets: one, or several (while a secret
+// is rotated, or when several Terra environments post to one URL). It refuses an empty
+// list: a webhook endpoint that cannot verify must not exist. m counts deliveries (nil:
+// none).
+func New(secrets []string, apply Applier, m *metrics.Metrics, log *slog.Logger) (*Handler, error) {
+	h := &Handler{apply: apply, metrics: m, log: log, now: time.Now, deadline: StoreDeadline}
+	for _, s := range secrets {
+		if s != "" {
+			h.secrets = append(h.secrets, []byte(s))
 		}
 	}
-	return out
+	if len(h.secrets) == 0 {
+		return nil, errors.New("webhook: a signing secret is required")
+	}
+	return h, nil
 }
 
 // verify checks the signature against every secret. It reports which one matched, by index
@@ -118,7 +108,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	signedAt, secretIndex, err := h.verify(r, body)
 	if err != nil {
 		h.log.WarnContext(r.Context(), "webhook refused", "reason", signatureReason(err), "trace_id", traceID(r))
-		h.Metrics.Webhook("", metrics.WebhookRefused)
+		h.metrics.Webhook("", metrics.WebhookRefused)
 		writeJSON(w, http.StatusUnauthorized, "invalid signature: "+signatureReason(err))
 		return
 	}
@@ -144,7 +134,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.Event = store.Event{Type: peekType(body), Kind: kindUndecoded}
 	} else if err != nil {
 		h.log.WarnContext(r.Context(), "webhook malformed", "err", err, "trace_id", traceID(r))
-		h.Metrics.Webhook("", metrics.WebhookRefused)
+		h.metrics.Webhook("", metrics.WebhookRefused)
 		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
 		return
 	}
@@ -192,7 +182,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err, out = nil, store.Outcome{}
 		case derr == nil:
 			h.log.ErrorContext(r.Context(), "webhook dead-lettered", "type", d.Event.Type, "trace_id", d.TraceID, "inbox_id", dead.ID, "err", err)
-			h.Metrics.Webhook(d.Event.Type, metrics.WebhookError)
+			h.metrics.Webhook(d.Event.Type, metrics.WebhookError)
 			writeAnswer(w, answerDeadLetter)
 			return
 		default:
@@ -201,15 +191,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.log.ErrorContext(r.Context(), "webhook not stored", "type", d.Event.Type, "trace_id", d.TraceID, "err", err)
-		h.Metrics.Webhook(d.Event.Type, metrics.WebhookError)
+		h.metrics.Webhook(d.Event.Type, metrics.WebhookError)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, "could not store the event; retry later")
 		return
 	}
-	h.Metrics.Webhook(d.Event.Type, outcomeOf(d.Event.Kind, out))
+	h.metrics.Webhook(d.Event.Type, outcomeOf(d.Event.Kind, out))
 	// Events are applied as they are stored, so the inbox's lag is how long after Terra
 	// signed this attempt it was applied.
-	h.Metrics.ObserveDeliveryLag(h.now().Sub(signedAt))
+	h.metrics.ObserveDeliveryLag(h.now().Sub(signedAt))
 	h.log.InfoContext(r.Context(), "webhook received", "type", d.Event.Type, "trace_id", d.TraceID,
 		"duplicate", out.Duplicate, "users_changed", len(out.Users), "secret_index", secretIndex)
 	if out.Duplicate {

@@ -38,7 +38,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	logs := &bytes.Buffer{}
-	h, err := webhook.New(secret, st, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{secret}, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func user(id, provider, ref string) map[string]any {
 }
 
 func TestNewRefusesEmptySecret(t *testing.T) {
-	if _, err := webhook.New("", nil, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := webhook.New(nil, nil, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("a webhook handler without a secret was built")
 	}
 }
@@ -232,7 +232,7 @@ func TestSeveralSecrets(t *testing.T) {
 	defer st.Close()
 	logs := &bytes.Buffer{}
 	const old, current = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
-	h, err := webhook.New(" "+old+" , "+current+" ,", st, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{old, current}, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestSeveralSecrets(t *testing.T) {
 	if strings.Contains(logs.String(), old) || strings.Contains(logs.String(), current) {
 		t.Error("a secret reached the log")
 	}
-	if _, err := webhook.New(" , ,", st, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := webhook.New([]string{"", ""}, st, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a list of no secrets was accepted")
 	}
 }
@@ -278,7 +278,7 @@ func TestSlowDatabaseAnswers503Quickly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	h, err := webhook.New(secret, st, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, st, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestPanicBecomesADeadLetter(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	logs := &bytes.Buffer{}
-	h, err := webhook.New(secret, &buggy{Store: st, marker: "u-bug"}, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{secret}, &buggy{Store: st, marker: "u-bug"}, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestPanicAfterCommitKeepsTheDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h, err := webhook.New(secret, &buggy{Store: st, marker: "u-late", after: true}, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, &buggy{Store: st, marker: "u-late", after: true}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -322,8 +322,13 @@ func (d *DB) WebhookEvent(ctx context.Context, id int64) (store.InboxEvent, erro
 // runs in a savepoint, so that when it fails again with store.ErrInvalid what it wrote is
 // undone (and a refused statement no longer aborts the transaction) and the failure is still
 // recorded.
-func (d *DB) ReplayDeadLetter(ctx context.Context, id int64, dl store.Delivery) (store.Outcome, error) {
+func (d *DB) ReplayDeadLetter(ctx context.Context, id int64, dl store.Delivery, audit ...store.AuditEntry) (store.Outcome, error) {
 	what := fmt.Sprintf("replay dead letter %d", id)
+	for _, succeeded := range []bool{true, false} {
+		if _, err := store.ReplayAudits(audit, succeeded, d.now()); err != nil {
+			return store.Outcome{}, err
+		}
+	}
 	var out store.Outcome
 	var failed error
 	err := d.inRetriedTx(ctx, dl.DedupeKey, func(tx pgx.Tx) error {
@@ -360,7 +365,19 @@ func (d *DB) ReplayDeadLetter(ctx context.Context, id int64, dl store.Delivery) 
 		if err == nil && n != 1 {
 			err = fmt.Errorf("record replay: %d rows changed", n)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		entries, err := store.ReplayAudits(audit, failed == nil, now)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := q.InsertAuditEntry(ctx, auditParams(e)); err != nil {
+				return fmt.Errorf("audit %s: %w", e.Action, err)
+			}
+		}
+		return nil
 	})
 	switch {
 	case (errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrConflict)) && ctx.Err() == nil:

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"cmp"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -804,5 +805,100 @@ func testAuditWithDelivery(t *testing.T, s *suite) {
 	wantIDs(t, "subjects", subjects(page.Entries), "u2", "u1")
 	if got := page.Entries[1]; got.ReferenceID != "alice" || got.Detail["status"] != string(store.StatusConnected) {
 		t.Errorf("entry of u1 = %+v", got)
+	}
+}
+
+// auditOf lists the entries of one action, newest first, as "subject outcome".
+func (s *suite) auditOf(action string) []string {
+	s.t.Helper()
+	page, err := s.s.ListAudit(s.ctx, store.AuditFilter{Action: action}, store.Page{First: store.MaxPageSize})
+	if err != nil {
+		s.t.Fatalf("ListAudit(%s): %v", action, err)
+	}
+	var out []string
+	for _, e := range page.Entries {
+		out = append(out, strings.TrimSpace(e.Subject+" "+e.Detail[store.ReplayOutcomeKey]))
+	}
+	return out
+}
+
+// testAuditWithAPIDeauth: the audit entry of a disconnect through the API, given as the
+// delivery's audit, commits with the change; when the transaction fails after the change
+// (here the caller gives up inside it), neither the change nor the entry stays.
+func testAuditWithAPIDeauth(t *testing.T, s *suite) {
+	s.apply(authSuccess("k1", at(1), snap("u1", "alice", "OURA")))
+	entry := store.AuditEntry{Actor: "alice", ActorKind: store.ActorUser, Action: store.ActionConnectionDisconnected,
+		Subject: "u1", ReferenceID: "alice", ClientIP: "192.0.2.9", Detail: map[string]string{"provider": "OURA"}}
+	disconnect := func(key string) store.Delivery {
+		d := userEvent(store.EventDeauth, key, at(10), "u1")
+		d.Source = store.SourceAPI
+		d.Audit = func(store.Outcome) []store.AuditEntry { return []store.AuditEntry{entry} }
+		return d
+	}
+
+	ctx, cancel := context.WithCancel(s.ctx)
+	undone := disconnect("api:disconnect:u1:1")
+	undone.Audit = func(store.Outcome) []store.AuditEntry {
+		cancel() // after the change is written, before the commit
+		return []store.AuditEntry{entry}
+	}
+	if out, err := s.s.ApplyWebhook(ctx, undone); err == nil {
+		t.Fatalf("ApplyWebhook with the caller gone = %+v; want an error", out)
+	}
+	s.wantState("u1", store.StatusConnected, true)
+	wantIDs(t, "disconnect entries after a rollback", s.auditOf(store.ActionConnectionDisconnected))
+
+	s.apply(disconnect("api:disconnect:u1:2"))
+	s.wantState("u1", store.StatusDisconnected, false)
+	wantIDs(t, "disconnect entries", s.auditOf(store.ActionConnectionDisconnected), "u1")
+}
+
+// testDeadLetterReplayAudited: a replay's audit entries are stored with its result and its
+// outcome, failed or succeeded; a replay whose transaction is undone stores neither; an entry
+// the store refuses replays nothing; a replay that cannot run (not a dead letter) stores none.
+func testDeadLetterReplayAudited(t *testing.T, s *suite) {
+	s.apply(authSuccess("k1", at(1), snap("u1", "alice", "OURA")))
+	dead := s.deadLetter(selfReauth("k2", at(5), "u1"))
+	entry := store.AuditEntry{Actor: "svc:ops", ActorKind: store.ActorService, Action: store.ActionWebhookReplay,
+		Subject: "k2", ClientIP: "192.0.2.7"}
+
+	if _, err := s.s.ReplayDeadLetter(s.ctx, dead.ID, selfReauth("k2", at(5), "u1"), entry); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("replaying bad data: %v; want ErrInvalid", err)
+	}
+	wantIDs(t, "replay entries after a failed replay", s.auditOf(store.ActionWebhookReplay), "k2 failed")
+	before, user := s.event(dead.ID), s.user("u1")
+	fixed := delivery("k2", at(5), store.Event{Kind: store.EventDeauth, User: snap("u1", "", "")})
+
+	refused := entry
+	refused.Detail = map[string]string{"token": "eyJ..."}
+	if _, err := s.s.ReplayDeadLetter(s.ctx, dead.ID, fixed, refused); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("replay with a refused entry: %v; want ErrInvalid", err)
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	undone := fixed
+	undone.Audit = func(store.Outcome) []store.AuditEntry { cancel(); return nil } // mid-transaction
+	if _, err := s.s.ReplayDeadLetter(ctx, dead.ID, undone, entry); err == nil {
+		t.Errorf("replay with the caller gone inside it succeeded")
+	}
+	wantSameEvent(t, "row after refused and undone replays", s.event(dead.ID), before)
+	if d := diffUser(user, s.user("u1")); len(d) > 0 {
+		t.Errorf("refused and undone replays changed the user: %v", d)
+	}
+	wantIDs(t, "replay entries after refused and undone replays", s.auditOf(store.ActionWebhookReplay), "k2 failed")
+
+	if _, err := s.s.ReplayDeadLetter(s.ctx, dead.ID, fixed, entry); err != nil {
+		t.Fatalf("replaying the fix: %v", err)
+	}
+	s.wantState("u1", store.StatusDisconnected, false)
+	if _, err := s.s.ReplayDeadLetter(s.ctx, dead.ID, fixed, entry); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("replaying an applied row: %v; want ErrConflict", err)
+	}
+	wantIDs(t, "replay entries", s.auditOf(store.ActionWebhookReplay), "k2 succeeded", "k2 failed")
+	page, err := s.s.ListAudit(s.ctx, store.AuditFilter{Action: store.ActionWebhookReplay}, store.Page{First: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := page.Entries[0]; got.Actor != "svc:ops" || got.ClientIP != "192.0.2.7" || len(got.Detail) != 1 {
+		t.Errorf("replay entry = %+v", got)
 	}
 }

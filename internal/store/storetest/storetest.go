@@ -107,6 +107,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Concurrent", h(testAuditConcurrent))
 		t.Run("WithSession", h(testAuditWithSession))
 		t.Run("WithDelivery", h(testAuditWithDelivery))
+		t.Run("WithAPIDeauth", h(testAuditWithAPIDeauth))
 	})
 	t.Run("DeadLetters", func(t *testing.T) {
 		t.Run("Record", h(testDeadLetterRecord))
@@ -116,6 +117,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("ReplayRefused", h(testDeadLetterReplayRefused))
 		t.Run("NoBlocking", h(testDeadLetterNoBlocking))
 		t.Run("ReplayConcurrent", h(testDeadLetterReplayConcurrent))
+		t.Run("ReplayAudited", h(testDeadLetterReplayAudited))
 	})
 	t.Run("Admin", func(t *testing.T) {
 		t.Run("UsersPage", h(testUsersPage))
