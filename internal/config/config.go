@@ -46,25 +46,25 @@ type Config struct {
 	DBMaxConns     int    // DB_MAX_CONNS: PostgreSQL pool size
 	MigrateOnStart bool   // MIGRATE_ON_START: apply migrations at start (else require them applied)
 
-	TerraDevID         string        // TERRA_DEV_ID
-	TerraAPIKey        string        // TERRA_API_KEY
+	TerraDevID  string // TERRA_DEV_ID
+	TerraAPIKey string // TERRA_API_KEY
 	// TerraWebhookSecrets is TERRA_WEBHOOK_SECRET: one, or several comma-separated while a
 	// secret is rotated or several Terra environments post to one URL. The first also
 	// derives the keys of signed widget returns and of user hashes.
 	TerraWebhookSecrets []string
-	TerraAPIURL        string        // TERRA_API_URL: Terra's v2 base URL
-	TerraWidgetURL     string        // TERRA_WIDGET_URL: the widget endpoint used after a 410 on the legacy one
-	TerraTimeout       time.Duration // TERRA_TIMEOUT: deadline of every Terra call
-	TerraRetries       int           // TERRA_RETRIES: retries of a failed idempotent call
+	TerraAPIURL         string        // TERRA_API_URL: Terra's v2 base URL
+	TerraWidgetURL      string        // TERRA_WIDGET_URL: the widget endpoint used after a 410 on the legacy one
+	TerraTimeout        time.Duration // TERRA_TIMEOUT: deadline of every Terra call
+	TerraRetries        int           // TERRA_RETRIES: retries of a failed idempotent call
 
 	Env string // ENV: "production" turns on the strict defaults and checks
 
-	AuthJWTSecret    string // AUTH_JWT_SECRET: HS256 key of end-user tokens
-	AuthJWKSURL      string // AUTH_JWKS_URL: an identity provider's JWKS, for RS256/ES256 tokens
-	AuthSubjectClaim string // AUTH_SUBJECT_CLAIM: the claim naming the end user (default sub)
+	AuthJWTSecret    string            // AUTH_JWT_SECRET: HS256 key of end-user tokens
+	AuthJWKSURL      string            // AUTH_JWKS_URL: an identity provider's JWKS, for RS256/ES256 tokens
+	AuthSubjectClaim string            // AUTH_SUBJECT_CLAIM: the claim naming the end user (default sub)
 	ServiceAPIKeys   []auth.ServiceKey // SERVICE_API_KEYS: the app backend's keys, name:key,...
-	AuthIssuer       string // AUTH_ISSUER: required iss, when set
-	AuthAudience     string // AUTH_AUDIENCE: required aud, when set
+	AuthIssuer       string            // AUTH_ISSUER: required iss, when set
+	AuthAudience     string            // AUTH_AUDIENCE: required aud, when set
 
 	CORSAllowedOrigins []string // CORS_ALLOWED_ORIGINS: comma separated
 	// AllowedRedirectURLs is ALLOWED_REDIRECT_URLS, comma-separated URL prefixes; nil when
