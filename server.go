@@ -50,6 +50,7 @@ import (
 	"github.com/terragate/terragate/internal/httplog"
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
+	"github.com/terragate/terragate/internal/playground"
 	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/secheaders"
@@ -284,7 +285,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if token != "" {
 			headers["Authorization"] = "Bearer " + token
 		}
-		mux.Handle("GET /{$}", secheaders.Playground(graph.Playground("/graphql", headers)))
+		mux.Handle("GET /{$}", secheaders.Playground(playground.Page("/graphql", headers)))
+		mux.Handle("GET "+playground.AssetsPath, playground.Assets())
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
