@@ -5,6 +5,7 @@
 //	terragate                 serve (settings from the environment or flags; -h lists them)
 //	terragate -demo           the whole loop on this machine, with the Terra emulator
 //	terragate terra-emulator  the Terra emulator alone, for other backends
+//	terragate schema          print the GraphQL schema (SDL)
 package main
 
 //go:generate go tool gqlgen generate
@@ -90,6 +91,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if len(args) > 0 && args[0] == "migrate" {
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "schema" {
+		return runSchema(args[1:], stdout)
 	}
 	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
