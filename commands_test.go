@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/terragate/terragate/internal/buildinfo"
 )
 
 func TestSchemaCommand(t *testing.T) {
@@ -28,5 +32,41 @@ func TestSchemaCommand(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"schema", "extra"}, func(string) string { return "" }, &stdout, &stderr); err == nil {
 		t.Error("terragate schema took an argument it ignores")
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, func(string) string { return "" }, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(stdout.String(), "\n")
+	if lines[0] != "terragate "+buildinfo.Read().Version || !strings.Contains(stdout.String(), runtime.Version()) {
+		t.Errorf("terragate version printed:\n%s", stdout.String())
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
+func TestWriteVersion(t *testing.T) {
+	tests := []struct {
+		info buildinfo.Info
+		want string
+	}{
+		{buildinfo.Info{Version: "(devel)", GoVersion: "go1.26.1"}, "terragate (devel)\ngo        go1.26.1\n"},
+		{
+			buildinfo.Info{Version: "v1.4.0", GoVersion: "go1.26.1", Revision: "56925b6f", Time: "2026-11-25T10:00:00Z", Modified: true},
+			"terragate v1.4.0\ngo        go1.26.1\ncommit    56925b6f (with uncommitted changes)\ncommitted 2026-11-25T10:00:00Z\n",
+		},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		if err := writeVersion(&b, tt.info); err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != tt.want {
+			t.Errorf("writeVersion(%+v) =\n%s\nwant\n%s", tt.info, b.String(), tt.want)
+		}
 	}
 }

@@ -6,6 +6,7 @@
 //	terragate -demo           the whole loop on this machine, with the Terra emulator
 //	terragate terra-emulator  the Terra emulator alone, for other backends
 //	terragate schema          print the GraphQL schema (SDL)
+//	terragate version         print the version and the commit it was built from
 package main
 
 //go:generate go tool gqlgen generate
@@ -94,6 +95,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if len(args) > 0 && args[0] == "schema" {
 		return runSchema(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "version" {
+		return runVersion(args[1:], stdout)
 	}
 	cfg, err := config.Load(args, getenv, stderr)
 	if err != nil {
