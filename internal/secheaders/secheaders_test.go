@@ -113,7 +113,7 @@ func TestPlaygroundPolicyFitsPage(t *testing.T) {
 
 	for d, sources := range csp {
 		for _, s := range sources {
-			if strings.Contains(s, "://") || strings.HasSuffix(s, ":") && s != "data:" || strings.Contains(s, ".") {
+			if strings.Contains(s, "://") || (strings.HasSuffix(s, ":") && s != "data:") || strings.Contains(s, ".") {
 				t.Errorf("%s allows %s: the playground loads nothing from other origins", d, s)
 			}
 		}
