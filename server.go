@@ -6,6 +6,8 @@
 //	terragate -demo               the whole loop on this machine, with the Terra emulator
 //	terragate migrate up|down|status   apply or inspect the database schema
 //	terragate terra-emulator      the Terra emulator alone, for other backends
+//	terragate schema              print the GraphQL schema (SDL), for client code generators
+//	terragate version             print the version and the commit it was built from
 package main
 
 //go:generate go tool gqlgen generate
@@ -22,6 +24,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/terragate/terragate/graph"
+	"github.com/terragate/terragate/internal/buildinfo"
 	"github.com/terragate/terragate/internal/config"
 	"github.com/terragate/terragate/internal/demo"
 	terragate "github.com/terragate/terragate/internal/gateway"
@@ -48,6 +52,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		switch args[0] {
 		case "terra-emulator":
 			return terrasim.Command(ctx, args[1:], stdout, stderr)
+		case "schema":
+			if len(args) > 1 {
+				return errors.New("usage: terragate schema (takes no arguments)")
+			}
+			_, err := io.WriteString(stdout, graph.SDL())
+			return err
+		case "version":
+			if len(args) > 1 {
+				return errors.New("usage: terragate version (takes no arguments)")
+			}
+			return buildinfo.Read().Write(stdout)
 		case "migrate":
 			// For operators who migrate separately (MIGRATE_ON_START=false).
 			if len(args) < 2 || (args[1] != "up" && args[1] != "down" && args[1] != "status") {

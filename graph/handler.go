@@ -10,7 +10,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/terragate/terragate/internal/auth"
@@ -137,14 +136,4 @@ func wsInit(v *auth.Verifier, maxSubs int) func(context.Context, transport.InitP
 		}
 		return withSlots(ctx, maxSubs), user.ValidUntil, nil
 	}
-}
-
-// Playground serves GraphiQL for endpoint. headers are shown pre-filled in its header
-// editor (the demo puts a ready bearer token there).
-func Playground(endpoint string, headers map[string]string) http.Handler {
-	return playground.Handler("terragate", endpoint,
-		playground.WithGraphiqlUiHeaders(headers),
-		playground.WithGraphiqlEnablePluginExplorer(true),
-		playground.WithStoragePrefix("terragate:"),
-	)
 }

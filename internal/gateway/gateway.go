@@ -19,6 +19,7 @@ import (
 
 	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/buildinfo"
 	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/config"
 	"github.com/terragate/terragate/internal/connection"
@@ -26,6 +27,7 @@ import (
 	"github.com/terragate/terragate/internal/httplog"
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
+	"github.com/terragate/terragate/internal/playground"
 	"github.com/terragate/terragate/internal/provider"
 	"github.com/terragate/terragate/internal/secheaders"
 	"github.com/terragate/terragate/internal/store"
@@ -74,7 +76,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	if g.cfg.PublicURL == "" {
 		g.cfg.PublicURL = "http://localhost:" + port(self)
 	}
-	stopTracing, traced, err := tracing.Setup(ctx, cfg.OTelEnv, "terragate", Version())
+	stopTracing, traced, err := tracing.Setup(ctx, cfg.OTelEnv, "terragate", buildinfo.Read().Version)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +221,8 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		if g.demoToken != "" {
 			headers["Authorization"] = "Bearer " + g.demoToken
 		}
-		mux.Handle("GET /{$}", secheaders.Playground(graph.Playground("/graphql", headers)))
+		mux.Handle("GET /{$}", secheaders.Playground(playground.Page("/graphql", headers)))
+		mux.Handle("GET "+playground.AssetsPath, playground.Assets())
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -63,15 +62,6 @@ func dbSystem(kind string) string {
 		return "postgresql"
 	}
 	return kind
-}
-
-// Version is the module version this binary was built from ("(devel)" for a local build),
-// for the service.version of spans.
-func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }
 
 // serveMetrics serves /metrics on its own address, so it can stay off the public network,

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/terragate/terragate/internal/buildinfo"
 )
 
 const namespace = "terragate"
@@ -154,6 +156,7 @@ func New() *Metrics {
 		}, []string{"route"}),
 	}
 	m.reg.MustRegister(
+		buildInfo(buildinfo.Read()),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.gqlRequests, m.gqlDuration,
@@ -164,6 +167,17 @@ func New() *Metrics {
 		m.httpRequests, m.httpDuration,
 	)
 	return m
+}
+
+// buildInfo is the constant terragate_build_info series: 1, labelled with what was built,
+// so dashboards can join on version and show when a rollout reached each instance.
+func buildInfo(info buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Always 1; its labels say which build is running: the module version, the Go toolchain and the commit.",
+	}, []string{"version", "goversion", "revision"})
+	g.WithLabelValues(info.Version, info.GoVersion, info.Revision).Set(1)
+	return g
 }
 
 // Handler serves the registry in Prometheus' exposition formats. It counts its own scrapes

@@ -15,9 +15,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/terragate/terragate/internal/buildinfo"
 )
 
 // scraped is one scrape of a Metrics' handler, parsed.
@@ -124,6 +127,33 @@ func TestHandlerExposesRuntimeAndOwnInstruments(t *testing.T) {
 		if strings.HasPrefix(name, "terragate_") && f.GetHelp() == "" {
 			t.Errorf("%s has no help text", name)
 		}
+	}
+}
+
+// TestBuildInfo checks that every scrape says which build is running, with the labels a
+// dashboard joins on.
+func TestBuildInfo(t *testing.T) {
+	s := scrape(t, New())
+	info := buildinfo.Read()
+	want := map[string]string{"version": info.Version, "goversion": runtime.Version(), "revision": info.Revision}
+	if s.series("terragate_build_info") != 1 || s.value("terragate_build_info", want) != 1 {
+		t.Errorf("terragate_build_info%v is not the one series at 1:\n%s", want, s.body)
+	}
+
+	// The labels come from what the toolchain recorded.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(buildInfo(buildinfo.Info{Version: "v1.4.0", GoVersion: "go1.26.1", Revision: "56925b6f"}))
+	families, err := reg.Gather()
+	if err != nil || len(families) != 1 || len(families[0].GetMetric()) != 1 {
+		t.Fatalf("gathered %v, %v", families, err)
+	}
+	m := families[0].GetMetric()[0]
+	labels := map[string]string{}
+	for _, l := range m.GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	if want := map[string]string{"version": "v1.4.0", "goversion": "go1.26.1", "revision": "56925b6f"}; !maps.Equal(labels, want) || m.GetGauge().GetValue() != 1 {
+		t.Errorf("%s%v = %v, want %v = 1", families[0].GetName(), labels, m.GetGauge().GetValue(), want)
 	}
 }
 

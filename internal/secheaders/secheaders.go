@@ -11,17 +11,13 @@ import "net/http"
 const htmlPolicy = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; " +
 	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-// playgroundPolicy is for gqlgen's GraphiQL page, which loads React, GraphiQL and its
-// explorer plugin (scripts and stylesheets, pinned by integrity hashes) from jsDelivr and
-// boots them with an inline script and an inline style block. The inline script differs
-// with the headers it is given, so it cannot be pinned by hash; 'unsafe-inline' it is,
-// which is why this policy is for the playground alone. connect-src 'self' covers the
-// GraphQL endpoint and, in current browsers, its same-origin WebSocket for subscriptions.
-// Fonts and images are allowed as data: URLs, which GraphiQL's stylesheet may use.
-const playgroundPolicy = "default-src 'none'; " +
-	"script-src https://cdn.jsdelivr.net 'unsafe-inline'; " +
-	"style-src https://cdn.jsdelivr.net 'unsafe-inline'; " +
-	"font-src https://cdn.jsdelivr.net data:; img-src 'self' data:; connect-src 'self'; " +
+// playgroundPolicy is for the GraphiQL page, whose script and stylesheet terragate serves
+// from its own origin (internal/playground): nothing may load from anywhere else, and no
+// inline script may run (the page passes its settings as a JSON data block). GraphiQL's
+// stylesheet carries its fonts and icons as data: URLs. connect-src 'self' covers the GraphQL
+// endpoint and, in current browsers, its same-origin WebSocket for subscriptions.
+const playgroundPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; " +
+	"font-src data:; img-src 'self' data:; connect-src 'self'; " +
 	"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 // HTML adds the strict policy and the common headers to terragate's own pages.

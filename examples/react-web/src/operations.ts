@@ -1,98 +1,98 @@
-// The GraphQL operations this app sends, typed by hand from the gateway's schema
-// (graph/schema/*.graphqls in the terragate repository). A larger app would generate these
-// types with graphql-codegen or gql.tada instead.
+// The GraphQL operations this app sends. Their types are generated from the gateway's
+// schema (graph/schema.graphql in the terragate repository) by graphql-codegen into src/gql/
+// (`npm run codegen`, which `npm run build` runs first): an operation the schema does not
+// allow fails the build.
 
-import { gql } from 'urql';
+import { graphql } from './gql';
+import type {
+  ConnectionEventsSubscription as ConnectionEventsResult,
+  ProvidersQuery as ProvidersResult,
+  TerraUserFieldsFragment,
+  WidgetSessionFieldsFragment,
+} from './gql/graphql';
 
-export type ConnectionStatus = 'CONNECTED' | 'ERROR' | 'REVOKED' | 'DISCONNECTED';
-
-export type ConnectionEventType =
-  | 'CONNECTED'
-  | 'DISCONNECTED'
-  | 'REVOKED'
-  | 'ERROR'
-  | 'PERMISSIONS_CHANGED'
-  | 'REAUTHENTICATED';
-
-export type WidgetSessionStatus = 'CREATED' | 'COMPLETED' | 'FAILED' | 'EXPIRED';
+export type { ConnectionEventType, ConnectionStatus, CreateWidgetSessionInput, WidgetSessionStatus } from './gql/graphql';
 
 /** One provider account the end user connected through Terra. */
-export interface TerraUser {
-  userId: string;
-  provider: string;
-  active: boolean;
-  status: ConnectionStatus;
-  scopes: string[];
-  connectedAt: string;
-  updatedAt: string;
-}
+export type TerraUser = TerraUserFieldsFragment;
+export type WidgetSession = WidgetSessionFieldsFragment;
+export type ConnectionEvent = ConnectionEventsResult['connectionEvents'];
+export type Provider = ProvidersResult['providers'][number];
 
-export interface Provider {
-  name: string;
-  displayName: string;
-  sdkOnly: boolean;
-}
+export const TerraUserFields = graphql(`
+  fragment TerraUserFields on TerraUser {
+    userId
+    provider
+    active
+    status
+    scopes
+    connectedAt
+    updatedAt
+  }
+`);
 
-export interface WidgetSession {
-  sessionId: string;
-  url: string;
-  expiresAt: string;
-  status: WidgetSessionStatus;
-  provider: string | null;
-  failureReason: string | null;
-  alreadyConnected: string[];
-}
+export const WidgetSessionFields = graphql(`
+  fragment WidgetSessionFields on WidgetSession {
+    sessionId
+    url
+    expiresAt
+    status
+    provider
+    failureReason
+    alreadyConnected
+  }
+`);
 
-export interface ConnectionEvent {
-  type: ConnectionEventType;
-  at: string;
-  terraUser: TerraUser;
-}
-
-const TERRA_USER_FIELDS = 'userId provider active status scopes connectedAt updatedAt';
-const SESSION_FIELDS = 'sessionId url expiresAt status provider failureReason alreadyConnected';
-
-export const ProvidersQuery = gql<{ providers: Provider[] }, Record<string, never>>(`
+export const ProvidersQuery = graphql(`
   query Providers {
-    providers { name displayName sdkOnly }
+    providers {
+      name
+      displayName
+      sdkOnly
+    }
   }
 `);
 
-export const ConnectedUsersQuery = gql<{ connectedUsers: TerraUser[] }, Record<string, never>>(`
+export const ConnectedUsersQuery = graphql(`
   query ConnectedUsers {
-    connectedUsers { ${TERRA_USER_FIELDS} }
+    connectedUsers {
+      ...TerraUserFields
+    }
   }
 `);
 
-export const ConnectionEventsSubscription = gql<{ connectionEvents: ConnectionEvent }, Record<string, never>>(`
+export const ConnectionEventsSubscription = graphql(`
   subscription ConnectionEvents {
-    connectionEvents { type at terraUser { ${TERRA_USER_FIELDS} } }
+    connectionEvents {
+      type
+      at
+      terraUser {
+        ...TerraUserFields
+      }
+    }
   }
 `);
 
-export interface CreateWidgetSessionInput {
-  providers?: string[];
-  successRedirectUrl?: string;
-  failureRedirectUrl?: string;
-}
-
-export const CreateWidgetSessionMutation = gql<
-  { createWidgetSession: WidgetSession },
-  { input: CreateWidgetSessionInput }
->(`
+export const CreateWidgetSessionMutation = graphql(`
   mutation CreateWidgetSession($input: CreateWidgetSessionInput) {
-    createWidgetSession(input: $input) { ${SESSION_FIELDS} }
+    createWidgetSession(input: $input) {
+      ...WidgetSessionFields
+    }
   }
 `);
 
-export const WidgetSessionSubscription = gql<{ widgetSession: WidgetSession }, { id: string }>(`
+export const WidgetSessionSubscription = graphql(`
   subscription WidgetSession($id: ID!) {
-    widgetSession(id: $id) { ${SESSION_FIELDS} }
+    widgetSession(id: $id) {
+      ...WidgetSessionFields
+    }
   }
 `);
 
-export const DisconnectUserMutation = gql<{ disconnectUser: TerraUser }, { userId: string }>(`
+export const DisconnectUserMutation = graphql(`
   mutation DisconnectUser($userId: ID!) {
-    disconnectUser(userId: $userId) { ${TERRA_USER_FIELDS} }
+    disconnectUser(userId: $userId) {
+      ...TerraUserFields
+    }
   }
 `);
