@@ -16,6 +16,7 @@ import (
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/tracing"
+	"github.com/terragate/terragate/internal/wsgraphql"
 )
 
 // Limits of the GraphQL endpoint.
@@ -80,13 +81,12 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 	}
 	// Pings for both protocols: "ka" for the legacy graphql-ws, ping/pong for
 	// graphql-transport-ws, whose clients answer pongs (and are dropped when they stop).
-	srv.AddTransport(wsTransport{
-		origins:     opts.Origins,
-		init:        wsInit(opts.Verifier, opts.MaxSubscriptions),
-		initTimeout: 10 * time.Second,
-		keepAlive:   opts.KeepAlive,
-		open:        newWSConns(),
-	})
+	srv.AddTransport(wsgraphql.New(wsgraphql.Config{
+		Origins:     opts.Origins,
+		Init:        wsInit(opts.Verifier, opts.MaxSubscriptions),
+		InitTimeout: 10 * time.Second,
+		KeepAlive:   opts.KeepAlive,
+	}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -116,7 +116,7 @@ func authenticated(ctx context.Context) bool {
 // requests, and gives the connection its subscription budget. A bad token closes the
 // connection (4403 Forbidden) before any subscription starts; so does the token's expiry
 // later (the returned time), since the connection is authenticated only here.
-func wsInit(v *auth.Verifier, maxSubs int) func(context.Context, transport.InitPayload) (context.Context, time.Time, error) {
+func wsInit(v *auth.Verifier, maxSubs int) wsgraphql.InitFunc {
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, time.Time, error) {
 		var user auth.User
 		if header := payload.Authorization(); header != "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
+	"github.com/terragate/terragate/internal/wsgraphql"
 )
 
 // ErrTooManySubscriptions refuses a subscription beyond the per-connection cap.
@@ -48,7 +49,7 @@ func (r *Resolver) acquire(ctx context.Context) (release func(), err error) {
 // watchConnections streams the end user's connection events. Every event is read back from
 // the store and checked to be the caller's before it is sent. The bus delivers straight into
 // the channel gqlgen reads, on a goroutine that lives only while an event is on its way, and
-// tells our WebSocket transport (streamNotify) so that it reads the channel only then: an
+// tells our WebSocket transport (wsgraphql.StreamNotify) so that it reads the channel only then: an
 // idle subscription holds no goroutine at all.
 func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-chan *model.ConnectionEvent, error) {
 	release, err := r.acquire(ctx)
@@ -56,7 +57,7 @@ func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-
 		return nil, err
 	}
 	out := make(chan *model.ConnectionEvent, 1)
-	notify, unclaim := streamNotify(ctx)
+	notify, unclaim := wsgraphql.StreamNotify(ctx)
 	deliver := func(ev events.Event) {
 		if ev.Type == events.SessionChanged || ev.UserID == "" {
 			return

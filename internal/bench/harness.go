@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -38,12 +39,17 @@ const (
 // binary operators run, as a process of its own, so that its CPU, memory and start-up are
 // its own.
 func Build(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "terragate")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/terragate/terragate")
+	return build(ctx, dir, "github.com/terragate/terragate")
+}
+
+// build compiles the command pkg into dir and returns the binary's path.
+func build(ctx context.Context, dir, pkg string) (string, error) {
+	out := filepath.Join(dir, path.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build terragate: %v: %s", err, stderr.String())
+		return "", fmt.Errorf("build %s: %v: %s", pkg, err, stderr.String())
 	}
 	return out, nil
 }

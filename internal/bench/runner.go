@@ -219,6 +219,7 @@ var groups = []group{
 	{"users", (*Runner).UserRows},
 	{"webhooks", (*Runner).WebhookRows},
 	{"subscriptions", (*Runner).SubscriptionRows},
+	{"transports", (*Runner).TransportRows},
 	{"startup", (*Runner).StartupRows},
 }
 

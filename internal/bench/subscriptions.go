@@ -116,49 +116,10 @@ func (r *Runner) SubscriptionRows(ctx context.Context) ([]Row, error) {
 	}
 	r.progress("subscriptions: opening %d idle subscribers", c.Subscribers)
 	var pushed atomic.Int64
-	subs := make([]*subscriber, c.Subscribers)
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	work := make(chan int)
-	for range 32 {
-		wg.Go(func() {
-			for i := range work {
-				s, err := subscribe(ctx, gw.URL, tokens[i], &pushed)
-				if err != nil {
-					failed.CompareAndSwap(nil, &err)
-					continue
-				}
-				subs[i] = s
-			}
-		})
-	}
-	for i := range subs {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	defer func() {
-		for _, s := range subs {
-			if s != nil {
-				_ = s.conn.CloseNow()
-			}
-		}
-	}()
-	if err := failed.Load(); err != nil {
-		return nil, fmt.Errorf("subscribe: %w", *err)
-	}
-	// A subscription counts once the gateway has it running, which follows the subscribe
-	// message by a moment.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		open, err := gw.Metric("terragate_graphql_subscriptions_open")
-		if err == nil && int(open) >= c.Subscribers {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("only %v of %d subscriptions open: %v", open, c.Subscribers, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	subs, err := openSubscribers(ctx, gw, tokens, &pushed)
+	defer closeAll(subs)
+	if err != nil {
+		return nil, err
 	}
 	time.Sleep(time.Second) // let the gateway's heap settle, as an idle server's would
 	after, err := gatewayMemory(gw)
@@ -226,4 +187,53 @@ func gatewayMemory(g *Gateway) (memory, error) {
 		return memory{}, err
 	}
 	return memory{rss: rss, goBytes: int64(heap + stack)}, nil
+}
+
+// openSubscribers opens one idle subscriber per token on gw, 32 at a time, and returns once
+// the gateway has every subscription running (it follows the subscribe message by a
+// moment). The subscribers are returned for closeAll even on an error.
+func openSubscribers(ctx context.Context, gw *Gateway, tokens []string, pushed *atomic.Int64) ([]*subscriber, error) {
+	subs := make([]*subscriber, len(tokens))
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	work := make(chan int)
+	for range 32 {
+		wg.Go(func() {
+			for i := range work {
+				s, err := subscribe(ctx, gw.URL, tokens[i], pushed)
+				if err != nil {
+					failed.CompareAndSwap(nil, &err)
+					continue
+				}
+				subs[i] = s
+			}
+		})
+	}
+	for i := range subs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return subs, fmt.Errorf("subscribe: %w", *err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		open, err := gw.Metric("terragate_graphql_subscriptions_open")
+		if err == nil && int(open) >= len(tokens) {
+			return subs, nil
+		}
+		if time.Now().After(deadline) {
+			return subs, fmt.Errorf("only %v of %d subscriptions open: %v", open, len(tokens), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func closeAll(subs []*subscriber) {
+	for _, s := range subs {
+		if s != nil {
+			_ = s.conn.CloseNow()
+		}
+	}
 }

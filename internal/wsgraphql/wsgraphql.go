@@ -1,8 +1,12 @@
-package graph
+// Package wsgraphql serves GraphQL over WebSocket for gqlgen, in both subprotocols
+// (graphql-transport-ws and the legacy graphql-ws), with an idle subscriber costing one
+// small goroutine: see Transport.
+package wsgraphql
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,51 +43,85 @@ const (
 	closeProtocolError = websocket.StatusProtocolError
 )
 
-// wsWriteTimeout bounds one message to a client: a client that stops reading is dropped
-// rather than holding its operations' goroutines forever.
-const wsWriteTimeout = 10 * time.Second
-
-// wsReadLimit is the largest message read from a client (gqlgen's default).
-const wsReadLimit = 1 << 20
-
 // wsBufferSize sizes each connection's read and write buffers. GraphQL messages are a few
 // hundred bytes; larger ones bypass the buffers (bufio reads and writes them directly).
 const wsBufferSize = 512
 
-// wsTransport serves GraphQL operations over WebSocket, in both subprotocols. It replaces
+// InitFunc authenticates connection_init's payload and says when the credentials lapse
+// (zero: never); an error refuses the connection with 4403 Forbidden. The context it
+// returns is every operation's on the connection.
+type InitFunc func(ctx context.Context, payload transport.InitPayload) (context.Context, time.Time, error)
+
+// Config is what a Transport needs; New fills in the defaults of the zero fields.
+type Config struct {
+	// Origins may open connections from a browser besides this server's own origin
+	// (coder/websocket's patterns, e.g. "app.example.com" or "*.example.com").
+	Origins []string
+	// Init authenticates connections (nil: every connection is accepted as it is).
+	Init InitFunc
+	// InitTimeout is how long a client may take to send connection_init (default 10 s).
+	InitTimeout time.Duration
+	// KeepAlive is the interval of "ka" (legacy) or "ping" (graphql-transport-ws); a
+	// graphql-transport-ws client that has not answered a ping within two intervals is
+	// dropped (default 15 s).
+	KeepAlive time.Duration
+	// WriteTimeout bounds one message to a client: a client that stops reading is dropped
+	// rather than holding its operations forever (default 10 s).
+	WriteTimeout time.Duration
+	// ReadLimit is the largest message read from a client; a larger one closes the
+	// connection with 1009 (default 1 MB, gqlgen's).
+	ReadLimit int64
+}
+
+// Transport serves GraphQL operations over WebSocket, in both subprotocols. It replaces
 // gqlgen's transport.Websocket to make an idle subscriber cheap: gqlgen holds net/http's
 // handler goroutine (its deep stack, its 4 KB read and write buffers, the request) for the
 // connection's life, and runs a keep-alive goroutine, a close-on-cancel goroutine and one
 // goroutine per operation. Here the handler returns once the connection is upgraded; the
 // connection's one goroutine reads it, over small buffers; timers send the pings; and a
-// subscription whose resolver takes streamNotify (connectionEvents) holds no goroutine
-// while it waits: the transport reads its channel only when told a value is in it.
-type wsTransport struct {
-	// origins may open connections from a browser besides this server's own origin.
-	origins []string
-	// init authenticates connection_init's payload, and says when the credentials lapse
-	// (zero: never); an error refuses the connection with 4403 Forbidden.
-	init func(ctx context.Context, payload transport.InitPayload) (context.Context, time.Time, error)
-	// initTimeout is how long a client may take to send connection_init.
-	initTimeout time.Duration
-	// keepAlive is the interval of "ka" (legacy) or "ping" (graphql-transport-ws); a
-	// graphql-transport-ws client that has not answered a ping within two intervals is
-	// dropped.
-	keepAlive time.Duration
+// subscription whose resolver takes StreamNotify holds no goroutine while it waits: the
+// transport reads its channel only when told a value is in it.
+type Transport struct {
+	origins      []string
+	init         InitFunc
+	initTimeout  time.Duration
+	keepAlive    time.Duration
+	writeTimeout time.Duration
+	readLimit    int64
 	// open are the connections, closed when the server shuts down.
 	open *wsConns
 }
 
-var _ graphql.Transport = wsTransport{}
+// New returns a Transport for gqlgen's handler.Server.AddTransport. Connections it upgrades
+// are closed (1000, "terminated") when the http.Server that served their upgrade shuts down.
+func New(cfg Config) *Transport {
+	t := &Transport{
+		origins:      slices.Clone(cfg.Origins),
+		init:         cfg.Init,
+		initTimeout:  cmp.Or(cfg.InitTimeout, 10*time.Second),
+		keepAlive:    cmp.Or(cfg.KeepAlive, 15*time.Second),
+		writeTimeout: cmp.Or(cfg.WriteTimeout, 10*time.Second),
+		readLimit:    cmp.Or(cfg.ReadLimit, 1<<20),
+		open:         newWSConns(),
+	}
+	if t.init == nil {
+		t.init = func(ctx context.Context, _ transport.InitPayload) (context.Context, time.Time, error) {
+			return ctx, time.Time{}, nil
+		}
+	}
+	return t
+}
+
+var _ graphql.Transport = (*Transport)(nil)
 
 // Supports takes every upgrade request; anything but a WebSocket handshake is refused by
 // the handshake itself.
-func (t wsTransport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+func (t *Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
 
 // Do upgrades the request and hands the connection to a goroutine of its own. The
 // connection outlives the request, so its context keeps the request's values (the
 // request id) but not its cancellation; the server's Shutdown closes it instead.
-func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	bufs := &smallBuffers{ResponseWriter: w}
 	conn, err := websocket.Accept(bufs, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{protoLegacyWS, protoTransportWS},
@@ -92,7 +130,7 @@ func (t wsTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Gra
 	if err != nil {
 		return // Accept has answered (403 for a foreign origin, 400 for a bad handshake)
 	}
-	conn.SetReadLimit(wsReadLimit)
+	conn.SetReadLimit(t.readLimit)
 	c := &wsConn{
 		t:      t,
 		conn:   conn,
@@ -196,7 +234,7 @@ func (o *wsConns) closeAll() {
 
 // wsConn is one WebSocket connection.
 type wsConn struct {
-	t      wsTransport
+	t      *Transport
 	conn   *websocket.Conn
 	nc     net.Conn        // conn's connection, for its write deadline
 	br     *bufio.Reader   // conn's: what the client sent and conn has not read yet
@@ -276,7 +314,7 @@ func (c *wsConn) send(typ, id string, payload json.RawMessage) {
 		return
 	}
 	c.writing++
-	_ = c.nc.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.writeTimeout))
 	c.mu.Unlock()
 	err = c.conn.Write(context.Background(), websocket.MessageText, b)
 	c.mu.Lock()
@@ -582,7 +620,7 @@ func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) 
 		return
 	}
 	// A subscription's resolver runs here, within DispatchOperation, and may take
-	// streamNotify.
+	// StreamNotify.
 	var responses graphql.ResponseHandler
 	if !op.guard(func() { responses, ctx = c.exec.DispatchOperation(context.WithValue(ctx, notifyKey{}, op), rc) }) {
 		return
@@ -598,17 +636,17 @@ func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) 
 	}()
 }
 
-// notifyKey carries the running operation to its resolver, for streamNotify.
+// notifyKey carries the running operation to its resolver, for StreamNotify.
 type notifyKey struct{}
 
-// streamNotify is for a subscription resolver that knows when it puts a value in its
+// StreamNotify is for a subscription resolver that knows when it puts a value in its
 // channel: it calls notify after each such send (none is needed at the end: the end of the
 // operation's context ends it), and the transport then reads the channel only when told,
 // holding no goroutine while the subscription waits. It must be called before the resolver
 // returns, and a resolver that then fails calls unclaim. When the operation is not this
 // transport's, both do nothing and the channel is read the usual way, by a goroutine that
 // waits on it.
-func streamNotify(ctx context.Context) (notify, unclaim func()) {
+func StreamNotify(ctx context.Context) (notify, unclaim func()) {
 	op, _ := ctx.Value(notifyKey{}).(*wsOp)
 	if op == nil {
 		return func() {}, func() {}
@@ -623,7 +661,7 @@ type wsOp struct {
 	id      string
 	rc      *graphql.OperationContext
 	cancel  context.CancelFunc
-	claimed bool // by streamNotify, within DispatchOperation
+	claimed bool // by StreamNotify, within DispatchOperation
 
 	mu        sync.Mutex
 	responses graphql.ResponseHandler // once waiting for notifications
