@@ -7,28 +7,15 @@ package graph
 
 import (
 	"context"
-	"strconv"
 	"strings"
 
 	"github.com/terragate/terragate/graph/model"
-	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/store"
-	"github.com/terragate/terragate/internal/widget"
 )
 
 // ReplayWebhookEvent is the resolver for the replayWebhookEvent field.
 func (r *mutationResolver) ReplayWebhookEvent(ctx context.Context, id string) (*model.WebhookEvent, error) {
-	if _, err := auth.RequireService(ctx); err != nil {
-		return nil, err
-	}
-	n, err := strconv.ParseInt(id, 10, 64)
-	if err != nil {
-		return nil, &widget.InputError{Field: "id", Reason: "want an inbox id from webhookEvents"}
-	}
-	if err := r.replay(ctx, n); err != nil {
-		return nil, err
-	}
-	e, err := r.Store.WebhookEvent(ctx, n)
+	e, err := r.Admin.Replay(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -41,10 +28,7 @@ func (r *queryResolver) Users(ctx context.Context, first *int, after *string, re
 	if status != nil {
 		filter.Status = store.ConnectionStatus(*status)
 	}
-	if err := r.admin(ctx, "users", map[string]string{"referenceId": filter.ReferenceID, "provider": filter.Provider, "status": string(filter.Status)}); err != nil {
-		return nil, err
-	}
-	p, err := r.Store.ListTerraUsersPage(ctx, filter, page(first, after))
+	p, err := r.Admin.Users(ctx, filter, page(first, after))
 	if err != nil {
 		return nil, err
 	}
@@ -58,10 +42,7 @@ func (r *queryResolver) Users(ctx context.Context, first *int, after *string, re
 // WebhookEvents is the resolver for the webhookEvents field.
 func (r *queryResolver) WebhookEvents(ctx context.Context, first *int, after *string, typeArg *string, source *string, outcome *string) (*model.WebhookEventConnection, error) {
 	filter := store.InboxFilter{Type: value(typeArg), Source: store.DeliverySource(value(source)), Outcome: value(outcome)}
-	if err := r.admin(ctx, "webhookEvents", map[string]string{"type": filter.Type, "source": string(filter.Source), "outcome": filter.Outcome}); err != nil {
-		return nil, err
-	}
-	p, err := r.Store.ListWebhookEvents(ctx, filter, page(first, after))
+	p, err := r.Admin.WebhookEvents(ctx, filter, page(first, after))
 	if err != nil {
 		return nil, err
 	}
@@ -75,10 +56,7 @@ func (r *queryResolver) WebhookEvents(ctx context.Context, first *int, after *st
 // AuditLog is the resolver for the auditLog field.
 func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string, actor *string, referenceID *string, action *string) (*model.AuditEntryConnection, error) {
 	filter := store.AuditFilter{Actor: value(actor), ReferenceID: value(referenceID), Action: value(action)}
-	if err := r.admin(ctx, "auditLog", map[string]string{"actor": filter.Actor, "referenceId": filter.ReferenceID, "action": filter.Action}); err != nil {
-		return nil, err
-	}
-	p, err := r.Store.ListAudit(ctx, filter, page(first, after))
+	p, err := r.Admin.AuditLog(ctx, filter, page(first, after))
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,8 @@ import (
 	"context"
 
 	"github.com/terragate/terragate/graph/model"
+	"github.com/terragate/terragate/internal/audit"
 	"github.com/terragate/terragate/internal/auth"
-	"github.com/terragate/terragate/internal/store"
 )
 
 // DisconnectUser is the resolver for the disconnectUser field.
@@ -22,7 +22,7 @@ func (r *mutationResolver) DisconnectUser(ctx context.Context, userID string, ac
 	if err := charge(user.ID, r.TerraLimit); err != nil {
 		return nil, err
 	}
-	u, err := r.Connections.Disconnect(ctx, user.ID, userID, r.auditEntry(ctx, store.ActionConnectionDisconnected, userID, user.ID, nil))
+	u, err := r.Connections.Disconnect(ctx, user.ID, userID, audit.By(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func (r *queryResolver) ConnectedUsers(ctx context.Context, includeInactive *boo
 	if err != nil {
 		return nil, err
 	}
-	users, err := r.Store.ListTerraUsers(ctx, user.ID, includeInactive != nil && *includeInactive)
+	users, err := r.Connections.List(ctx, user.ID, includeInactive != nil && *includeInactive)
 	if err != nil {
 		return nil, err
 	}

@@ -12,10 +12,8 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/fault"
 	"github.com/terragate/terragate/internal/httplog"
-	"github.com/terragate/terragate/internal/store"
-	"github.com/terragate/terragate/internal/terra"
-	"github.com/terragate/terragate/internal/widget"
 )
 
 // Error codes in extensions.code: the public contract of failures.
@@ -61,48 +59,53 @@ func presentError(log *slog.Logger, scrub func(string) string, hideDetails bool)
 	}
 }
 
-// classify maps an error to its code, message and extensions. hideDetails (production)
-// leaves out what Terra said, keeping only its status.
+// classify maps an error to its code, message and extensions by its kind (package fault):
+// the presenter knows no package's error types. hideDetails (production) leaves out what
+// Terra said, keeping only its status.
 func classify(err error, hideDetails bool) (code, msg string, ext map[string]any) {
-	var (
-		input  *widget.InputError
-		arg    *store.ArgumentError
-		apiErr *terra.APIError
-	)
-	if rl, ok := isRateLimited(err); ok {
-		return CodeRateLimited, rl.Error(), map[string]any{"retryAfter": retrySeconds(rl.RetryAfter)}
+	kind := fault.KindOf(err)
+	if kind == fault.Internal && errors.Is(err, context.DeadlineExceeded) {
+		kind = fault.UpstreamUnavailable // the only slow dependency a request waits for
 	}
-	switch {
-	case errors.Is(err, auth.ErrUnauthenticated):
+	switch kind {
+	case fault.RateLimited:
+		return CodeRateLimited, err.Error(), waitExtension(err, map[string]any{})
+	case fault.Unauthenticated:
 		return CodeUnauthenticated, "not signed in: " + unauthReason(err), nil
-	case errors.Is(err, auth.ErrForbidden):
+	case fault.Forbidden:
 		return CodeForbidden, "forbidden: " + unauthReason(err), nil
-	case errors.As(err, &input):
-		return CodeBadUserInput, input.Error(), map[string]any{"field": input.Field}
-	case errors.Is(err, ErrTooManySubscriptions):
-		return CodeTooManySubs, err.Error(), nil
-	case errors.As(err, new(*ReplayError)):
-		return CodeReplayFailed, err.Error(), nil
-	case errors.Is(err, store.ErrConflict):
-		return CodeConflict, "conflict: the record is not in a state that allows this", nil
-	case errors.As(err, &arg):
-		return CodeBadUserInput, arg.Error(), map[string]any{"field": arg.Arg}
-	case errors.Is(err, store.ErrInvalid):
-		// Data the store refused that is no single argument; its message says what, and
-		// never carries a driver's text.
+	case fault.Invalid:
+		// Input the caller can correct, or data the store refused that is no single
+		// argument: the message says what, and never carries a driver's text.
+		var f fault.Fielder
+		if errors.As(err, &f) {
+			return CodeBadUserInput, err.Error(), map[string]any{"field": f.FieldName()}
+		}
 		return CodeBadUserInput, err.Error(), nil
-	case errors.Is(err, store.ErrNotFound):
+	case fault.TooManySubscriptions:
+		return CodeTooManySubs, err.Error(), nil
+	case fault.ReplayFailed:
+		return CodeReplayFailed, err.Error(), nil
+	case fault.Conflict:
+		return CodeConflict, "conflict: the record is not in a state that allows this", nil
+	case fault.NotFound:
 		return CodeNotFound, "not found", nil
-	case terra.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
+	case fault.UpstreamUnavailable:
 		msg := "Terra is unavailable right now; try again shortly"
-		if errors.As(err, &apiErr) {
-			msg = fmt.Sprintf("Terra is unavailable right now (it answered %d %s); try again shortly", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
+		var up fault.Upstream
+		if errors.As(err, &up) {
+			msg = fmt.Sprintf("Terra is unavailable right now (it answered %d %s); try again shortly", up.UpstreamStatus(), http.StatusText(up.UpstreamStatus()))
 		}
 		return CodeUpstreamUnavailable, msg, upstreamExtensions(err)
-	case errors.As(err, &apiErr):
-		msg := fmt.Sprintf("Terra answered %d %s", apiErr.StatusCode, http.StatusText(apiErr.StatusCode))
-		if !hideDetails && apiErr.Message != "" && apiErr.Message != http.StatusText(apiErr.StatusCode) {
-			msg += ": " + apiErr.Message
+	case fault.UpstreamError:
+		var up fault.Upstream
+		if !errors.As(err, &up) {
+			return CodeUpstreamError, "Terra refused the request", upstreamExtensions(err)
+		}
+		status := up.UpstreamStatus()
+		msg := fmt.Sprintf("Terra answered %d %s", status, http.StatusText(status))
+		if m := up.UpstreamMessage(); !hideDetails && m != "" && m != http.StatusText(status) {
+			msg += ": " + m
 		}
 		return CodeUpstreamError, msg, upstreamExtensions(err)
 	default:
@@ -115,12 +118,19 @@ func classify(err error, hideDetails bool) (code, msg string, ext map[string]any
 // seconds to wait, when Terra (Retry-After) or an open circuit said.
 func upstreamExtensions(err error) map[string]any {
 	ext := map[string]any{}
-	var apiErr *terra.APIError
-	if errors.As(err, &apiErr) {
-		ext["status"] = apiErr.StatusCode
+	var up fault.Upstream
+	if errors.As(err, &up) {
+		ext["status"] = up.UpstreamStatus()
 	}
-	if wait, ok := terra.RetryAfter(err); ok {
-		ext["retryAfter"] = retrySeconds(wait)
+	return waitExtension(err, ext)
+}
+
+// waitExtension adds retryAfter, whole seconds rounded up, when err says how long to wait:
+// the one name for the wait in every error.
+func waitExtension(err error, ext map[string]any) map[string]any {
+	var w fault.Waiter
+	if errors.As(err, &w) && w.Wait() > 0 {
+		ext["retryAfter"] = retrySeconds(w.Wait())
 	}
 	return ext
 }

@@ -17,11 +17,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/terragate/terragate/graph"
+	"github.com/terragate/terragate/internal/admin"
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/httplog"
 	"github.com/terragate/terragate/internal/provider"
+	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/sqlite"
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
@@ -69,6 +71,12 @@ type server struct {
 // opts.Verifier, when nil, accepts tokens signed with testJWTSecret.
 func start(t *testing.T, opts graph.Options, change func(*graph.Resolver)) *server {
 	t.Helper()
+	return startOver(t, opts, nil, change)
+}
+
+// startOver is start with the domain services over wrap(the store) when wrap is not nil.
+func startOver(t *testing.T, opts graph.Options, wrap func(store.Store) store.Store, change func(*graph.Resolver)) *server {
+	t.Helper()
 	s := &server{t: t, logs: &syncBuffer{}}
 	log := slog.New(httplog.ContextHandler(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
@@ -85,12 +93,16 @@ func start(t *testing.T, opts graph.Options, change func(*graph.Resolver)) *serv
 
 	tc := terra.New(terra.Config{BaseURL: emuSrv.URL + "/v2", DevID: testDevID, APIKey: testAPIKey, Timeout: 2 * time.Second, BreakerDisabled: true}, nil, log)
 	bus := events.NewLocal(log)
-	conns := connection.New(tc, st, bus, nil, log)
+	var over store.Store = st
+	if wrap != nil {
+		over = wrap(st)
+	}
+	conns := connection.New(tc, over, bus, nil, log)
 	r := &graph.Resolver{
-		Widgets:     widget.NewService(tc, st, conns, widget.Config{PublicURL: "http://gateway.test", StateKey: []byte(testStateKey)}, log),
+		Widgets:     widget.NewService(tc, over, conns, widget.Config{PublicURL: "http://gateway.test", StateKey: []byte(testStateKey)}, log),
 		Connections: conns,
+		Admin:       admin.New(over, conns, log),
 		Catalog:     provider.NewCatalog(tc, time.Hour, log),
-		Store:       st,
 		Bus:         bus,
 		Log:         log,
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/fault"
 	"github.com/terragate/terragate/internal/limit"
 )
 
@@ -25,6 +26,12 @@ type RateLimitedError struct{ RetryAfter time.Duration }
 func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("too many requests; retry in %d s", retrySeconds(e.RetryAfter))
 }
+
+// Kind is fault.RateLimited.
+func (e *RateLimitedError) Kind() fault.Kind { return fault.RateLimited }
+
+// Wait is how long until the budget has room again.
+func (e *RateLimitedError) Wait() time.Duration { return e.RetryAfter }
 
 func retrySeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))

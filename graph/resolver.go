@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/terragate/terragate/internal/admin"
 	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/events"
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/provider"
-	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
 )
 
@@ -19,8 +19,8 @@ import (
 type Resolver struct {
 	Widgets     *widget.Service
 	Connections *connection.Service
+	Admin       *admin.Service
 	Catalog     *provider.Catalog
-	Store       store.Store
 	Bus         events.Bus
 	Log         *slog.Logger
 	// Metrics counts subscriptions and the connection funnel (nil: none).

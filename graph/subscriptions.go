@@ -9,13 +9,14 @@ import (
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/events"
+	"github.com/terragate/terragate/internal/fault"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
 	"github.com/terragate/terragate/internal/wsgraphql"
 )
 
 // ErrTooManySubscriptions refuses a subscription beyond the per-connection cap.
-var ErrTooManySubscriptions = errors.New("too many subscriptions on this connection")
+var ErrTooManySubscriptions = fault.New(fault.TooManySubscriptions, "too many subscriptions on this connection")
 
 type slotsKey struct{}
 
@@ -62,9 +63,9 @@ func (r *Resolver) watchConnections(ctx context.Context, referenceID string) (<-
 		if ev.Type == events.SessionChanged || ev.UserID == "" {
 			return
 		}
-		u, err := r.Store.TerraUser(ctx, ev.UserID)
-		if err != nil || u.ReferenceID != referenceID {
-			if err != nil && ctx.Err() == nil {
+		u, err := r.Connections.Get(ctx, referenceID, ev.UserID)
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 				r.Log.WarnContext(ctx, "connection event not sent", "err", err)
 			}
 			return

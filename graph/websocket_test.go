@@ -76,9 +76,11 @@ func TestSubscriptionEndsWithItsToken(t *testing.T) {
 	expired := claims.ExpiresAt.Add(leeway)
 
 	var bus *events.Local
-	s := start(t, graph.Options{Verifier: verifier, KeepAlive: time.Hour}, func(r *graph.Resolver) {
+	late := func(st store.Store) store.Store {
+		return lateStore{Store: st, referenceID: "alice", late: map[string]time.Time{"late": expired}}
+	}
+	s := startOver(t, graph.Options{Verifier: verifier, KeepAlive: time.Hour}, late, func(r *graph.Resolver) {
 		bus = r.Bus.(*events.Local)
-		r.Store = lateStore{Store: r.Store, referenceID: "alice", late: map[string]time.Time{"late": expired}}
 	})
 	service := s.dialWSAs("graphql-transport-ws", serviceKey)
 	legacy := s.dialWSAs("graphql-ws", tok)

@@ -10,6 +10,7 @@ import (
 	"errors"
 
 	"github.com/terragate/terragate/graph/model"
+	"github.com/terragate/terragate/internal/audit"
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/widget"
@@ -35,8 +36,8 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 	}
 	// Recorded with the session, in its transaction: one commit, and never one without
 	// the other.
-	audit := r.auditEntry(ctx, store.ActionSessionCreated, "", user.ID, nil)
-	in.Audit = &audit
+	by := audit.By(ctx)
+	in.By = &by
 	s, err := r.Widgets.Create(ctx, user.ID, in)
 	if err != nil {
 		return nil, err
@@ -75,8 +76,8 @@ func (r *widgetSessionResolver) TerraUser(ctx context.Context, obj *model.Widget
 	if obj.TerraUserID == "" {
 		return nil, nil
 	}
-	u, err := r.Store.TerraUser(ctx, obj.TerraUserID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.ReferenceID != obj.ReferenceID) {
+	u, err := r.Connections.Get(ctx, obj.ReferenceID, obj.TerraUserID)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -87,11 +88,7 @@ func (r *widgetSessionResolver) TerraUser(ctx context.Context, obj *model.Widget
 
 // AlreadyConnected is the resolver for the alreadyConnected field.
 func (r *widgetSessionResolver) AlreadyConnected(ctx context.Context, obj *model.WidgetSession) ([]string, error) {
-	active, err := r.Store.ListTerraUsers(ctx, obj.ReferenceID, false)
-	if err != nil {
-		return nil, err
-	}
-	return widget.AlreadyConnected(store.WidgetSession{Providers: obj.Providers}, active), nil
+	return r.Widgets.AlreadyConnected(ctx, obj.ReferenceID, obj.Providers)
 }
 
 // WidgetSession returns WidgetSessionResolver implementation.

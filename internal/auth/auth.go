@@ -30,18 +30,20 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/terragate/terragate/internal/fault"
 )
 
 // ErrUnauthenticated is the kind of every error this package returns for a
 // caller that could not be identified. Errors wrap it with a short reason that
 // is safe to show to the client; test for it with errors.Is.
-var ErrUnauthenticated = errors.New("unauthenticated")
+var ErrUnauthenticated = fault.New(fault.Unauthenticated, "unauthenticated")
 
 // ErrForbidden is the kind of error returned when the caller is known but is
 // not the kind of caller an operation needs (an end user calling a
 // service-only operation, or the reverse). Like [ErrUnauthenticated], errors
 // wrap it with a reason that is safe to show.
-var ErrForbidden = errors.New("forbidden")
+var ErrForbidden = fault.New(fault.Forbidden, "forbidden")
 
 // DefaultLeeway is the clock skew tolerated on exp and nbf when
 // [Config.Leeway] is zero. The sign-in service and the gateway run on

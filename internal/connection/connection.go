@@ -11,7 +11,6 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,19 +72,6 @@ func (s *Service) apply(ctx context.Context, d store.Delivery) (store.Outcome, e
 // RecordDeadLetter keeps a delivery that cannot be applied, for a later replay.
 func (s *Service) RecordDeadLetter(ctx context.Context, d store.Delivery, reason string) (store.InboxEvent, error) {
 	return s.store.RecordDeadLetter(ctx, d, reason)
-}
-
-// ReplayDeadLetter applies a dead-lettered delivery again (once its cause is fixed) and tells
-// subscribers what changed. audit is who asked, stored with the replay's outcome in the
-// transaction that records it (see store.Store.ReplayDeadLetter).
-func (s *Service) ReplayDeadLetter(ctx context.Context, id int64, d store.Delivery, audit ...store.AuditEntry) (store.Outcome, error) {
-	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
-	out, err := s.store.ReplayDeadLetter(ctx, id, d, audit...)
-	if err != nil {
-		return out, err
-	}
-	s.publish(ctx, d.Event.Kind, out)
-	return out, nil
 }
 
 // publish tells subscribers about each changed connection and session. The event type
@@ -285,7 +271,7 @@ func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers 
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		snap := SnapshotOf(tu)
+		snap := terraSnapshot(tu)
 		snap.ReferenceID = referenceID
 		if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceSync, "add:"+tu.UserID, now, store.Event{
 			Kind: store.EventAuthSuccess, Type: terra.EventAuth, User: snap, ReferenceID: referenceID,
@@ -480,34 +466,6 @@ func synthetic(source store.DeliverySource, key string, at time.Time, ev store.E
 		Body:       body,
 		Event:      ev,
 	}
-}
-
-// SnapshotOf is a Terra user in the store's terms.
-func SnapshotOf(u terra.User) *store.UserSnapshot {
-	snap := &store.UserSnapshot{UserID: u.UserID, Provider: strings.ToUpper(u.Provider), Active: u.Active}
-	if u.ReferenceID != nil && *u.ReferenceID != "null" {
-		snap.ReferenceID = strings.TrimSpace(*u.ReferenceID)
-	}
-	if u.Scopes != nil {
-		snap.Scopes = terra.SplitScopes(*u.Scopes)
-		if snap.Scopes == nil {
-			snap.Scopes = []string{}
-		}
-	}
-	snap.CreatedAt = parseTime(u.CreatedAt)
-	snap.LastWebhookUpdate = parseTime(u.LastWebhookUpdate)
-	return snap
-}
-
-func parseTime(s *string) *time.Time {
-	if s == nil {
-		return nil
-	}
-	t, ok := terra.ParseTime(*s)
-	if !ok {
-		return nil
-	}
-	return &t
 }
 
 func snapshotOf(u store.TerraUser) *store.UserSnapshot {

@@ -80,7 +80,7 @@ func newEnv(t *testing.T, webhooks bool) *env {
 	}
 	e.emu = terrasim.New(cfg)
 	t.Cleanup(e.emu.Close)
-	hooks, err := webhook.New([]string{testSecret}, e.svc, nil, log)
+	hooks, err := webhook.New([]string{testSecret}, connection.DecodeEvent, e.svc, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

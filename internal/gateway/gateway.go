@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/terragate/terragate/graph"
+	"github.com/terragate/terragate/internal/admin"
 	"github.com/terragate/terragate/internal/auth"
 	"github.com/terragate/terragate/internal/buildinfo"
 	"github.com/terragate/terragate/internal/clientip"
@@ -154,15 +155,15 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		StateKey:  stateKey(cfg.TerraWebhookSecrets[0]),
 		Redirects: redirects,
 	}, log)
-	hooks, err := webhook.New(cfg.TerraWebhookSecrets, g.conns, meter, log)
+	hooks, err := webhook.New(cfg.TerraWebhookSecrets, connection.DecodeEvent, g.conns, meter, log)
 	if err != nil {
 		return nil, err
 	}
 	gql := graph.NewHandler(&graph.Resolver{
 		Widgets:      widgets,
 		Connections:  g.conns,
+		Admin:        admin.New(s, g.conns, log),
 		Catalog:      provider.NewCatalog(tc, cfg.ProvidersTTL, log),
-		Store:        s,
 		Bus:          bus,
 		Log:          log,
 		SessionLimit: cfg.RateLimitCreateSession.Limiter(),

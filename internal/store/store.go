@@ -8,13 +8,15 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/terragate/terragate/internal/fault"
 )
 
 // Error kinds. Engines wrap them with context; callers test with errors.Is.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
-	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = fault.New(fault.NotFound, "not found")
+	ErrConflict = fault.New(fault.Conflict, "conflict")
+	ErrInvalid  = fault.New(fault.Invalid, "invalid")
 	// ErrSchemaOutdated reports a database whose schema lacks migrations this build needs:
 	// Open refuses it unless told to migrate, and Ready reports it.
 	ErrSchemaOutdated = errors.New("database schema is older than this build")
@@ -32,6 +34,12 @@ func (e *ArgumentError) Error() string { return "invalid " + e.Arg + ": " + e.Re
 
 // Unwrap makes the error an ErrInvalid.
 func (e *ArgumentError) Unwrap() error { return ErrInvalid }
+
+// Kind is fault.Invalid; FieldName names the argument for the client.
+func (e *ArgumentError) Kind() fault.Kind { return fault.Invalid }
+
+// FieldName is the argument the error is about.
+func (e *ArgumentError) FieldName() string { return e.Arg }
 
 // ConnectionStatus is the state of one Terra user (one provider connection).
 type ConnectionStatus string

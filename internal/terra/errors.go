@@ -11,11 +11,13 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/terragate/terragate/internal/fault"
 )
 
 // ErrUnavailable marks calls that got no usable answer from Terra at all: network
 // errors, timeouts and expired deadlines. Callers map it to an "upstream" error kind.
-var ErrUnavailable = errors.New("upstream unavailable")
+var ErrUnavailable = fault.New(fault.UpstreamUnavailable, "upstream unavailable")
 
 // ErrCircuitOpen marks calls refused without reaching Terra because the endpoint's circuit
 // breaker is open (or half-open with its probes already in flight). Such errors also wrap
@@ -58,6 +60,24 @@ func (e *APIError) Error() string {
 	}
 	return b.String()
 }
+
+// Kind says whether Terra failed (408, 5xx: fault.UpstreamUnavailable) or answered the
+// request with a refusal (fault.UpstreamError), as IsUnavailable decides.
+func (e *APIError) Kind() fault.Kind {
+	if IsUnavailable(e) {
+		return fault.UpstreamUnavailable
+	}
+	return fault.UpstreamError
+}
+
+// UpstreamStatus is the HTTP status Terra answered with.
+func (e *APIError) UpstreamStatus() int { return e.StatusCode }
+
+// UpstreamMessage is Terra's explanation, safe to show outside production.
+func (e *APIError) UpstreamMessage() string { return e.Message }
+
+// Wait is the Retry-After delay Terra asked for (zero when none).
+func (e *APIError) Wait() time.Duration { return e.RetryAfter }
 
 // Unwrap lets errors.Is(err, ErrBadResponse) single out unusable 2xx answers.
 func (e *APIError) Unwrap() error {
@@ -246,6 +266,12 @@ func (e *circuitError) Error() string {
 	}
 	return fmt.Sprintf("terra %s: %v: %s: retry in %v", e.op, ErrUnavailable, state, e.wait.Round(100*time.Millisecond))
 }
+
+// Kind is fault.UpstreamUnavailable; Wait is how long until a probe goes through.
+func (e *circuitError) Kind() fault.Kind { return fault.UpstreamUnavailable }
+
+// Wait is how long until the breaker lets a probe through.
+func (e *circuitError) Wait() time.Duration { return e.wait }
 
 // Unwrap makes both ErrCircuitOpen and ErrUnavailable visible to errors.Is.
 func (e *circuitError) Unwrap() []error { return []error{ErrCircuitOpen, ErrUnavailable} }

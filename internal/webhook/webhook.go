@@ -42,6 +42,7 @@ type Applier interface {
 // Handler serves POST /webhooks/terra.
 type Handler struct {
 	metrics *metrics.Metrics // deliveries by type and outcome (nil: none)
+	decode  Decoder
 
 	deadline time.Duration // how long storing a delivery may take before 503
 	secrets  [][]byte
@@ -50,12 +51,16 @@ type Handler struct {
 	now      func() time.Time
 }
 
+// Decoder says what a verified body means for the store (connection.DecodeEvent): the
+// handler knows Terra's signatures, not its events.
+type Decoder func(body []byte) (store.Event, error)
+
 // New returns a Handler verifying signatures with secrets: one, or several (while a secret
-// is rotated, or when several Terra environments post to one URL). It refuses an empty
-// list: a webhook endpoint that cannot verify must not exist. m counts deliveries (nil:
-// none).
-func New(secrets []string, apply Applier, m *metrics.Metrics, log *slog.Logger) (*Handler, error) {
-	h := &Handler{apply: apply, metrics: m, log: log, now: time.Now, deadline: StoreDeadline}
+// is rotated, or when several Terra environments post to one URL), decoding bodies with
+// decode and handing them to apply. It refuses an empty list: a webhook endpoint that
+// cannot verify must not exist. m counts deliveries (nil: none).
+func New(secrets []string, decode Decoder, apply Applier, m *metrics.Metrics, log *slog.Logger) (*Handler, error) {
+	h := &Handler{decode: decode, apply: apply, metrics: m, log: log, now: time.Now, deadline: StoreDeadline}
 	for _, s := range secrets {
 		if s != "" {
 			h.secrets = append(h.secrets, []byte(s))
@@ -122,11 +127,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Body:       body,
 		Source:     store.SourceWebhook,
 	}
-	err = recovered(func() error {
-		ev, err := terra.DecodeEvent(body)
-		if err == nil {
-			d.Event = ToStoreEvent(ev)
-		}
+	err = recovered(func() (err error) {
+		d.Event, err = h.decode(body)
 		return err
 	})
 	if errors.As(err, new(*panicError)) {

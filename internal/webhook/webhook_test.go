@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/sqlite"
 	"github.com/terragate/terragate/internal/terra"
@@ -38,7 +39,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	logs := &bytes.Buffer{}
-	h, err := webhook.New([]string{secret}, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{secret}, connection.DecodeEvent, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func user(id, provider, ref string) map[string]any {
 }
 
 func TestNewRefusesEmptySecret(t *testing.T) {
-	if _, err := webhook.New(nil, nil, nil, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := webhook.New(nil, connection.DecodeEvent, nil, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("a webhook handler without a secret was built")
 	}
 }
@@ -194,36 +195,6 @@ func TestEveryConnectionEvent(t *testing.T) {
 	}
 }
 
-func TestToStoreEvent(t *testing.T) {
-	str := func(s string) *string { return &s }
-	u := &terra.User{UserID: "u", Provider: "oura", ReferenceID: str("alice"), Scopes: str("a, b,,c")}
-	cases := []struct {
-		ev   terra.Event
-		kind store.EventKind
-	}{
-		{terra.Event{Type: "auth", Status: str("success"), User: u}, store.EventAuthSuccess},
-		{terra.Event{Type: "auth", Status: str("error"), Reason: str("x")}, store.EventAuthFailure},
-		{terra.Event{Type: "auth_cancelled", Status: str("error")}, store.EventAuthFailure},
-		{terra.Event{Type: "deauth", Status: str("success"), User: u}, store.EventDeauth},
-		{terra.Event{Type: "access_revoked", Status: str("warning"), User: u}, store.EventAccessRevoked},
-		{terra.Event{Type: "connection_error", Status: str("warning"), User: u}, store.EventConnectionError},
-		{terra.Event{Type: "permission_change", Status: str("warning"), User: u, ScopesAdded: str("x")}, store.EventPermissionChange},
-		{terra.Event{Type: "user_reauth", Status: str("warning"), NewUser: u}, store.EventReauth},
-		{terra.Event{Type: "deauth", Status: str("success")}, store.EventIgnored}, // no user: nothing to apply
-		{terra.Event{Type: "sleep", Status: str("success")}, store.EventIgnored},
-	}
-	for _, c := range cases {
-		got := webhook.ToStoreEvent(c.ev)
-		if got.Kind != c.kind {
-			t.Errorf("%s/%s: kind %s, want %s", c.ev.Type, *c.ev.Status, got.Kind, c.kind)
-		}
-	}
-	got := webhook.ToStoreEvent(cases[0].ev)
-	if got.User.Provider != "OURA" || strings.Join(got.User.Scopes, "|") != "a|b|c" || got.ReferenceID != "alice" {
-		t.Errorf("snapshot = %+v", got.User)
-	}
-}
-
 func TestSeveralSecrets(t *testing.T) {
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -232,7 +203,7 @@ func TestSeveralSecrets(t *testing.T) {
 	defer st.Close()
 	logs := &bytes.Buffer{}
 	const old, current = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
-	h, err := webhook.New([]string{old, current}, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{old, current}, connection.DecodeEvent, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +235,7 @@ func TestSeveralSecrets(t *testing.T) {
 	if strings.Contains(logs.String(), old) || strings.Contains(logs.String(), current) {
 		t.Error("a secret reached the log")
 	}
-	if _, err := webhook.New([]string{"", ""}, st, nil, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := webhook.New([]string{"", ""}, connection.DecodeEvent, st, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a list of no secrets was accepted")
 	}
 }
@@ -278,7 +249,7 @@ func TestSlowDatabaseAnswers503Quickly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	h, err := webhook.New([]string{secret}, st, nil, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, connection.DecodeEvent, st, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +334,7 @@ func TestPanicBecomesADeadLetter(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	logs := &bytes.Buffer{}
-	h, err := webhook.New([]string{secret}, &buggy{Store: st, marker: "u-bug"}, nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{secret}, connection.DecodeEvent, &buggy{Store: st, marker: "u-bug"}, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,10 +397,12 @@ func TestPanicBecomesADeadLetter(t *testing.T) {
 	}
 
 	// Once the bug is fixed (here: replaying through the store itself), the replay applies it.
-	d, err := webhook.Redelivery(dead)
+	ev, err := connection.DecodeEvent(dead.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := store.Delivery{DedupeKey: dead.DedupeKey, TraceID: dead.TraceID, Source: dead.Source, SignedAt: dead.SignedAt,
+		ReceivedAt: dead.ReceivedAt, Body: dead.Body, Event: ev}
 	if _, err := st.ReplayDeadLetter(ctx, dead.ID, d); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
@@ -447,7 +420,7 @@ func TestPanicAfterCommitKeepsTheDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h, err := webhook.New([]string{secret}, &buggy{Store: st, marker: "u-late", after: true}, nil, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, connection.DecodeEvent, &buggy{Store: st, marker: "u-late", after: true}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

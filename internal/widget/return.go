@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"html/template"
 	"net/http"
@@ -13,9 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/store"
-	"github.com/terragate/terragate/internal/terra"
 )
 
 // Outcomes a return URL is issued for; each is part of the signed state.
@@ -142,14 +139,7 @@ func (s *Service) confirmSuccess(r *http.Request, sess store.WidgetSession, rawU
 		s.log.WarnContext(ctx, "widget return names another end user's connection", "session_id", sess.ID)
 		return sess, ""
 	}
-	ev := store.Event{
-		Kind:            store.EventAuthSuccess,
-		Type:            terra.EventAuth,
-		User:            connection.SnapshotOf(info.User),
-		ReferenceID:     sess.ReferenceID,
-		WidgetSessionID: sess.ID,
-	}
-	out, err := s.apply.ApplyWebhook(ctx, s.delivery(sess.ID, ev))
+	out, err := s.apply.ConfirmReturn(ctx, sess, info.User)
 	if err != nil {
 		s.log.ErrorContext(ctx, "confirmed widget return not recorded", "session_id", sess.ID, "err", err)
 		return sess, ""
@@ -175,15 +165,7 @@ func (s *Service) recordFailure(r *http.Request, sess store.WidgetSession, provi
 	if reason == "" || len(reason) > 200 {
 		reason = "failed"
 	}
-	ev := store.Event{
-		Kind:            store.EventAuthFailure,
-		Type:            terra.EventAuthCancelled,
-		ReferenceID:     sess.ReferenceID,
-		WidgetSessionID: sess.ID,
-		Provider:        provider,
-		Reason:          reason,
-	}
-	out, err := s.apply.ApplyWebhook(ctx, s.delivery(sess.ID, ev))
+	out, err := s.apply.FailReturn(ctx, sess, provider, reason)
 	if err != nil {
 		s.log.ErrorContext(ctx, "widget failure not recorded", "session_id", sess.ID, "err", err)
 		return sess
@@ -192,20 +174,6 @@ func (s *Service) recordFailure(r *http.Request, sess store.WidgetSession, provi
 		return *out.Session
 	}
 	return sess
-}
-
-// delivery wraps what a confirmed return taught terragate for the store's rules and inbox.
-func (s *Service) delivery(sessionID string, ev store.Event) store.Delivery {
-	at := s.now().UTC()
-	body, _ := json.Marshal(map[string]any{"source": store.SourceRedirect, "type": ev.Type, "session_id": sessionID, "user": ev.User})
-	return store.Delivery{
-		DedupeKey:  "redirect:" + sessionID,
-		Source:     store.SourceRedirect,
-		SignedAt:   at,
-		ReceivedAt: at,
-		Body:       body,
-		Event:      ev,
-	}
 }
 
 // appendQuery adds params after the URL's own query, keeping it (and any fragment).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/terragate/terragate/internal/fault"
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/terra"
@@ -39,9 +40,13 @@ type Terra interface {
 	UserInfo(ctx context.Context, userID string) (terra.UserInfo, error)
 }
 
-// Applier applies what terragate learns through the store's rules and tells subscribers.
+// Applier applies what a widget return taught terragate, through the store's rules, and
+// tells subscribers: the connection service, which owns the mapping from Terra's terms.
 type Applier interface {
-	ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error)
+	// ConfirmReturn applies a success Terra confirmed: u connected for sess's end user.
+	ConfirmReturn(ctx context.Context, sess store.WidgetSession, u terra.User) (store.Outcome, error)
+	// FailReturn applies a failure the widget reported, with its reason.
+	FailReturn(ctx context.Context, sess store.WidgetSession, provider, reason string) (store.Outcome, error)
 }
 
 // InputError is a problem with the caller's input. Its message is safe to show the caller.
@@ -52,16 +57,23 @@ type InputError struct {
 
 func (e *InputError) Error() string { return e.Field + ": " + e.Reason }
 
+// Kind is fault.Invalid: the caller can correct the field.
+func (e *InputError) Kind() fault.Kind { return fault.Invalid }
+
+// FieldName is the input field the error is about.
+func (e *InputError) FieldName() string { return e.Field }
+
 // Input is what the caller may choose about a session. The end user is never part of it.
 type Input struct {
 	Providers          []string
 	Language           string
 	SuccessRedirectURL string
 	FailureRedirectURL string
-	// Audit, when set, is the audit entry of a newly created session (a session handed out
-	// again creates nothing and records nothing). It is stored in the session's own
-	// transaction, with the session's id as its Subject and its providers in its Detail.
-	Audit *store.AuditEntry
+	// By, when set, is who asked (audit.By): a newly created session is recorded as a
+	// session.created entry by them, in the session's own transaction, with the session's
+	// id as its Subject and its providers in its Detail (a session handed out again creates
+	// nothing and records nothing).
+	By *store.AuditEntry
 }
 
 // reuseMargin is how much life a session must have left to be handed out again: enough for
@@ -160,9 +172,12 @@ func (s *Service) Create(ctx context.Context, referenceID string, in Input) (sto
 		InputKey:           key,
 	}
 	var audit []store.AuditEntry
-	if in.Audit != nil {
-		e := *in.Audit
-		e.Subject = sess.ID
+	if in.By != nil {
+		e := *in.By
+		e.Action, e.Subject, e.ReferenceID = store.ActionSessionCreated, sess.ID, referenceID
+		if e.At.IsZero() {
+			e.At = s.now().UTC()
+		}
 		e.Detail = maps.Clone(e.Detail)
 		if e.Detail == nil {
 			e.Detail = map[string]string{}
@@ -202,16 +217,21 @@ func EffectiveStatus(sess store.WidgetSession, now time.Time) store.SessionStatu
 // Final reports whether a status can no longer change.
 func Final(st store.SessionStatus) bool { return st != store.SessionCreated }
 
-// AlreadyConnected lists the session's requested providers (every provider when none were
-// requested) that the end user has an active connection to.
-func AlreadyConnected(sess store.WidgetSession, active []store.TerraUser) []string {
+// AlreadyConnected lists the requested providers (every provider when none were requested)
+// that the end user referenceID has an active connection to, so an app can say so before
+// the end user connects one twice.
+func (s *Service) AlreadyConnected(ctx context.Context, referenceID string, providers []string) ([]string, error) {
+	active, err := s.store.ListTerraUsers(ctx, referenceID, false)
+	if err != nil {
+		return nil, err
+	}
 	out := []string{}
 	for _, u := range active {
-		if (len(sess.Providers) == 0 || slices.Contains(sess.Providers, u.Provider)) && !slices.Contains(out, u.Provider) {
+		if (len(providers) == 0 || slices.Contains(providers, u.Provider)) && !slices.Contains(out, u.Provider) {
 			out = append(out, u.Provider)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // inputKey identifies a request's input, for handing out a live session again.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/storetest"
 	"github.com/terragate/terragate/internal/terra"
@@ -540,7 +541,7 @@ func (p panicky) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Out
 func TestPanicInBatchBecomesADeadLetter(t *testing.T) {
 	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
 	const secret = "test-secret"
-	h, err := webhook.New([]string{secret}, panicky{DB: d, marker: "u-bug"}, nil, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, connection.DecodeEvent, panicky{DB: d, marker: "u-bug"}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,30 @@
-package webhook
+package connection
+
+// This file is the whole mapping from Terra's terms to the store's: the events Terra's
+// webhooks carry, the users its API returns, and a stored webhook body read again for a
+// replay.
 
 import (
 	"fmt"
 	"strings"
+	"time"
 
-	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/terra"
 )
 
-// ToStoreEvent says what a Terra event means for the store.
-func ToStoreEvent(ev terra.Event) store.Event {
+// DecodeEvent reads a webhook body Terra signed and says what it means for the store. The
+// webhook handler is given it, so that it knows Terra's signatures but not its events.
+func DecodeEvent(body []byte) (store.Event, error) {
+	ev, err := terra.DecodeEvent(body)
+	if err != nil {
+		return store.Event{}, err
+	}
+	return EventOf(ev), nil
+}
+
+// EventOf says what a Terra event means for the store.
+func EventOf(ev terra.Event) store.Event {
 	out := store.Event{
 		Type:            ev.Type,
 		User:            snapshot(ev.User),
@@ -64,7 +78,7 @@ func snapshot(u *terra.User) *store.UserSnapshot {
 	if u == nil || u.UserID == "" {
 		return nil
 	}
-	return connection.SnapshotOf(*u)
+	return terraSnapshot(*u)
 }
 
 func deref(s *string) string {
@@ -74,9 +88,9 @@ func deref(s *string) string {
 	return strings.TrimSpace(*s)
 }
 
-// Redelivery rebuilds a stored webhook delivery from its raw body, for replaying a dead
+// redelivery rebuilds a stored webhook delivery from its raw body, for replaying a dead
 // letter with today's decoding and rules.
-func Redelivery(e store.InboxEvent) (store.Delivery, error) {
+func redelivery(e store.InboxEvent) (store.Delivery, error) {
 	if e.Source != store.SourceWebhook {
 		return store.Delivery{}, fmt.Errorf("inbox row %d came from %s, not a webhook: %w", e.ID, e.Source, store.ErrInvalid)
 	}
@@ -91,6 +105,34 @@ func Redelivery(e store.InboxEvent) (store.Delivery, error) {
 		SignedAt:   e.SignedAt,
 		ReceivedAt: e.ReceivedAt,
 		Body:       e.Body,
-		Event:      ToStoreEvent(ev),
+		Event:      EventOf(ev),
 	}, nil
+}
+
+// terraSnapshot is a Terra user in the store's terms.
+func terraSnapshot(u terra.User) *store.UserSnapshot {
+	snap := &store.UserSnapshot{UserID: u.UserID, Provider: strings.ToUpper(u.Provider), Active: u.Active}
+	if u.ReferenceID != nil && *u.ReferenceID != "null" {
+		snap.ReferenceID = strings.TrimSpace(*u.ReferenceID)
+	}
+	if u.Scopes != nil {
+		snap.Scopes = terra.SplitScopes(*u.Scopes)
+		if snap.Scopes == nil {
+			snap.Scopes = []string{}
+		}
+	}
+	snap.CreatedAt = parseTime(u.CreatedAt)
+	snap.LastWebhookUpdate = parseTime(u.LastWebhookUpdate)
+	return snap
+}
+
+func parseTime(s *string) *time.Time {
+	if s == nil {
+		return nil
+	}
+	t, ok := terra.ParseTime(*s)
+	if !ok {
+		return nil
+	}
+	return &t
 }
