@@ -47,6 +47,10 @@ type Bus interface {
 	// goroutine that exists only while the listener has events waiting: an idle listener
 	// costs no goroutine and no buffer, which Subscribe's reader would.
 	Listen(ctx context.Context, referenceID string, deliver func(Event)) error
+	// Subscribers counts the subscriptions and listeners this instance serves, and Dropped
+	// the events slow subscribers missed since start: the bus's metrics.
+	Subscribers() int
+	Dropped() int64
 }
 
 // subscriberBuffer is how many events a slow subscriber may fall behind before it misses
@@ -171,7 +175,7 @@ func (b *Local) add(ctx context.Context, referenceID string, s *subscriber) {
 	})
 }
 
-// Subscribers counts the current subscriptions (for tests and metrics).
+// Subscribers counts the current subscriptions and listeners.
 func (b *Local) Subscribers() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -138,6 +138,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		return nil, err
 	}
 	meter := metrics.New()
+	meter.ObserveEvents(bus.Subscribers, bus.Dropped)
 	tc := terra.New(terra.Config{
 		BaseURL:   cfg.TerraAPIURL,
 		WidgetURL: cfg.TerraWidgetURL,

@@ -169,6 +169,21 @@ func New() *Metrics {
 	return m
 }
 
+// ObserveEvents exports the event bus's own figures, read when scraped: subscribers
+// counts its subscriptions and listeners, dropped the events slow subscribers missed.
+func (m *Metrics) ObserveEvents(subscribers func() int, dropped func() int64) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "events", Name: "subscribers",
+			Help: "Subscriptions and listeners the event bus serves on this instance.",
+		}, func() float64 { return float64(subscribers()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "events", Name: "dropped_total",
+			Help: "Events subscribers missed because they had fallen too far behind.",
+		}, func() float64 { return float64(dropped()) }),
+	)
+}
+
 // buildInfo is the constant terragate_build_info series: 1, labelled with what was built,
 // so dashboards can join on version and show when a rollout reached each instance.
 func buildInfo(info buildinfo.Info) prometheus.Collector {

@@ -593,3 +593,18 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("open subscriptions = %v, want 0", got)
 	}
 }
+
+// The event bus's figures are read from the bus at each scrape.
+func TestObserveEvents(t *testing.T) {
+	m := New()
+	subscribers, dropped := 3, int64(7)
+	m.ObserveEvents(func() int { return subscribers }, func() int64 { return dropped })
+	s := scrape(t, m)
+	if s.value("terragate_events_subscribers", nil) != 3 || s.value("terragate_events_dropped_total", nil) != 7 {
+		t.Fatalf("bus figures:\n%s", s.body)
+	}
+	subscribers, dropped = 0, 9
+	if s := scrape(t, m); s.value("terragate_events_subscribers", nil) != 0 || s.value("terragate_events_dropped_total", nil) != 9 {
+		t.Errorf("figures not read again at the next scrape:\n%s", s.body)
+	}
+}

@@ -221,6 +221,12 @@ func (b *Bus) Listen(ctx context.Context, referenceID string, deliver func(event
 	return b.local.Listen(ctx, referenceID, deliver)
 }
 
+// Subscribers counts this instance's subscriptions and listeners.
+func (b *Bus) Subscribers() int { return b.local.Subscribers() }
+
+// Dropped counts the events this instance's slow subscribers missed.
+func (b *Bus) Dropped() int64 { return b.local.Dropped() }
+
 // Connected reports whether the listener is listening: for readiness checks, since an
 // instance that is not hears none of the events of its subscribers.
 func (b *Bus) Connected() bool { return b.connected.Load() }
