@@ -11,26 +11,16 @@
 // On success it prints one line of JSON and exits 0; on failure it prints the reason to
 // standard error and exits 1. It never downloads anything: it drives the system's Chromium.
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { failer, runInChromium } from './chromium.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const ACTION_TIMEOUT_MS = 5_000;
 const CONNECTION_TIMEOUT_MS = 10_000;
-const WATCHDOG_MS = 45_000;
 
 const [baseArg, tokenArg, shotArg] = process.argv.slice(2);
 const base = (baseArg || process.env.DEMO_BASE_URL || '').replace(/\/+$/, '');
 const token = tokenArg || process.env.DEMO_TOKEN || '';
 const screenshot = shotArg || process.env.DEMO_SCREENSHOT || '';
 
-function fail(reason) {
-  process.stderr.write(`demo-loop: ${reason}\n`);
-  process.exit(1);
-}
-
+const fail = failer('demo-loop');
 if (!base || !token || !screenshot) {
   fail('usage: node demo-loop.mjs BASE_URL TOKEN SCREENSHOT_PATH (or DEMO_BASE_URL, DEMO_TOKEN, DEMO_SCREENSHOT)');
 }
@@ -63,105 +53,58 @@ async function graphql(page, query, variables) {
   return out.data;
 }
 
-async function main() {
-  const started = Date.now();
-  const profile = await mkdtemp(join(tmpdir(), 'terragate-chromium-'));
-  // Requests that leave the gateway's origin: the loop must stay on this machine.
-  const offOrigin = [];
-  let context;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      viewport: { width: 900, height: 700 },
-      timeout: 15_000,
-    });
-    context.setDefaultTimeout(ACTION_TIMEOUT_MS);
-    context.setDefaultNavigationTimeout(ACTION_TIMEOUT_MS);
-    await context.route('**/*', (route) => {
-      const url = route.request().url();
-      if (new URL(url).origin !== origin) {
-        offOrigin.push(url);
-        return route.abort('blockedbyclient');
-      }
-      return route.continue();
-    });
+// Requests that leave the gateway's origin are refused: the loop must stay on this machine.
+const started = Date.now();
+const options = { origin, viewport: { width: 900, height: 700 }, actionTimeoutMs: 5_000, watchdogMs: 45_000 };
+runInChromium('demo-loop', options, async (context, offOrigin) => {
+  // The app: a page on the gateway's origin, so fetch('/graphql') needs no CORS.
+  const app = context.pages()[0] ?? (await context.newPage());
+  await app.goto(returnURL);
 
-    // The app: a page on the gateway's origin, so fetch('/graphql') needs no CORS.
-    const app = context.pages()[0] ?? (await context.newPage());
-    await app.goto(returnURL);
+  const { createWidgetSession: session } = await graphql(
+    app,
+    `mutation($in: CreateWidgetSessionInput) { createWidgetSession(input: $in) { sessionId url expiresAt } }`,
+    { in: { providers: ['OURA', 'GARMIN'], successRedirectUrl: returnURL } },
+  );
+  if (!session?.url) throw new Error(`createWidgetSession returned no url: ${JSON.stringify(session)}`);
 
-    const { createWidgetSession: session } = await graphql(
-      app,
-      `mutation($in: CreateWidgetSessionInput) { createWidgetSession(input: $in) { sessionId url expiresAt } }`,
-      { in: { providers: ['OURA', 'GARMIN'], successRedirectUrl: returnURL } },
-    );
-    if (!session?.url) throw new Error(`createWidgetSession returned no url: ${JSON.stringify(session)}`);
+  // The widget goes in a new tab, never an iframe.
+  const tab = await context.newPage();
+  await tab.goto(session.url);
+  if (!(await tab.evaluate(() => window.top === window))) throw new Error('the widget is not a top-level page');
 
-    // The widget goes in a new tab, never an iframe.
-    const tab = await context.newPage();
-    await tab.goto(session.url);
-    if (!(await tab.evaluate(() => window.top === window))) throw new Error('the widget is not a top-level page');
-
-    await tab.getByRole('link', { name: 'Oura', exact: true }).click();
-    await tab.getByRole('button', { name: 'Allow', exact: true }).click();
-    await tab.waitForURL((u) => u.pathname === '/demo/return');
-    await tab.getByRole('cell', { name: 'OURA', exact: true }).waitFor();
-    const landed = new URL(tab.url());
-    // terragate's return page sends the browser on with what it confirmed with Terra.
-    if (landed.searchParams.get('provider') !== 'OURA' || landed.searchParams.get('status') !== 'COMPLETED') {
-      throw new Error(`redirect does not confirm OURA: ${landed}`);
-    }
-    await tab.screenshot({ path: screenshot, fullPage: true });
-
-    // Back in the app: the connection is known once the signed webhook has arrived.
-    const deadline = Date.now() + CONNECTION_TIMEOUT_MS;
-    let users = [];
-    for (;;) {
-      ({ connectedUsers: users } = await graphql(app, `{ connectedUsers { userId provider status } }`));
-      if (users.length === 1 && users[0].provider === 'OURA' && users[0].status === 'CONNECTED') break;
-      if (Date.now() > deadline) throw new Error(`no CONNECTED OURA connection after ${CONNECTION_TIMEOUT_MS} ms: ${JSON.stringify(users)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    if (users[0].userId !== landed.searchParams.get('user_id')) {
-      throw new Error(`the redirect's user_id ${landed.searchParams.get('user_id')} is not the connection ${users[0].userId}`);
-    }
-    if (offOrigin.length) throw new Error(`requests left ${origin}: ${offOrigin.join(' ')}`);
-
-    return {
-      ok: true,
-      sessionId: session.sessionId,
-      widgetUrl: session.url,
-      redirect: landed.pathname + landed.search,
-      connection: users[0],
-      screenshot,
-      browser: context.browser()?.version() ?? null,
-      elapsedMs: Date.now() - started,
-    };
-  } finally {
-    await context?.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true }).catch(() => {});
+  await tab.getByRole('link', { name: 'Oura', exact: true }).click();
+  await tab.getByRole('button', { name: 'Allow', exact: true }).click();
+  await tab.waitForURL((u) => u.pathname === '/demo/return');
+  await tab.getByRole('cell', { name: 'OURA', exact: true }).waitFor();
+  const landed = new URL(tab.url());
+  // terragate's return page sends the browser on with what it confirmed with Terra.
+  if (landed.searchParams.get('provider') !== 'OURA' || landed.searchParams.get('status') !== 'COMPLETED') {
+    throw new Error(`redirect does not confirm OURA: ${landed}`);
   }
-}
+  await tab.screenshot({ path: screenshot, fullPage: true });
 
-// A hung browser must not hang the caller: give up well before the Go test's own deadline.
-const watchdog = setTimeout(() => fail(`gave up after ${WATCHDOG_MS} ms`), WATCHDOG_MS);
-watchdog.unref();
+  // Back in the app: the connection is known once the signed webhook has arrived.
+  const deadline = Date.now() + CONNECTION_TIMEOUT_MS;
+  let users = [];
+  for (;;) {
+    ({ connectedUsers: users } = await graphql(app, `{ connectedUsers { userId provider status } }`));
+    if (users.length === 1 && users[0].provider === 'OURA' && users[0].status === 'CONNECTED') break;
+    if (Date.now() > deadline) throw new Error(`no CONNECTED OURA connection after ${CONNECTION_TIMEOUT_MS} ms: ${JSON.stringify(users)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (users[0].userId !== landed.searchParams.get('user_id')) {
+    throw new Error(`the redirect's user_id ${landed.searchParams.get('user_id')} is not the connection ${users[0].userId}`);
+  }
+  if (offOrigin.length) throw new Error(`requests left ${origin}: ${offOrigin.join(' ')}`);
 
-main().then(
-  (summary) => {
-    process.stdout.write(JSON.stringify(summary) + '\n');
-    process.exit(0);
-  },
-  (err) => fail(err?.stack || String(err)),
-);
+  return {
+    ok: true,
+    sessionId: session.sessionId,
+    widgetUrl: session.url,
+    redirect: landed.pathname + landed.search,
+    connection: users[0],
+    screenshot,
+    elapsedMs: Date.now() - started,
+  };
+});
