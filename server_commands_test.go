@@ -48,4 +48,3 @@ func TestVersionCommand(t *testing.T) {
 		t.Errorf("stderr: %s", stderr.String())
 	}
 }
-
