@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -46,10 +47,50 @@ type reactSummary struct {
 // live in the first tab without a reload, then Disconnect. It needs Chromium, the example's
 // node_modules and its build; it skips without them locally and fails without them in CI.
 func TestReactAppInBrowser(t *testing.T) {
-	node := requireReactApp(t)
+	runReactApp(t, "dist", nil)
+}
 
-	app := serveSPA(t, filepath.Join(reactAppDir, "dist"))
-	base, bearer, logs := startDemoForApp(t, app)
+// TestReactAppTrustedDocuments runs the example's trusted build (npm run build:trusted),
+// which sends every operation by its documentId, against a demo gateway that enforces the
+// manifest that build emitted: the whole loop works, subscriptions included, and a
+// hand-written query is refused with PERSISTED_QUERY_NOT_FOUND.
+func TestReactAppTrustedDocuments(t *testing.T) {
+	manifest := filepath.Join(reactAppDir, "src", "gql", "persisted-documents.json")
+	base, bearer := runReactApp(t, "dist-trusted", map[string]string{"TRUSTED_DOCUMENTS": manifest})
+	g := &gateway{t: t, url: base, seen: &syncBuffer{}}
+	if r := g.gql(bearer, `{ connectedUsers { userId } }`, nil); r.code() != "PERSISTED_QUERY_NOT_FOUND" {
+		t.Errorf("a hand-written query: %+v, want PERSISTED_QUERY_NOT_FOUND", r)
+	}
+	// The app's own ConnectedUsers, by its id: nothing is left after Disconnect.
+	raw, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs map[string]string
+	if err := json.Unmarshal(raw, &docs); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for k, doc := range docs {
+		if strings.Contains(doc, "query ConnectedUsers ") {
+			id = k
+		}
+	}
+	_, r := g.postJSON(bearer, map[string]any{"documentId": id})
+	if len(r.Errors) > 0 || string(r.Data) != `{"connectedUsers":[]}` {
+		t.Errorf("the app's ConnectedUsers by documentId %q after Disconnect: %s %+v", id, r.Data, r.Errors)
+	}
+}
+
+// runReactApp serves the example's build in dist and drives it with e2e/connect.mjs against
+// a demo gateway started with env besides the app's origins, then checks what the browser
+// saw against the gateway. It returns the gateway's address and the demo user's token.
+func runReactApp(t *testing.T, dist string, env map[string]string) (base, bearer string) {
+	t.Helper()
+	node := requireReactApp(t, dist)
+
+	app := serveSPA(t, filepath.Join(reactAppDir, dist))
+	base, bearer, logs := startDemoForApp(t, app, env)
 	// Widget links are built from PUBLIC_URL, http://localhost:<port>; the browser uses the
 	// same name for the gateway so that the whole loop stays on two localhost origins.
 	public := strings.Replace(base, "127.0.0.1", "localhost", 1)
@@ -59,7 +100,7 @@ func TestReactAppInBrowser(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		abs, err := filepath.Abs(filepath.Join(dir, "react-connected.png"))
+		abs, err := filepath.Abs(filepath.Join(dir, "react-connected-"+dist+".png"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,22 +138,27 @@ func TestReactAppInBrowser(t *testing.T) {
 	}
 
 	// The gateway agrees, asked directly: the connection the browser saw is now disconnected.
-	g := &gateway{t: t, url: base, seen: &syncBuffer{}}
-	if users := g.connectedUsers(bearer, false); len(users) != 0 {
-		t.Errorf("connections left after Disconnect: %+v", users)
-	}
-	all := g.connectedUsers(bearer, true)
-	if len(all) != 1 || all[0].UserID != sum.Connection.UserID || all[0].Status != "DISCONNECTED" {
-		t.Errorf("connectedUsers(includeInactive) = %+v, browser saw %+v", all, sum.Connection)
+	// (listUsers is the test's own document: with trusted documents enforced it is refused,
+	// and the check is left to the browser's own view.)
+	if env["TRUSTED_DOCUMENTS"] == "" {
+		g := &gateway{t: t, url: base, seen: &syncBuffer{}}
+		if users := g.connectedUsers(bearer, false); len(users) != 0 {
+			t.Errorf("connections left after Disconnect: %+v", users)
+		}
+		all := g.connectedUsers(bearer, true)
+		if len(all) != 1 || all[0].UserID != sum.Connection.UserID || all[0].Status != "DISCONNECTED" {
+			t.Errorf("connectedUsers(includeInactive) = %+v, browser saw %+v", all, sum.Connection)
+		}
 	}
 
 	checkScreenshot(t, shot)
 	t.Logf("screenshot: %s", shot)
+	return base, bearer
 }
 
 // requireReactApp returns the node binary, or skips (locally) or fails (in CI) naming what
 // is missing and how to get it.
-func requireReactApp(t *testing.T) string {
+func requireReactApp(t *testing.T, dist string) string {
 	t.Helper()
 	var missing []string
 	node, err := exec.LookPath("node")
@@ -125,8 +171,12 @@ func requireReactApp(t *testing.T) string {
 	if _, err := os.Stat(filepath.Join(reactAppDir, "node_modules", "playwright-core", "package.json")); err != nil {
 		missing = append(missing, "the example's packages (npm ci --prefix "+reactAppDir+")")
 	}
-	if _, err := os.Stat(filepath.Join(reactAppDir, "dist", "index.html")); err != nil {
-		missing = append(missing, "the example's build (npm run build --prefix "+reactAppDir+")")
+	if _, err := os.Stat(filepath.Join(reactAppDir, dist, "index.html")); err != nil {
+		script := "build"
+		if dist == "dist-trusted" {
+			script = "build:trusted"
+		}
+		missing = append(missing, "the example's build (npm run "+script+" --prefix "+reactAppDir+")")
 	}
 	if len(missing) == 0 {
 		return node
@@ -164,9 +214,9 @@ func serveSPA(t *testing.T, dir string) string {
 }
 
 // startDemoForApp runs `terragate -demo` on loopback like startDemo, with the app's origin
-// allowed for CORS, the WebSocket and widget redirects. It returns the gateway's address,
+// allowed for CORS, the WebSocket and widget redirects, and extra settings. It returns the gateway's address,
 // the demo user's token it printed, and its logs.
-func startDemoForApp(t *testing.T, appOrigin string) (base, bearer string, logs *syncBuffer) {
+func startDemoForApp(t *testing.T, appOrigin string, extra map[string]string) (base, bearer string, logs *syncBuffer) {
 	t.Helper()
 	stdout := &syncBuffer{}
 	logs = &syncBuffer{}
@@ -176,6 +226,7 @@ func startDemoForApp(t *testing.T, appOrigin string) (base, bearer string, logs 
 		"ALLOWED_REDIRECT_URLS": appOrigin + "/",
 		"LOG_LEVEL":             "debug",
 	}
+	maps.Copy(env, extra)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

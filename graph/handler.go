@@ -16,6 +16,7 @@ import (
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/tracing"
+	"github.com/terragate/terragate/internal/trusted"
 	"github.com/terragate/terragate/internal/wsgraphql"
 )
 
@@ -57,13 +58,19 @@ type Options struct {
 	ServiceLimit *limit.Limiter
 	// Tracing wraps each operation in an OpenTelemetry span.
 	Tracing bool
+	// TrustedDocuments are the documents the app was built with (nil: none, and any
+	// document runs). With them, a request may name a document by its id, and
+	// TrustedDocumentsMode says what becomes of other documents.
+	TrustedDocuments     *trusted.Documents
+	TrustedDocumentsMode trusted.Mode
 	// KeepAlive is the interval of the server's pings (default 15 s).
 	KeepAlive time.Duration
 	Log       *slog.Logger
 }
 
 // NewHandler returns the GraphQL endpoint: POST JSON, GET for queries, and WebSocket
-// (graphql-ws) for subscriptions.
+// (graphql-ws) for subscriptions. Each takes a document by its text or by its id (APQ's
+// persistedQuery hash, or the persisted-documents documentId).
 func NewHandler(r *Resolver, opts Options) http.Handler {
 	if opts.MaxSubscriptions <= 0 {
 		opts.MaxSubscriptions = 10
@@ -88,11 +95,15 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 		KeepAlive:   opts.KeepAlive,
 	}))
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(documentIDs{transport.GET{}})
+	srv.AddTransport(documentIDs{transport.POST{}})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})
+	}
+	// Before APQ, which would otherwise register and run any document sent with its hash.
+	if opts.TrustedDocuments != nil {
+		srv.Use(newTrustedDocuments(opts.TrustedDocuments, opts.TrustedDocumentsMode, opts.Metrics, opts.Log))
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](apqCacheSize)})
 	srv.Use(shapeLimit{})

@@ -20,6 +20,7 @@ import (
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/redirect"
 	"github.com/terragate/terragate/internal/terra"
+	"github.com/terragate/terragate/internal/trusted"
 )
 
 // Defaults for settings that have one.
@@ -93,6 +94,16 @@ type Config struct {
 	OTelEndpoint       string // OTEL_EXPORTER_OTLP_ENDPOINT: OTLP/HTTP base URL; tracing is off without one
 	OTelTracesEndpoint string // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: full traces URL, overrides the base
 	OTelSDKDisabled    bool   // OTEL_SDK_DISABLED: true turns tracing off whatever is set
+
+	// TrustedDocuments is TRUSTED_DOCUMENTS: the manifests (graphql-codegen's
+	// persisted-documents.json) of the documents the app was built with, read and checked
+	// at Load; nil when unset, and any document runs.
+	TrustedDocuments *trusted.Documents
+	// TrustedDocumentsMode is TRUSTED_DOCUMENTS_MODE: enforce (the default) refuses other
+	// documents, allow-unlisted runs and counts them while an app is rolled out.
+	TrustedDocumentsMode trusted.Mode
+	// trustedModeSet records that TRUSTED_DOCUMENTS_MODE was given, which needs a manifest.
+	trustedModeSet bool
 
 	Playground bool // PLAYGROUND: the GraphQL playground at / and introspection
 	// playgroundSet records that PLAYGROUND was given, which production honours.
@@ -217,6 +228,15 @@ func settings() []setting {
 		{env: "SHUTDOWN_TIMEOUT", usage: "how long in-flight requests may take to finish on SIGTERM, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, false)},
 		{env: "SYNC_INTERVAL", usage: "period of the sweep that reconciles every connection with Terra's user list, e.g. 6h; 0 turns it off", set: duration(func(c *Config) *time.Duration { return &c.SyncInterval }, true)},
 		{env: "PROVIDERS_TTL", usage: "how long Terra's provider list is cached, e.g. 1h", set: duration(func(c *Config) *time.Duration { return &c.ProvidersTTL }, false)},
+		{env: "TRUSTED_DOCUMENTS", usage: "path of the app's persisted-documents.json (graphql-codegen), or several comma-separated: only their documents run", set: func(c *Config, v string) (err error) {
+			c.TrustedDocuments, err = trusted.Load(v)
+			return err
+		}},
+		{env: "TRUSTED_DOCUMENTS_MODE", usage: "enforce: refuse documents not in TRUSTED_DOCUMENTS; allow-unlisted: run and count them while rolling out", set: func(c *Config, v string) (err error) {
+			c.trustedModeSet = true
+			c.TrustedDocumentsMode, err = trusted.ParseMode(v)
+			return err
+		}},
 		{env: "PLAYGROUND", usage: "serve the GraphQL playground at / and allow introspection", set: func(c *Config, v string) error {
 			c.playgroundSet = true
 			return boolean(func(c *Config) *bool { return &c.Playground })(c, v)
@@ -357,6 +377,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", u.env, err))
 		}
 	}
+	if c.trustedModeSet && c.TrustedDocuments == nil {
+		errs = append(errs, errors.New("TRUSTED_DOCUMENTS_MODE: needs TRUSTED_DOCUMENTS, the manifest of the app's documents"))
+	}
 	if c.DebugPprof && c.MetricsAddr == "" {
 		errs = append(errs, errors.New("DEBUG_PPROF: needs METRICS_ADDR, a private address: the profiler is never served on ADDR"))
 	}
@@ -481,11 +504,21 @@ func (c Config) LogValue() slog.Value {
 		slog.String("allowed_redirect_urls", c.AllowedRedirectURLs.String()),
 		slog.Duration("sync_interval", c.SyncInterval),
 		slog.Duration("providers_ttl", c.ProvidersTTL),
+		slog.Int("trusted_documents", c.TrustedDocuments.Len()),
+		slog.String("trusted_documents_mode", c.trustedDocumentsMode()),
 		slog.Bool("playground", c.Playground),
 		slog.Bool("debug_pprof", c.DebugPprof),
 		slog.String("otel_exporter_otlp_endpoint", mark(c.OTelEndpoint+c.OTelTracesEndpoint)),
 		slog.Bool("otel_sdk_disabled", c.OTelSDKDisabled),
 	)
+}
+
+// trustedDocumentsMode is the mode in effect, "off" without a manifest.
+func (c Config) trustedDocumentsMode() string {
+	if c.TrustedDocuments == nil {
+		return "off"
+	}
+	return c.TrustedDocumentsMode.String()
 }
 
 // OTelEnv answers the OpenTelemetry variables from the configuration, for tracing.Setup,

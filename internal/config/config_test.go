@@ -5,9 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/terragate/terragate/internal/trusted"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -302,5 +306,56 @@ func TestParsedValues(t *testing.T) {
 	c2, _ := Load(nil, env(required), io.Discard)
 	if c2.AllowedRedirectURLs != nil {
 		t.Errorf("ALLOWED_REDIRECT_URLS unset parsed to %v, want nil (the CORS origins apply)", c2.AllowedRedirectURLs)
+	}
+}
+
+func TestTrustedDocuments(t *testing.T) {
+	const doc = "query Providers { providers { name } }"
+	dir := t.TempDir()
+	good := filepath.Join(dir, "persisted-documents.json")
+	if err := os.WriteFile(good, []byte(`{"sha256:`+trusted.Hash(doc)+`": "`+doc+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	with := func(kv ...string) map[string]string {
+		e := maps.Clone(required)
+		for i := 0; i < len(kv); i += 2 {
+			e[kv[i]] = kv[i+1]
+		}
+		return e
+	}
+
+	c, err := Load(nil, env(with("TRUSTED_DOCUMENTS", good)), io.Discard)
+	if err != nil || c.Validate() != nil {
+		t.Fatalf("Load: %v; Validate: %v", err, c.Validate())
+	}
+	if got, ok := c.TrustedDocuments.Lookup(trusted.Hash(doc)); !ok || got != doc || c.TrustedDocumentsMode != trusted.Enforce {
+		t.Errorf("documents %v, mode %v: want the manifest's, enforced", c.TrustedDocuments, c.TrustedDocumentsMode)
+	}
+	c, err = Load([]string{"-trusted-documents-mode", "allow-unlisted"}, env(with("TRUSTED_DOCUMENTS", good)), io.Discard)
+	if err != nil || c.TrustedDocumentsMode != trusted.AllowUnlisted {
+		t.Errorf("mode %v, err %v", c.TrustedDocumentsMode, err)
+	}
+	if c, _ := Load(nil, env(required), io.Discard); c.TrustedDocuments != nil {
+		t.Error("documents without TRUSTED_DOCUMENTS")
+	}
+
+	// A manifest that does not check out stops the start, naming the file and the entry.
+	bad := filepath.Join(dir, "edited.json")
+	if err := os.WriteFile(bad, []byte(`{"sha256:`+trusted.Hash(doc)+`": "query { connectedUsers { userId } }"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(nil, env(with("TRUSTED_DOCUMENTS", bad)), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "TRUSTED_DOCUMENTS") || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), trusted.Hash(doc)) {
+		t.Errorf("an edited manifest: %v", err)
+	}
+	if _, err := Load(nil, env(with("TRUSTED_DOCUMENTS", good, "TRUSTED_DOCUMENTS_MODE", "off")), io.Discard); err == nil || !strings.Contains(err.Error(), "TRUSTED_DOCUMENTS_MODE") {
+		t.Errorf("a bad mode: %v", err)
+	}
+	c, err = Load(nil, env(with("TRUSTED_DOCUMENTS_MODE", "enforce")), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "needs TRUSTED_DOCUMENTS") {
+		t.Errorf("a mode without a manifest: %v", err)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/terrasim"
 	"github.com/terragate/terragate/internal/tracing"
+	"github.com/terragate/terragate/internal/trusted"
 	"github.com/terragate/terragate/internal/webhook"
 	"github.com/terragate/terragate/internal/widget"
 )
@@ -175,14 +176,20 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		UserLimit:     cfg.RateLimitUser.Limiter(),
 		ServiceLimit:  cfg.RateLimitService.Limiter(),
 		Introspection: cfg.Playground,
-		HideDetails:   cfg.Production(),
-		Secrets:       secretsOf(cfg),
-		UserHashKey:   UserHashKey(cfg.TerraWebhookSecrets[0]),
-		Verifier:      verifier,
-		Origins:       cfg.CORSAllowedOrigins,
-		Tracing:       traced,
-		Log:           log,
+		// The one place documents are checked: HTTP and WebSocket operations alike.
+		TrustedDocuments:     cfg.TrustedDocuments,
+		TrustedDocumentsMode: cfg.TrustedDocumentsMode,
+		HideDetails:          cfg.Production(),
+		Secrets:              secretsOf(cfg),
+		UserHashKey:          UserHashKey(cfg.TerraWebhookSecrets[0]),
+		Verifier:             verifier,
+		Origins:              cfg.CORSAllowedOrigins,
+		Tracing:              traced,
+		Log:                  log,
 	})
+	if cfg.TrustedDocuments != nil && cfg.TrustedDocumentsMode == trusted.Enforce && cfg.Playground {
+		log.Warn("the playground's documents are not trusted documents: with TRUSTED_DOCUMENTS_MODE=enforce it cannot introspect or run them")
+	}
 	cors := corsFor(cfg.CORSAllowedOrigins)
 
 	// /graphql: the app's origins only, no caching (refusals included), a per-IP budget, a

@@ -50,10 +50,10 @@ const (
 //   - a JSON array (a batch): terragate runs one operation per request, so one request
 //     cannot multiply the work that the per-request limits (depth, aliases, complexity,
 //     rate) account for;
-//   - a POST body that is not a JSON object with a string query and operationName and
-//     object variables and extensions, and a GET whose variables or extensions are not
-//     JSON objects: gqlgen's own message for these quotes the request back, tokens and
-//     all;
+//   - a POST body that is not a JSON object with a string query (or documentId, a
+//     persisted document's id) and operationName and object variables and extensions,
+//     and a GET whose variables or extensions are not JSON objects: gqlgen's own message
+//     for these quotes the request back, tokens and all;
 //   - a POST that is not application/json, which is all a plain HTML form can send, and
 //     methods other than GET, POST and OPTIONS.
 //
@@ -124,6 +124,7 @@ func checkBody(body []byte) (code, msg string) {
 	// than scanning.
 	var req struct {
 		Query         json.RawMessage `json:"query"`
+		DocumentID    json.RawMessage `json:"documentId"`
 		OperationName json.RawMessage `json:"operationName"`
 		Variables     json.RawMessage `json:"variables"`
 		Extensions    json.RawMessage `json:"extensions"`
@@ -141,6 +142,7 @@ func checkBody(body []byte) (code, msg string) {
 		want byte
 	}{
 		{"query", req.Query, '"'},
+		{"documentId", req.DocumentID, '"'},
 		{"operationName", req.OperationName, '"'},
 		{"variables", req.Variables, '{'},
 		{"extensions", req.Extensions, '{'},

@@ -114,6 +114,8 @@ func TestSingleOperation(t *testing.T) {
 		{name: "every field", body: `{"query":"query Q($x: Int) { a(x: $x) }","operationName":"Q","variables":{"x":1,"s":"` + secret + `"},"extensions":{"persistedQuery":{"version":1}}}`},
 		{name: "null fields", body: ` {"query":"{ a }","operationName":null,"variables":null,"extensions":null}` + "\n"},
 		{name: "persisted query without a query", body: `{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}`},
+		{name: "persisted document", body: `{"documentId":"sha256:abc","variables":{"x":1}}`},
+		{name: "documentId an object", body: `{"documentId":{"s":"` + secret + `"}}`, wantStatus: 400, wantCode: CodeMalformedRequest},
 		{name: "charset", contentType: "application/json; charset=utf-8", body: `{"query":"{ a }"}`},
 		{name: "batch", body: `[{"query":"{ a }"},{"query":"{ b }","variables":{"s":"` + secret + `"}}]`, wantStatus: 400, wantCode: CodeBatchingNotSupported},
 		{name: "batch of one", body: " \n\t[{\"query\":\"{ a }\"}]", wantStatus: 400, wantCode: CodeBatchingNotSupported},

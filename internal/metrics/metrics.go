@@ -71,7 +71,8 @@ type Metrics struct {
 	webhooks    *prometheus.CounterVec
 	deliveryLag prometheus.Histogram
 
-	subscriptions prometheus.Gauge
+	subscriptions     prometheus.Gauge
+	unlistedDocuments prometheus.Counter
 
 	sessionsCreated   *prometheus.CounterVec
 	sessionsCompleted *prometheus.CounterVec
@@ -134,6 +135,11 @@ func New() *Metrics {
 			Namespace: namespace, Subsystem: "graphql", Name: "subscriptions_open",
 			Help: "GraphQL subscriptions currently running, across all WebSocket connections.",
 		}),
+		unlistedDocuments: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "graphql", Name: "unlisted_documents_total",
+			Help: "GraphQL requests whose document is not among the trusted documents, let through by TRUSTED_DOCUMENTS_MODE=allow-unlisted " +
+				"(enforce would refuse them): when it stops growing, every client sends trusted documents and enforce is safe.",
+		}),
 
 		sessionsCreated: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "widget", Name: "sessions_created_total",
@@ -162,7 +168,7 @@ func New() *Metrics {
 		m.gqlRequests, m.gqlDuration,
 		m.terraRequests, m.terraDuration, m.circuit,
 		m.webhooks, m.deliveryLag,
-		m.subscriptions,
+		m.subscriptions, m.unlistedDocuments,
 		m.sessionsCreated, m.sessionsCompleted,
 		m.httpRequests, m.httpDuration,
 	)
@@ -335,6 +341,15 @@ func (m *Metrics) SubscriptionClosed() {
 		return
 	}
 	m.subscriptions.Dec()
+}
+
+// UnlistedDocument records a request whose document is not among the trusted documents,
+// let through in the rollout mode. The document is no label: its text is the caller's.
+func (m *Metrics) UnlistedDocument() {
+	if m == nil {
+		return
+	}
+	m.unlistedDocuments.Inc()
 }
 
 // anyProvider labels sessions that offer every provider (an empty provider list).

@@ -25,6 +25,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/coder/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/terragate/terragate/internal/trusted"
 )
 
 // The two GraphQL-over-WebSocket subprotocols: graphql-transport-ws (the graphql-ws
@@ -578,13 +580,22 @@ func (c *wsConn) nextBeat(every time.Duration) time.Duration {
 // Operations carry no request headers: the caller is whoever connection_init named.
 func (c *wsConn) start(id string, payload json.RawMessage, readStart time.Time) {
 	ctx := graphql.StartOperationTrace(c.ctx)
-	params := &graphql.RawParams{}
+	var p struct {
+		graphql.RawParams
+		DocumentID string `json:"documentId"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
-	if err := dec.Decode(params); err != nil {
+	if err := dec.Decode(&p); err != nil {
 		c.sendErrors(id, &gqlerror.Error{Message: "invalid json"})
 		c.send("complete", id, nil)
 		return
+	}
+	params := &p.RawParams
+	if p.DocumentID != "" {
+		// A persisted document's id, as over HTTP: gqlgen's extensions look for it as the
+		// persisted query's hash.
+		params.Extensions = trusted.WithDocumentID(params.Extensions, p.DocumentID)
 	}
 	params.ReadTime = graphql.TraceTiming{Start: readStart, End: graphql.Now()}
 	// The operation context keeps the query's text as long as the subscription runs: share

@@ -2,9 +2,36 @@
 // (graphql-ws). Both carry the signed-in end user's token; the gateway derives who they are
 // from it, so nothing else identifies the user.
 
+import type { DocumentNode, Kind } from 'graphql';
 import { createClient as createWSClient, type Client as WSClient } from 'graphql-ws';
-import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql';
+import { Client, cacheExchange, fetchExchange, makeOperation, mapExchange, subscriptionExchange } from 'urql';
 import { graphqlHTTPURL, graphqlWSURL } from './config';
+
+/**
+ * Built with `npm run build:trusted`: the gateway runs only the documents of this build's
+ * manifest (src/gql/persisted-documents.json, its TRUSTED_DOCUMENTS), so each operation is
+ * sent by its documentId, over HTTP and over the WebSocket alike, and its text never is.
+ */
+const TRUSTED_DOCUMENTS = import.meta.env.VITE_TRUSTED_DOCUMENTS === 'true';
+
+/**
+ * The document urql sends for a trusted one: no definitions, only the documentId
+ * (graphql-codegen put its hash on the document as __meta__.hash). urql's fetch body then
+ * carries `documentId` instead of `query`, and so does the WebSocket's subscribe payload.
+ */
+function byDocumentId(query: DocumentNode): DocumentNode {
+  const hash = (query as { __meta__?: { hash?: string } }).__meta__?.hash;
+  if (!hash) throw new Error('a document without a hash: run graphql-codegen (npm run codegen)');
+  return { kind: 'Document' as Kind.DOCUMENT, definitions: [], documentId: hash } as DocumentNode;
+}
+
+/** Swaps each operation's text for its documentId, after the cache has read the text. */
+const documentIdExchange = mapExchange({
+  onOperation: (operation) =>
+    operation.kind === 'teardown'
+      ? operation
+      : makeOperation(operation.kind, { ...operation, query: byDocumentId(operation.query) }),
+});
 
 /**
  * Whether the WebSocket that carries the live updates is up. "refused" is final: the
@@ -88,9 +115,11 @@ export function createGatewayClient(opts: GatewayClientOptions): GatewayClient {
     fetchOptions: () => ({ headers: { Authorization: authorization } }),
     exchanges: [
       cacheExchange,
+      ...(TRUSTED_DOCUMENTS ? [documentIdExchange] : []),
       fetchExchange,
       subscriptionExchange({
         forwardSubscription(request) {
+          // A trusted build sends documentId (the gateway reads it as over HTTP) and no text.
           const input = { ...request, query: request.query ?? '' };
           return {
             subscribe(sink) {
