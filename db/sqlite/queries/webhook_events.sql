@@ -58,6 +58,12 @@ WHERE id = @id;
 SELECT * FROM webhook_events
 WHERE dedupe_key = @dedupe_key;
 
+-- name: LockWebhookEvent :one
+-- GetWebhookEvent for ReplayDeadLetter, under the name PostgreSQL's locking query has. SQLite
+-- needs no row lock: its one writer runs one transaction at a time.
+SELECT * FROM webhook_events
+WHERE id = @id;
+
 -- name: InsertDeadLetter :one
 -- No row comes back when the dedupe key is already in the inbox, whatever its outcome.
 INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, outcome, error)

@@ -108,6 +108,15 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listWebhookEventsPageByTypeStmt, err = db.PrepareContext(ctx, listWebhookEventsPageByType); err != nil {
 		return nil, fmt.Errorf("error preparing query ListWebhookEventsPageByType: %w", err)
 	}
+	if q.lockTerraUserStmt, err = db.PrepareContext(ctx, lockTerraUser); err != nil {
+		return nil, fmt.Errorf("error preparing query LockTerraUser: %w", err)
+	}
+	if q.lockWebhookEventStmt, err = db.PrepareContext(ctx, lockWebhookEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query LockWebhookEvent: %w", err)
+	}
+	if q.lockWidgetSessionStmt, err = db.PrepareContext(ctx, lockWidgetSession); err != nil {
+		return nil, fmt.Errorf("error preparing query LockWidgetSession: %w", err)
+	}
 	if q.recordReplayStmt, err = db.PrepareContext(ctx, recordReplay); err != nil {
 		return nil, fmt.Errorf("error preparing query RecordReplay: %w", err)
 	}
@@ -271,6 +280,21 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listWebhookEventsPageByTypeStmt: %w", cerr)
 		}
 	}
+	if q.lockTerraUserStmt != nil {
+		if cerr := q.lockTerraUserStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lockTerraUserStmt: %w", cerr)
+		}
+	}
+	if q.lockWebhookEventStmt != nil {
+		if cerr := q.lockWebhookEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lockWebhookEventStmt: %w", cerr)
+		}
+	}
+	if q.lockWidgetSessionStmt != nil {
+		if cerr := q.lockWidgetSessionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lockWidgetSessionStmt: %w", cerr)
+		}
+	}
 	if q.recordReplayStmt != nil {
 		if cerr := q.recordReplayStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing recordReplayStmt: %w", cerr)
@@ -368,6 +392,9 @@ type Queries struct {
 	listWebhookEventsStmt             *sql.Stmt
 	listWebhookEventsPageStmt         *sql.Stmt
 	listWebhookEventsPageByTypeStmt   *sql.Stmt
+	lockTerraUserStmt                 *sql.Stmt
+	lockWebhookEventStmt              *sql.Stmt
+	lockWidgetSessionStmt             *sql.Stmt
 	recordReplayStmt                  *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	reusableWidgetSessionStmt         *sql.Stmt
@@ -408,6 +435,9 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listWebhookEventsStmt:             q.listWebhookEventsStmt,
 		listWebhookEventsPageStmt:         q.listWebhookEventsPageStmt,
 		listWebhookEventsPageByTypeStmt:   q.listWebhookEventsPageByTypeStmt,
+		lockTerraUserStmt:                 q.lockTerraUserStmt,
+		lockWebhookEventStmt:              q.lockWebhookEventStmt,
+		lockWidgetSessionStmt:             q.lockWidgetSessionStmt,
 		recordReplayStmt:                  q.recordReplayStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,
