@@ -13,12 +13,6 @@ INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at,
 VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body, @applied_at, @outcome)
 ON CONFLICT (dedupe_key) DO NOTHING;
 
--- name: ListWebhookEvents :many
-SELECT * FROM webhook_events
-WHERE id > @after_id
-ORDER BY id
-LIMIT @max_rows::bigint;
-
 -- name: LockKey :exec
 -- Serializes the transactions that take the same key until they end. ApplyWebhook takes one
 -- per Terra user it touches, so that deliveries about a row that does not exist yet (which

@@ -11,12 +11,6 @@ INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at,
 VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body, @applied_at, @outcome)
 ON CONFLICT (dedupe_key) DO NOTHING;
 
--- name: ListWebhookEvents :many
-SELECT * FROM webhook_events
-WHERE id > @after_id
-ORDER BY id
-LIMIT @max_rows;
-
 -- name: ListWebhookEventsPage :many
 -- A page of the admin inbox listing, newest first, resuming below the cursor's id. The
 -- filters are optional (an empty one matches any). This one walks the primary key; for one

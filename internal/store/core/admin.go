@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/terragate/terragate/internal/store"
 )
@@ -111,16 +110,4 @@ func (c *Store[U, S, E, A, L, D]) ListWebhookEvents(ctx context.Context, f store
 	var out store.InboxPage
 	out.Events, out.EndCursor, out.HasNextPage = store.PageOf(c.events(rows), p, store.InboxCursor)
 	return out, nil
-}
-
-// InboxEvents returns up to limit inbox rows with an ID above afterID, oldest first.
-func (c *Store[U, S, E, A, L, D]) InboxEvents(ctx context.Context, afterID int64, limit int) ([]store.InboxEvent, error) {
-	if limit <= 0 {
-		return nil, fmt.Errorf("%s: inbox events: limit %d: %w", c.name, limit, store.ErrInvalid)
-	}
-	rows, err := c.read.ListWebhookEvents(ctx, afterID, int64(min(limit, math.MaxInt32)))
-	if err != nil {
-		return nil, c.wrap(ctx, "inbox events", err)
-	}
-	return c.events(rows), nil
 }

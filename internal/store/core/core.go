@@ -49,7 +49,6 @@ type Queries[U, S, E, A, L, D any] interface {
 	ListWebhookEventsPage(ctx context.Context, beforeID int64, typ, source, outcome string, maxRows int64) ([]E, error)
 	ListWebhookEventsPageByType(ctx context.Context, beforeID int64, typ, source, outcome string, maxRows int64) ([]E, error)
 	ListDeadLettersPage(ctx context.Context, beforeID int64, typ, source string, maxRows int64) ([]E, error)
-	ListWebhookEvents(ctx context.Context, afterID, maxRows int64) ([]E, error)
 
 	InsertAuditEntry(ctx context.Context, at time.Time, actor, actorKind, action, subject, referenceID, clientIP string, detail D) error
 	ListAuditEntries(ctx context.Context, since, until, beforeAt time.Time, beforeID int64, referenceID, actor, action string, maxRows int64) ([]A, error)

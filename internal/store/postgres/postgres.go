@@ -33,7 +33,7 @@ import (
 )
 
 // DB is a PostgreSQL database holding terragate's store. It implements store.Store and
-// store.Inbox and is safe for concurrent use.
+// is safe for concurrent use.
 type DB struct {
 	*coreStore // the store's logic, written once for every engine
 
@@ -46,10 +46,7 @@ type DB struct {
 	afterApply func() error
 }
 
-var (
-	_ store.Store = (*DB)(nil)
-	_ store.Inbox = (*DB)(nil)
-)
+var _ store.Store = (*DB)(nil)
 
 // Options tunes Open.
 type Options struct {

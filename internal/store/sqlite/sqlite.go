@@ -34,7 +34,7 @@ import (
 )
 
 // DB is a SQLite database holding terragate's store. It implements store.Store and
-// store.Inbox and is safe for concurrent use.
+// is safe for concurrent use.
 type DB struct {
 	*coreStore // the store's logic, written once for every engine
 
@@ -64,10 +64,7 @@ type DB struct {
 	afterCommit func(applied int)
 }
 
-var (
-	_ store.Store = (*DB)(nil)
-	_ store.Inbox = (*DB)(nil)
-)
+var _ store.Store = (*DB)(nil)
 
 // Options tunes OpenWith.
 type Options struct {

@@ -190,49 +190,6 @@ func (q *Queries) ListDeadLettersPage(ctx context.Context, beforeID int64, type_
 	return items, nil
 }
 
-const listWebhookEvents = `-- name: ListWebhookEvents :many
-SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
-WHERE id > $1
-ORDER BY id
-LIMIT $2::bigint
-`
-
-func (q *Queries) ListWebhookEvents(ctx context.Context, afterID int64, maxRows int64) ([]WebhookEvent, error) {
-	rows, err := q.db.Query(ctx, listWebhookEvents, afterID, maxRows)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []WebhookEvent
-	for rows.Next() {
-		var i WebhookEvent
-		if err := rows.Scan(
-			&i.ID,
-			&i.DedupeKey,
-			&i.Source,
-			&i.TraceID,
-			&i.Type,
-			&i.Kind,
-			&i.SignedAt,
-			&i.ReceivedAt,
-			&i.Body,
-			&i.BodyJSON,
-			&i.AppliedAt,
-			&i.Outcome,
-			&i.Error,
-			&i.ReplayedAt,
-			&i.Replays,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listWebhookEventsPage = `-- name: ListWebhookEventsPage :many
 SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
 WHERE id < $1::bigint

@@ -99,9 +99,6 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listTerraUsersPageByReferenceStmt, err = db.PrepareContext(ctx, listTerraUsersPageByReference); err != nil {
 		return nil, fmt.Errorf("error preparing query ListTerraUsersPageByReference: %w", err)
 	}
-	if q.listWebhookEventsStmt, err = db.PrepareContext(ctx, listWebhookEvents); err != nil {
-		return nil, fmt.Errorf("error preparing query ListWebhookEvents: %w", err)
-	}
 	if q.listWebhookEventsPageStmt, err = db.PrepareContext(ctx, listWebhookEventsPage); err != nil {
 		return nil, fmt.Errorf("error preparing query ListWebhookEventsPage: %w", err)
 	}
@@ -265,11 +262,6 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listTerraUsersPageByReferenceStmt: %w", cerr)
 		}
 	}
-	if q.listWebhookEventsStmt != nil {
-		if cerr := q.listWebhookEventsStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing listWebhookEventsStmt: %w", cerr)
-		}
-	}
 	if q.listWebhookEventsPageStmt != nil {
 		if cerr := q.listWebhookEventsPageStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listWebhookEventsPageStmt: %w", cerr)
@@ -389,7 +381,6 @@ type Queries struct {
 	listTerraUsersStmt                *sql.Stmt
 	listTerraUsersPageStmt            *sql.Stmt
 	listTerraUsersPageByReferenceStmt *sql.Stmt
-	listWebhookEventsStmt             *sql.Stmt
 	listWebhookEventsPageStmt         *sql.Stmt
 	listWebhookEventsPageByTypeStmt   *sql.Stmt
 	lockTerraUserStmt                 *sql.Stmt
@@ -432,7 +423,6 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listTerraUsersStmt:                q.listTerraUsersStmt,
 		listTerraUsersPageStmt:            q.listTerraUsersPageStmt,
 		listTerraUsersPageByReferenceStmt: q.listTerraUsersPageByReferenceStmt,
-		listWebhookEventsStmt:             q.listWebhookEventsStmt,
 		listWebhookEventsPageStmt:         q.listWebhookEventsPageStmt,
 		listWebhookEventsPageByTypeStmt:   q.listWebhookEventsPageByTypeStmt,
 		lockTerraUserStmt:                 q.lockTerraUserStmt,

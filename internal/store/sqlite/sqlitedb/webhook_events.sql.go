@@ -186,51 +186,6 @@ func (q *Queries) ListDeadLettersPage(ctx context.Context, beforeID int64, type_
 	return items, nil
 }
 
-const listWebhookEvents = `-- name: ListWebhookEvents :many
-SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
-WHERE id > ?1
-ORDER BY id
-LIMIT ?2
-`
-
-func (q *Queries) ListWebhookEvents(ctx context.Context, afterID int64, maxRows int64) ([]WebhookEvent, error) {
-	rows, err := q.query(ctx, q.listWebhookEventsStmt, listWebhookEvents, afterID, maxRows)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []WebhookEvent
-	for rows.Next() {
-		var i WebhookEvent
-		if err := rows.Scan(
-			&i.ID,
-			&i.DedupeKey,
-			&i.TraceID,
-			&i.Type,
-			&i.Kind,
-			&i.SignedAt,
-			&i.ReceivedAt,
-			&i.Body,
-			&i.AppliedAt,
-			&i.Outcome,
-			&i.Source,
-			&i.Error,
-			&i.ReplayedAt,
-			&i.Replays,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listWebhookEventsPage = `-- name: ListWebhookEventsPage :many
 SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
 WHERE id < CAST(?1 AS INTEGER)
