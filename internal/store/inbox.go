@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -148,11 +147,4 @@ func CheckReplay(e InboxEvent, d Delivery) error {
 			e.ID, d.DedupeKey, SourceOf(d), e.DedupeKey, e.Source, ErrInvalid)
 	}
 	return nil
-}
-
-// Inbox reads the webhook inbox, for operators and the conformance suite. Engines implement
-// it beside Store; it is kept out of Store so that fakes of Store need not.
-type Inbox interface {
-	// InboxEvents returns up to limit deliveries with an ID above afterID, oldest first.
-	InboxEvents(ctx context.Context, afterID int64, limit int) ([]InboxEvent, error)
 }

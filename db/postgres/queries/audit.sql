@@ -18,7 +18,7 @@ WHERE at >= @since
   AND (@actor::text = '' OR actor = @actor)
   AND (@action::text = '' OR action = @action)
 ORDER BY at DESC, id DESC
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: ListAuditEntriesByReference :many
 -- ListAuditEntries led by the end user (audit_log_reference_id).
@@ -30,7 +30,7 @@ WHERE at >= @since
   AND (@actor::text = '' OR actor = @actor)
   AND (@action::text = '' OR action = @action)
 ORDER BY at DESC, id DESC
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: ListAuditEntriesByActor :many
 -- ListAuditEntries led by the actor (audit_log_actor).
@@ -42,7 +42,7 @@ WHERE at >= @since
   AND actor = @actor
   AND (@action::text = '' OR action = @action)
 ORDER BY at DESC, id DESC
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: ListAuditEntriesByAction :many
 -- ListAuditEntries led by the action (audit_log_action).
@@ -54,4 +54,4 @@ WHERE at >= @since
   AND (@actor::text = '' OR actor = @actor)
   AND action = @action
 ORDER BY at DESC, id DESC
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;

@@ -21,8 +21,9 @@ WHERE reference_id = @reference_id
   AND replaced_by = ''
 ORDER BY connected_at, user_id;
 
--- name: UpsertTerraUser :one
--- The row is decided in Go (store.Apply); this only saves it whole.
+-- name: SaveTerraUser :exec
+-- The row is decided in Go (store.Apply); this only saves it whole. Nothing is read back:
+-- the row saved is the row given.
 INSERT INTO terra_users (
     user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at,
     last_webhook_update, updated_at, state_at, replaced_by
@@ -41,8 +42,7 @@ ON CONFLICT (user_id) DO UPDATE SET
     last_webhook_update = excluded.last_webhook_update,
     updated_at = excluded.updated_at,
     state_at = excluded.state_at,
-    replaced_by = excluded.replaced_by
-RETURNING *;
+    replaced_by = excluded.replaced_by;
 
 -- name: ListReferenceIDs :many
 -- The end users with at least one live connection, in byte order: the column is COLLATE "C".
@@ -63,7 +63,7 @@ WHERE replaced_by = ''
   AND (@provider::text = '' OR provider = @provider)
   AND (@status::text = '' OR status = @status)
 ORDER BY connected_at, user_id
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: ListTerraUsersPageByReference :many
 -- ListTerraUsersPage for one end user, over terra_users_reference_id.
@@ -74,7 +74,7 @@ WHERE reference_id = @reference_id
   AND (@provider::text = '' OR provider = @provider)
   AND (@status::text = '' OR status = @status)
 ORDER BY connected_at, user_id
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: CountTerraUsers :one
 -- The total count of ListTerraUsersPage's listing, whatever the page.

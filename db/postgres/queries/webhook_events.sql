@@ -1,28 +1,23 @@
--- name: InsertWebhookEvent :one
--- No row comes back when the dedupe key is already in the inbox: a retried delivery. A second
--- instance inserting the same key waits for the first one's transaction and then gets no row
--- (or the row, if the first rolled back).
-INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
-VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body)
-ON CONFLICT (dedupe_key) DO NOTHING
-RETURNING id;
+-- name: WebhookEventExists :one
+-- Whether a delivery with this dedupe key is in the inbox: a retried delivery, which
+-- ApplyWebhook answers as a duplicate even when applying it again would fail.
+SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dedupe_key = @dedupe_key);
 
--- name: RecordWebhookOutcome :exec
-UPDATE webhook_events
-SET applied_at = @applied_at,
-    outcome = @outcome
-WHERE id = @id;
-
--- name: ListWebhookEvents :many
-SELECT * FROM webhook_events
-WHERE id > @after_id
-ORDER BY id
-LIMIT @max_rows;
+-- name: InsertAppliedWebhookEvent :execrows
+-- Records a delivery with what applying it did, in the transaction that applies it: one
+-- statement, where an insert and then an update of the outcome cost two. No row is inserted
+-- (0 rows) when the dedupe key is already in the inbox; a second instance inserting the same
+-- key waits for the first one's transaction, and then inserts nothing (or the row, if the
+-- first rolled back).
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome)
+VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body, @applied_at, @outcome)
+ON CONFLICT (dedupe_key) DO NOTHING;
 
 -- name: LockKey :exec
 -- Serializes the transactions that take the same key until they end. ApplyWebhook takes one
--- per Terra user and per end user it touches, so that deliveries about a row that does not
--- exist yet (which FOR UPDATE cannot lock) still apply one after the other.
+-- per Terra user it touches, so that deliveries about a row that does not exist yet (which
+-- FOR UPDATE cannot lock) still apply one after the other. PostgreSQL only: instances share
+-- the database, where SQLite's one writer runs one transaction at a time.
 SELECT pg_advisory_xact_lock(@key::bigint);
 
 -- name: ListWebhookEventsPage :many
@@ -36,7 +31,7 @@ WHERE id < @before_id::bigint
   AND (@source::text = '' OR source = @source)
   AND (@outcome::text = '' OR outcome = @outcome)
 ORDER BY id DESC
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: ListWebhookEventsPageByType :many
 -- ListWebhookEventsPage for one event type, over webhook_events_type.
@@ -46,7 +41,7 @@ WHERE id < @before_id::bigint
   AND (@source::text = '' OR source = @source)
   AND (@outcome::text = '' OR outcome = @outcome)
 ORDER BY id DESC
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: ListDeadLettersPage :many
 -- ListWebhookEventsPage for the dead letters (outcome 'failed'), over webhook_events_failed.
@@ -56,7 +51,7 @@ WHERE outcome = 'failed'
   AND (@type::text = '' OR type = @type)
   AND (@source::text = '' OR source = @source)
 ORDER BY id DESC
-LIMIT @max_rows;
+LIMIT @max_rows::bigint;
 
 -- name: GetWebhookEvent :one
 SELECT * FROM webhook_events
@@ -67,14 +62,15 @@ SELECT * FROM webhook_events
 WHERE dedupe_key = @dedupe_key;
 
 -- name: LockWebhookEvent :one
--- Holds off a concurrent replay of the same row until this transaction ends.
+-- GetWebhookEvent for ReplayDeadLetter: holds off a concurrent replay of the same row (on any
+-- instance) until this transaction ends.
 SELECT * FROM webhook_events
 WHERE id = @id
 FOR UPDATE;
 
 -- name: InsertDeadLetter :one
 -- No row comes back when the dedupe key is already in the inbox, whatever its outcome; as with
--- InsertWebhookEvent, an insert of the same key in flight elsewhere is waited for first.
+-- InsertAppliedWebhookEvent, an insert of the same key in flight elsewhere is waited for first.
 INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, outcome, error)
 VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body, 'failed', @error)
 ON CONFLICT (dedupe_key) DO NOTHING

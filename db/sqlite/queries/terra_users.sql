@@ -2,6 +2,12 @@
 SELECT * FROM terra_users
 WHERE user_id = @user_id;
 
+-- name: LockTerraUser :one
+-- GetTerraUser for ApplyWebhook, under the name PostgreSQL's locking query has. SQLite needs
+-- no row lock: its one writer runs one transaction at a time.
+SELECT * FROM terra_users
+WHERE user_id = @user_id;
+
 -- name: ListActiveTerraUsers :many
 SELECT * FROM terra_users
 WHERE reference_id = @reference_id

@@ -11,12 +11,6 @@ INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at,
 VALUES (@dedupe_key, @source, @trace_id, @type, @kind, @signed_at, @received_at, @body, @applied_at, @outcome)
 ON CONFLICT (dedupe_key) DO NOTHING;
 
--- name: ListWebhookEvents :many
-SELECT * FROM webhook_events
-WHERE id > @after_id
-ORDER BY id
-LIMIT @max_rows;
-
 -- name: ListWebhookEventsPage :many
 -- A page of the admin inbox listing, newest first, resuming below the cursor's id. The
 -- filters are optional (an empty one matches any). This one walks the primary key; for one
@@ -57,6 +51,12 @@ WHERE id = @id;
 -- name: GetWebhookEventByDedupeKey :one
 SELECT * FROM webhook_events
 WHERE dedupe_key = @dedupe_key;
+
+-- name: LockWebhookEvent :one
+-- GetWebhookEvent for ReplayDeadLetter, under the name PostgreSQL's locking query has. SQLite
+-- needs no row lock: its one writer runs one transaction at a time.
+SELECT * FROM webhook_events
+WHERE id = @id;
 
 -- name: InsertDeadLetter :one
 -- No row comes back when the dedupe key is already in the inbox, whatever its outcome.

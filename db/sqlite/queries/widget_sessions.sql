@@ -13,6 +13,12 @@ INSERT INTO widget_sessions (
 SELECT * FROM widget_sessions
 WHERE id = @id;
 
+-- name: LockWidgetSession :one
+-- GetWidgetSession for ApplyWebhook, under the name PostgreSQL's locking query has. SQLite
+-- needs no row lock: its one writer runs one transaction at a time.
+SELECT * FROM widget_sessions
+WHERE id = @id;
+
 -- name: GetWidgetSessionByTerraID :one
 -- The repeated "<> ''" lets SQLite use the partial unique index, and never matches a session
 -- that has no Terra id.

@@ -105,9 +105,6 @@ func TestOpenSQLite(t *testing.T) {
 		if err := s.Ready(t.Context()); err != nil {
 			t.Error(err)
 		}
-		if _, ok := s.(store.Inbox); !ok {
-			t.Error("the SQLite store does not implement store.Inbox")
-		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}

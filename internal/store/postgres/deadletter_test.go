@@ -69,7 +69,7 @@ func TestUpgradeFromVersion4(t *testing.T) {
 	)
 	d := openURL(t, url)
 	ctx := t.Context()
-	events, err := d.InboxEvents(ctx, 0, 10)
+	events, err := storetest.Inbox(ctx, d)
 	if err != nil || len(events) != 3 {
 		t.Fatalf("inbox = %+v, %v; want 3 rows", events, err)
 	}
@@ -108,7 +108,7 @@ func TestDeadLettersDownAndUp(t *testing.T) {
 	}
 	gooseAt(t, url, 5)
 	d = openURL(t, url) // a fresh pool: the old one's prepared statements name the old columns
-	events, err := d.InboxEvents(ctx, 0, 10)
+	events, err := storetest.Inbox(ctx, d)
 	if err != nil || len(events) != 2 || events[1].Outcome != "" || events[1].Error != "" {
 		t.Errorf("inbox after down and up = %+v, %v", events, err)
 	}

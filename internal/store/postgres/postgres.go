@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,27 +27,26 @@ import (
 
 	"github.com/terragate/terragate/db"
 	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/core"
 	"github.com/terragate/terragate/internal/store/migration"
 	"github.com/terragate/terragate/internal/store/postgres/pgdb"
 )
 
 // DB is a PostgreSQL database holding terragate's store. It implements store.Store and
-// store.Inbox and is safe for concurrent use.
+// is safe for concurrent use.
 type DB struct {
+	*coreStore // the store's logic, written once for every engine
+
 	pool *pgxpool.Pool
 	q    *pgdb.Queries
 	log  *slog.Logger
-	now  func() time.Time
 
 	// afterApply, when set (by tests), runs inside the ApplyWebhook and ReplayDeadLetter
-	// transactions after the event's rows are saved; an error aborts applying the event.
+	// transactions after the event's rows are saved (core.Config.AfterApply).
 	afterApply func() error
 }
 
-var (
-	_ store.Store = (*DB)(nil)
-	_ store.Inbox = (*DB)(nil)
-)
+var _ store.Store = (*DB)(nil)
 
 // Options tunes Open.
 type Options struct {
@@ -87,7 +85,21 @@ func Open(ctx context.Context, databaseURL string, opts Options, log *slog.Logge
 	if err != nil {
 		return nil, redact(wrap(ctx, "open", err), secret)
 	}
-	d := &DB{pool: pool, q: pgdb.New(pool), log: log, now: time.Now}
+	d := &DB{pool: pool, q: pgdb.New(pool), log: log}
+	d.coreStore = core.New(core.Config[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte]{
+		Name:   "postgres",
+		Engine: engine{d},
+		Read:   d.q,
+		Write:  d.q,
+		Rows:   rows,
+		Log:    log,
+		AfterApply: func() error {
+			if d.afterApply == nil {
+				return nil
+			}
+			return d.afterApply()
+		},
+	})
 	check := d.Ping
 	if !opts.Migrate {
 		check = d.Ready
@@ -208,13 +220,6 @@ func (d *DB) Ping(ctx context.Context) error {
 func (d *DB) Close() error {
 	d.pool.Close()
 	return nil
-}
-
-// inTx runs fn in a transaction, committing if it returns nil.
-func (d *DB) inTx(ctx context.Context, fn func(q *pgdb.Queries) error) error {
-	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		return fn(d.q.WithTx(tx))
-	})
 }
 
 // password is the password in a postgres URL or keyword/value string, or "" when there is

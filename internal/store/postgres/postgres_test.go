@@ -137,7 +137,7 @@ func TestTwoInstancesOneDelivery(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	events, err := a.InboxEvents(ctx, 0, 1000)
+	events, err := storetest.Inbox(ctx, a)
 	if err != nil || len(events) != rounds {
 		t.Errorf("inbox has %d rows, %v; want %d", len(events), err, rounds)
 	}
@@ -160,7 +160,7 @@ func TestInboxBody(t *testing.T) {
 			t.Fatalf("%s: %v", key, err)
 		}
 	}
-	events, err := d.InboxEvents(ctx, 0, 10)
+	events, err := storetest.Inbox(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestFailureMidTransactionRollsBack(t *testing.T) {
 	if ws, _ := d.WidgetSession(ctx, "ws-1"); ws.Status != store.SessionCreated {
 		t.Errorf("session %s after a failed transaction; want CREATED", ws.Status)
 	}
-	if events, _ := d.InboxEvents(ctx, 0, 10); len(events) != 0 {
+	if events, _ := storetest.Inbox(ctx, d); len(events) != 0 {
 		t.Errorf("inbox has %d rows after a failed transaction", len(events))
 	}
 	d.afterApply = nil

@@ -8,7 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/terragate/terragate/internal/store"
-	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
+	"github.com/terragate/terragate/internal/store/core"
 )
 
 // Group commit for ApplyWebhook. Most of what a delivery costs SQLite's one writer is its
@@ -24,6 +24,32 @@ const maxBatch = 64
 
 // errClosed answers ApplyWebhook after Close.
 var errClosed = errors.New("store is closed")
+
+// ApplyWebhook records the delivery in the inbox and applies its event (core's Apply) in one
+// transaction; a delivery already in the inbox changes nothing. The transaction may be shared
+// with other deliveries waiting at the same time, each in a savepoint of its own; it returns
+// once that transaction has committed. A panic while applying is raised again here, in the
+// caller's goroutine. A caller whose ctx ends while the transaction commits gets ctx's error,
+// and its delivery may still be kept.
+func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome, error) {
+	if err := store.CheckDelivery(dl); err != nil {
+		return store.Outcome{}, err
+	}
+	p := &pending{ctx: ctx, dl: dl, done: make(chan result, 1)}
+	if err := d.enqueue(p); err != nil {
+		return d.ApplyResult(ctx, dl, store.Outcome{}, err)
+	}
+	var r result
+	select {
+	case r = <-p.done:
+	case <-ctx.Done():
+		return d.ApplyResult(ctx, dl, store.Outcome{}, ctx.Err())
+	}
+	if r.panicked != nil {
+		panic(r.panicked.v)
+	}
+	return d.ApplyResult(ctx, dl, r.out, r.err)
+}
 
 // errPanicked is the failure of a delivery whose applying panicked; its caller re-panics.
 var errPanicked = errors.New("panic while applying")
@@ -148,30 +174,30 @@ func (d *DB) applyBatch(batch []*pending) {
 	failed, err := d.tryBatch(ctx, batch, results)
 	if failed >= 0 && err == nil {
 		err = d.inSQLTx(ctx, func(tx *sql.Tx) error {
-			q := d.wq.WithTx(tx)
+			q := writeTx{d.wq.WithTx(tx), tx}
 			for i, p := range batch {
 				if i != failed {
 					if err := p.ctx.Err(); err != nil {
 						results[i] = result{err: err} // gone before its turn: nothing applied
 						continue
 					}
-					r, err := d.applyOne(ctx, tx, q, p)
+					r, err := d.applyOne(ctx, q, p)
 					results[i] = r
 					if err != nil {
 						return err // the transaction cannot go on
 					}
 				}
-				if r := results[i]; r.panicked == nil && (r.err == nil || errors.Is(r.err, errDuplicate)) {
+				if r := results[i]; r.panicked == nil && (r.err == nil || errors.Is(r.err, core.ErrDuplicate)) {
 					continue
 				}
 				// A delivery already in the inbox is a duplicate, whatever deciding it did
-				// (apply writes the inbox row only after): nothing of it is left to undo.
+				// (Apply writes the inbox row only after): nothing of it is left to undo.
 				dup, err := q.WebhookEventExists(ctx, p.dl.DedupeKey)
 				if err != nil {
 					return fmt.Errorf("look up inbox row: %w", err)
 				}
 				if dup {
-					results[i] = result{err: errDuplicate}
+					results[i] = result{err: core.ErrDuplicate}
 				}
 			}
 			return nil
@@ -209,7 +235,7 @@ func (d *DB) tryBatch(ctx context.Context, batch []*pending, results []result) (
 	if err != nil {
 		return -1, err
 	}
-	q := d.wq.WithTx(tx)
+	q := writeTx{d.wq.WithTx(tx), tx}
 	for i, p := range batch {
 		if err := p.ctx.Err(); err != nil {
 			results[i] = result{err: err} // gone before its turn: nothing applied
@@ -217,7 +243,7 @@ func (d *DB) tryBatch(ctx context.Context, batch []*pending, results []result) (
 		}
 		r, err := d.applyRecovered(q, p)
 		results[i] = r
-		if err != nil && !errors.Is(err, errDuplicate) {
+		if err != nil && !errors.Is(err, core.ErrDuplicate) {
 			return i, ignoreDone(tx.Rollback())
 		}
 	}
@@ -227,10 +253,10 @@ func (d *DB) tryBatch(ctx context.Context, batch []*pending, results []result) (
 // applyOne applies p's delivery in a savepoint of tx (released on success, rolled back to
 // on failure) and returns its result. The error is not nil when the savepoint itself
 // failed, which leaves the transaction in a state nothing else should be written in.
-func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries, p *pending) (result, error) {
+func (d *DB) applyOne(ctx context.Context, q writeTx, p *pending) (result, error) {
 	var r result
 	var failed error
-	err := savepoint(ctx, tx, func() error {
+	err := savepoint(ctx, q.tx, func() error {
 		r, failed = d.applyRecovered(q, p)
 		return failed
 	})
@@ -240,11 +266,11 @@ func (d *DB) applyOne(ctx context.Context, tx *sql.Tx, q *sqlitedb.Queries, p *p
 	return r, nil
 }
 
-// applyRecovered is apply for one caller, with a panic turned into a result so that it
+// applyRecovered is core's Apply for one caller, with a panic turned into a result so that it
 // neither ends the batcher nor leaves the transaction open. Its statements keep the
 // caller's context values (for logs) but not its cancellation. A caller that gave up while
 // its delivery was applied gets it undone, as a cancelled transaction of its own would be.
-func (d *DB) applyRecovered(q *sqlitedb.Queries, p *pending) (r result, err error) {
+func (d *DB) applyRecovered(q writeTx, p *pending) (r result, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			// The caller's re-panic has the caller's stack; this one shows where it was.
@@ -253,7 +279,7 @@ func (d *DB) applyRecovered(q *sqlitedb.Queries, p *pending) (r result, err erro
 			r, err = result{panicked: &panicValue{v}}, errPanicked
 		}
 	}()
-	out, err := d.apply(context.WithoutCancel(p.ctx), q, p.dl)
+	out, err := d.Apply(context.WithoutCancel(p.ctx), q, p.dl)
 	if err == nil {
 		err = p.ctx.Err()
 	}

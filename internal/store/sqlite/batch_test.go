@@ -134,7 +134,7 @@ func waitQueued(t *testing.T, d *DB, n int) {
 
 func inboxKeys(t *testing.T, d *DB) []string {
 	t.Helper()
-	events, err := d.InboxEvents(t.Context(), 0, 1000)
+	events, err := storetest.Inbox(t.Context(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestBatchFailureAfterItsInboxRow(t *testing.T) {
 			t.Errorf("%s: %v; want %v", uid, err, want)
 		}
 	}
-	events, err := d.InboxEvents(t.Context(), 0, 10)
+	events, err := storetest.Inbox(t.Context(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,7 +574,7 @@ func TestPanicInBatchBecomesADeadLetter(t *testing.T) {
 	if _, err := d.TerraUser(t.Context(), "u-bug"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("u-bug: %v; want nothing applied", err)
 	}
-	events, err := d.InboxEvents(t.Context(), 0, 10)
+	events, err := storetest.Inbox(t.Context(), d)
 	if err != nil || len(events) != 2 || events[0].Outcome != store.InboxFailed || !strings.Contains(events[0].Error, "internal error") ||
 		events[1].Outcome != store.InboxApplied {
 		t.Errorf("inbox = %+v, %v; want the dead letter, then u-ok applied", events, err)

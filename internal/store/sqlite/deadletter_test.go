@@ -44,7 +44,7 @@ func TestUpgradeFromVersion4(t *testing.T) {
 	}
 
 	d := open(t, path)
-	events, err := d.InboxEvents(ctx, 0, 10)
+	events, err := storetest.Inbox(ctx, d)
 	if err != nil || len(events) != 2 {
 		t.Fatalf("inbox = %+v, %v; want k1 and k2", events, err)
 	}
@@ -118,7 +118,7 @@ func TestDeadLettersDownAndUp(t *testing.T) {
 		t.Errorf("outcomes at version 4 = %q; want the dead letter with none", outcomes)
 	}
 	d = open(t, path)
-	events, err := d.InboxEvents(ctx, 0, 10)
+	events, err := storetest.Inbox(ctx, d)
 	if err != nil || len(events) != 2 || events[1].Outcome != "" || events[1].Error != "" {
 		t.Errorf("inbox after down and up = %+v, %v", events, err)
 	}

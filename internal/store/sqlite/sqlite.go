@@ -28,13 +28,16 @@ import (
 
 	"github.com/terragate/terragate/db"
 	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/core"
 	"github.com/terragate/terragate/internal/store/migration"
 	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
 )
 
 // DB is a SQLite database holding terragate's store. It implements store.Store and
-// store.Inbox and is safe for concurrent use.
+// is safe for concurrent use.
 type DB struct {
+	*coreStore // the store's logic, written once for every engine
+
 	write *sql.DB // exactly one connection: SQLite has one writer
 	read  *sql.DB
 	// checkpoint is the connection of the background checkpointer; stopCheckpoints ends it
@@ -44,7 +47,6 @@ type DB struct {
 	wq              *sqlitedb.Queries
 	rq              *sqlitedb.Queries
 	log             *slog.Logger
-	now             func() time.Time
 
 	// ApplyWebhook's batcher (batch.go): the deliveries queued for it, whether Close has
 	// been called (both under mu), its wake-up, and stopped, closed once it has ended.
@@ -55,17 +57,14 @@ type DB struct {
 	stopped chan struct{}
 
 	// afterApply, when set (by tests), runs inside the ApplyWebhook and ReplayDeadLetter
-	// transactions after the event's rows are saved; an error aborts applying the event.
+	// transactions after the event's rows are saved (core.Config.AfterApply).
 	afterApply func() error
 	// afterCommit, when set (by tests), runs after each commit of the batcher with the
 	// number of deliveries it applied.
 	afterCommit func(applied int)
 }
 
-var (
-	_ store.Store = (*DB)(nil)
-	_ store.Inbox = (*DB)(nil)
-)
+var _ store.Store = (*DB)(nil)
 
 // Options tunes OpenWith.
 type Options struct {
@@ -136,8 +135,21 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 		wq:         wq,
 		rq:         rq,
 		log:        log,
-		now:        time.Now,
 	}
+	d.coreStore = core.New(core.Config[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string]{
+		Name:   "sqlite",
+		Engine: engine{d},
+		Read:   rq,
+		Write:  wq,
+		Rows:   rows,
+		Log:    log,
+		AfterApply: func() error {
+			if d.afterApply == nil {
+				return nil
+			}
+			return d.afterApply()
+		},
+	})
 	d.stopCheckpoints = d.checkpoints(checkpointEvery)
 	d.startBatcher()
 	if err := d.Ping(ctx); err != nil {
@@ -370,12 +382,7 @@ func (d *DB) passiveCheckpoint(ctx context.Context) (pages, copied int, err erro
 	return pages, copied, err
 }
 
-// inTx runs fn in a write transaction, committing if it returns nil.
-func (d *DB) inTx(ctx context.Context, fn func(q *sqlitedb.Queries) error) error {
-	return d.inSQLTx(ctx, func(tx *sql.Tx) error { return fn(d.wq.WithTx(tx)) })
-}
-
-// inSQLTx is inTx for functions that need the transaction itself (savepoints).
+// inSQLTx runs fn in a write transaction, committing if it returns nil.
 func (d *DB) inSQLTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := d.write.BeginTx(ctx, nil)
 	if err != nil {

@@ -138,7 +138,7 @@ func TestConcurrentWriters(t *testing.T) {
 			t.Fatal("a writer met SQLITE_BUSY")
 		}
 	}
-	events, err := d.InboxEvents(ctx, 0, 1000)
+	events, err := storetest.Inbox(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestFailureMidTransactionRollsBack(t *testing.T) {
 	if ws, _ := d.WidgetSession(ctx, "ws-1"); ws.Status != store.SessionCreated {
 		t.Errorf("session %s after a failed transaction; want CREATED", ws.Status)
 	}
-	if events, _ := d.InboxEvents(ctx, 0, 10); len(events) != 0 {
+	if events, _ := storetest.Inbox(ctx, d); len(events) != 0 {
 		t.Errorf("inbox has %d rows after a failed transaction", len(events))
 	}
 
@@ -225,7 +225,7 @@ func TestCancelMidTransaction(t *testing.T) {
 	if _, err := d.TerraUser(t.Context(), "u1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("user saved by a canceled transaction: %v", err)
 	}
-	if events, _ := d.InboxEvents(t.Context(), 0, 10); len(events) != 0 {
+	if events, _ := storetest.Inbox(t.Context(), d); len(events) != 0 {
 		t.Errorf("inbox has %d rows after a canceled transaction", len(events))
 	}
 }
@@ -326,7 +326,7 @@ func TestUpgradeKeepsVersion1Data(t *testing.T) {
 	if ws.TerraSessionID != "" || ws.InputKey != "" || ws.ReturnUsedAt != nil || ws.Status != store.SessionCreated {
 		t.Errorf("legacy session = %+v", ws)
 	}
-	events, err := d.InboxEvents(ctx, 0, 10)
+	events, err := storetest.Inbox(ctx, d)
 	if err != nil || len(events) != 1 || events[0].Source != store.SourceWebhook {
 		t.Fatalf("inbox = %+v, %v; want the old row as a webhook", events, err)
 	}

@@ -251,40 +251,42 @@ func testInboxPaging(t *testing.T, s *suite) {
 		s.apply(delivery(key, at(i), store.Event{Kind: store.EventIgnored, Type: "activity"}))
 		want = append(want, key)
 	}
-	inbox := s.s.(store.Inbox)
 	var got []string
-	after, pages := int64(0), 0
+	last, pages := int64(0), 0
+	p := store.Page{First: page}
 	for {
-		events, err := inbox.InboxEvents(s.ctx, after, page)
+		res, err := s.s.ListWebhookEvents(s.ctx, store.InboxFilter{}, p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(events) > page {
-			t.Fatalf("page of %d rows; limit %d", len(events), page)
-		}
-		if len(events) == 0 {
-			break
+		if len(res.Events) > page || len(res.Events) == 0 {
+			t.Fatalf("page of %d rows; want 1 to %d", len(res.Events), page)
 		}
 		pages++
-		for _, e := range events {
-			if e.ID <= after {
-				t.Fatalf("id %d after %d: not increasing", e.ID, after)
+		for _, e := range res.Events {
+			if last != 0 && e.ID >= last {
+				t.Fatalf("id %d after %d: not decreasing", e.ID, last)
 			}
-			after = e.ID
+			last = e.ID
 			got = append(got, e.DedupeKey)
 		}
+		if !res.HasNextPage {
+			break
+		}
+		p.After = res.EndCursor
 	}
+	slices.Reverse(got)
 	wantIDs(t, "paged keys", got, want...)
 	if pages != (n+page-1)/page {
 		t.Errorf("%d pages; want %d", pages, (n+page-1)/page)
 	}
-	for _, limit := range []int{0, -1} {
-		if _, err := inbox.InboxEvents(s.ctx, 0, limit); !errors.Is(err, store.ErrInvalid) {
-			t.Errorf("InboxEvents(limit %d): %v; want ErrInvalid", limit, err)
+	for _, first := range []int{0, -1, store.MaxPageSize + 1, 1 << 40} {
+		if _, err := s.s.ListWebhookEvents(s.ctx, store.InboxFilter{}, store.Page{First: first}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("ListWebhookEvents(first %d): %v; want ErrInvalid", first, err)
 		}
 	}
-	if events, err := inbox.InboxEvents(s.ctx, 0, 1<<40); err != nil || len(events) != n {
-		t.Errorf("InboxEvents(huge limit) = %d rows, %v; want %d", len(events), err, n)
+	if res, err := s.s.ListWebhookEvents(s.ctx, store.InboxFilter{}, store.Page{First: store.MaxPageSize}); err != nil || len(res.Events) != n || res.HasNextPage {
+		t.Errorf("ListWebhookEvents(first %d) = %d rows, more %v, %v; want %d", store.MaxPageSize, len(res.Events), res.HasNextPage, err, n)
 	}
 }
 

@@ -116,7 +116,7 @@ func testDeadLetterRecord(t *testing.T, s *suite) {
 	if len(inbox) != 2 {
 		t.Fatalf("inbox has %d rows; want 2", len(inbox))
 	}
-	wantSameEvent(t, "InboxEvents", inbox[1], e)
+	wantSameEvent(t, "inbox", inbox[1], e)
 	wantIDs(t, "dead letters", s.deadLetters(), "k2")
 	page, err := s.s.ListWebhookEvents(s.ctx, store.InboxFilter{Outcome: string(store.InboxFailed)}, store.Page{First: 10})
 	if err != nil || len(page.Events) != 1 {

@@ -19,7 +19,7 @@ import (
 var T0 = time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
 
 // Run runs the suite. open must return a new, empty store each time it is called and close
-// it when the test ends (t.Cleanup). Engines must also implement store.Inbox.
+// it when the test ends (t.Cleanup).
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
 	h := func(fn func(t *testing.T, s *suite)) func(t *testing.T) {
@@ -136,9 +136,6 @@ type suite struct {
 
 func newSuite(t *testing.T, s store.Store) *suite {
 	t.Helper()
-	if _, ok := s.(store.Inbox); !ok {
-		t.Fatalf("%T does not implement store.Inbox", s)
-	}
 	return &suite{t: t, s: s, ctx: t.Context()}
 }
 
@@ -221,11 +218,31 @@ func (s *suite) list(referenceID string, includeInactive bool) []string {
 
 func (s *suite) inbox() []store.InboxEvent {
 	s.t.Helper()
-	events, err := s.s.(store.Inbox).InboxEvents(s.ctx, 0, 1000)
+	events, err := Inbox(s.ctx, s.s)
 	if err != nil {
-		s.t.Fatalf("InboxEvents: %v", err)
+		s.t.Fatalf("inbox: %v", err)
 	}
 	return events
+}
+
+// Inbox returns every delivery in s's inbox, oldest first, read page by page through
+// ListWebhookEvents as operators read it.
+func Inbox(ctx context.Context, s store.Store) ([]store.InboxEvent, error) {
+	var events []store.InboxEvent
+	p := store.Page{First: store.MaxPageSize}
+	for {
+		page, err := s.ListWebhookEvents(ctx, store.InboxFilter{}, p)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, page.Events...)
+		if !page.HasNextPage {
+			break
+		}
+		p.After = page.EndCursor
+	}
+	slices.Reverse(events)
+	return events, nil
 }
 
 // terraID is the Terra session id the suite gives terragate's session id: webhooks carry it.

@@ -15,29 +15,18 @@ INSERT INTO audit_log (at, actor, actor_kind, action, subject, reference_id, cli
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 `
 
-type InsertAuditEntryParams struct {
-	At          time.Time
-	Actor       string
-	ActorKind   string
-	Action      string
-	Subject     string
-	ReferenceID string
-	ClientIP    string
-	Detail      []byte
-}
-
 // The audit log is append-only: this insert and the listings below are its only queries, and
 // the table's triggers refuse any UPDATE or DELETE.
-func (q *Queries) InsertAuditEntry(ctx context.Context, arg InsertAuditEntryParams) error {
+func (q *Queries) InsertAuditEntry(ctx context.Context, at time.Time, actor string, actorKind string, action string, subject string, referenceID string, clientIP string, detail []byte) error {
 	_, err := q.db.Exec(ctx, insertAuditEntry,
-		arg.At,
-		arg.Actor,
-		arg.ActorKind,
-		arg.Action,
-		arg.Subject,
-		arg.ReferenceID,
-		arg.ClientIP,
-		arg.Detail,
+		at,
+		actor,
+		actorKind,
+		action,
+		subject,
+		referenceID,
+		clientIP,
+		detail,
 	)
 	return err
 }
@@ -51,35 +40,24 @@ WHERE at >= $1
   AND ($6::text = '' OR actor = $6)
   AND ($7::text = '' OR action = $7)
 ORDER BY at DESC, id DESC
-LIMIT $8
+LIMIT $8::bigint
 `
-
-type ListAuditEntriesParams struct {
-	Since       time.Time
-	Until       time.Time
-	BeforeAt    time.Time
-	BeforeID    int64
-	ReferenceID string
-	Actor       string
-	Action      string
-	MaxRows     int32
-}
 
 // A page of the audit log, newest first, resuming below the cursor's (at, id); the filters
 // are optional (an empty one matches any). This one reads by time alone, over audit_log_at;
 // the ...By variants below are led by one filter, over its own index, and the store picks
 // the variant of the most selective filter given. All four take their parameters in the
 // same order, so that their generated Go parameter types convert into each other.
-func (q *Queries) ListAuditEntries(ctx context.Context, arg ListAuditEntriesParams) ([]AuditLog, error) {
+func (q *Queries) ListAuditEntries(ctx context.Context, since time.Time, until time.Time, beforeAt time.Time, beforeID int64, referenceID string, actor string, action string, maxRows int64) ([]AuditLog, error) {
 	rows, err := q.db.Query(ctx, listAuditEntries,
-		arg.Since,
-		arg.Until,
-		arg.BeforeAt,
-		arg.BeforeID,
-		arg.ReferenceID,
-		arg.Actor,
-		arg.Action,
-		arg.MaxRows,
+		since,
+		until,
+		beforeAt,
+		beforeID,
+		referenceID,
+		actor,
+		action,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -118,31 +96,20 @@ WHERE at >= $1
   AND ($6::text = '' OR actor = $6)
   AND action = $7
 ORDER BY at DESC, id DESC
-LIMIT $8
+LIMIT $8::bigint
 `
 
-type ListAuditEntriesByActionParams struct {
-	Since       time.Time
-	Until       time.Time
-	BeforeAt    time.Time
-	BeforeID    int64
-	ReferenceID string
-	Actor       string
-	Action      string
-	MaxRows     int32
-}
-
 // ListAuditEntries led by the action (audit_log_action).
-func (q *Queries) ListAuditEntriesByAction(ctx context.Context, arg ListAuditEntriesByActionParams) ([]AuditLog, error) {
+func (q *Queries) ListAuditEntriesByAction(ctx context.Context, since time.Time, until time.Time, beforeAt time.Time, beforeID int64, referenceID string, actor string, action string, maxRows int64) ([]AuditLog, error) {
 	rows, err := q.db.Query(ctx, listAuditEntriesByAction,
-		arg.Since,
-		arg.Until,
-		arg.BeforeAt,
-		arg.BeforeID,
-		arg.ReferenceID,
-		arg.Actor,
-		arg.Action,
-		arg.MaxRows,
+		since,
+		until,
+		beforeAt,
+		beforeID,
+		referenceID,
+		actor,
+		action,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -181,31 +148,20 @@ WHERE at >= $1
   AND actor = $6
   AND ($7::text = '' OR action = $7)
 ORDER BY at DESC, id DESC
-LIMIT $8
+LIMIT $8::bigint
 `
 
-type ListAuditEntriesByActorParams struct {
-	Since       time.Time
-	Until       time.Time
-	BeforeAt    time.Time
-	BeforeID    int64
-	ReferenceID string
-	Actor       string
-	Action      string
-	MaxRows     int32
-}
-
 // ListAuditEntries led by the actor (audit_log_actor).
-func (q *Queries) ListAuditEntriesByActor(ctx context.Context, arg ListAuditEntriesByActorParams) ([]AuditLog, error) {
+func (q *Queries) ListAuditEntriesByActor(ctx context.Context, since time.Time, until time.Time, beforeAt time.Time, beforeID int64, referenceID string, actor string, action string, maxRows int64) ([]AuditLog, error) {
 	rows, err := q.db.Query(ctx, listAuditEntriesByActor,
-		arg.Since,
-		arg.Until,
-		arg.BeforeAt,
-		arg.BeforeID,
-		arg.ReferenceID,
-		arg.Actor,
-		arg.Action,
-		arg.MaxRows,
+		since,
+		until,
+		beforeAt,
+		beforeID,
+		referenceID,
+		actor,
+		action,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -244,31 +200,20 @@ WHERE at >= $1
   AND ($6::text = '' OR actor = $6)
   AND ($7::text = '' OR action = $7)
 ORDER BY at DESC, id DESC
-LIMIT $8
+LIMIT $8::bigint
 `
 
-type ListAuditEntriesByReferenceParams struct {
-	Since       time.Time
-	Until       time.Time
-	BeforeAt    time.Time
-	BeforeID    int64
-	ReferenceID string
-	Actor       string
-	Action      string
-	MaxRows     int32
-}
-
 // ListAuditEntries led by the end user (audit_log_reference_id).
-func (q *Queries) ListAuditEntriesByReference(ctx context.Context, arg ListAuditEntriesByReferenceParams) ([]AuditLog, error) {
+func (q *Queries) ListAuditEntriesByReference(ctx context.Context, since time.Time, until time.Time, beforeAt time.Time, beforeID int64, referenceID string, actor string, action string, maxRows int64) ([]AuditLog, error) {
 	rows, err := q.db.Query(ctx, listAuditEntriesByReference,
-		arg.Since,
-		arg.Until,
-		arg.BeforeAt,
-		arg.BeforeID,
-		arg.ReferenceID,
-		arg.Actor,
-		arg.Action,
-		arg.MaxRows,
+		since,
+		until,
+		beforeAt,
+		beforeID,
+		referenceID,
+		actor,
+		action,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err

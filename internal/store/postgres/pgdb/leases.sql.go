@@ -21,26 +21,19 @@ WHERE leases.holder = excluded.holder
 RETURNING holder
 `
 
-type AcquireLeaseParams struct {
-	Name   string
-	Holder string
-	Until  time.Time
-	Now    time.Time
-}
-
 // The lease goes to holder when it is free, already holder's, or expired at now; no row comes
 // back when another holder has it. The conflicting row is locked before the WHERE is checked,
 // so two instances racing for an expired lease see one winner.
-func (q *Queries) AcquireLease(ctx context.Context, arg AcquireLeaseParams) (string, error) {
+func (q *Queries) AcquireLease(ctx context.Context, name string, holder string, until time.Time, now time.Time) (string, error) {
 	row := q.db.QueryRow(ctx, acquireLease,
-		arg.Name,
-		arg.Holder,
-		arg.Until,
-		arg.Now,
+		name,
+		holder,
+		until,
+		now,
 	)
-	var holder string
-	err := row.Scan(&holder)
-	return holder, err
+	var holder_2 string
+	err := row.Scan(&holder_2)
+	return holder_2, err
 }
 
 const releaseLease = `-- name: ReleaseLease :exec
@@ -49,12 +42,7 @@ WHERE name = $1
   AND holder = $2
 `
 
-type ReleaseLeaseParams struct {
-	Name   string
-	Holder string
-}
-
-func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) error {
-	_, err := q.db.Exec(ctx, releaseLease, arg.Name, arg.Holder)
+func (q *Queries) ReleaseLease(ctx context.Context, name string, holder string) error {
+	_, err := q.db.Exec(ctx, releaseLease, name, holder)
 	return err
 }

@@ -17,14 +17,9 @@ WHERE replaced_by = ''
   AND ($2::text = '' OR status = $2)
 `
 
-type CountTerraUsersParams struct {
-	Provider string
-	Status   string
-}
-
 // The total count of ListTerraUsersPage's listing, whatever the page.
-func (q *Queries) CountTerraUsers(ctx context.Context, arg CountTerraUsersParams) (int64, error) {
-	row := q.db.QueryRow(ctx, countTerraUsers, arg.Provider, arg.Status)
+func (q *Queries) CountTerraUsers(ctx context.Context, provider string, status string) (int64, error) {
+	row := q.db.QueryRow(ctx, countTerraUsers, provider, status)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -38,15 +33,9 @@ WHERE reference_id = $1
   AND ($3::text = '' OR status = $3)
 `
 
-type CountTerraUsersByReferenceParams struct {
-	ReferenceID string
-	Provider    string
-	Status      string
-}
-
 // The total count of ListTerraUsersPageByReference's listing, whatever the page.
-func (q *Queries) CountTerraUsersByReference(ctx context.Context, arg CountTerraUsersByReferenceParams) (int64, error) {
-	row := q.db.QueryRow(ctx, countTerraUsersByReference, arg.ReferenceID, arg.Provider, arg.Status)
+func (q *Queries) CountTerraUsersByReference(ctx context.Context, referenceID string, provider string, status string) (int64, error) {
+	row := q.db.QueryRow(ctx, countTerraUsersByReference, referenceID, provider, status)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -194,28 +183,20 @@ WHERE replaced_by = ''
   AND ($3::text = '' OR provider = $3)
   AND ($4::text = '' OR status = $4)
 ORDER BY connected_at, user_id
-LIMIT $5
+LIMIT $5::bigint
 `
-
-type ListTerraUsersPageParams struct {
-	AfterAt     time.Time
-	AfterUserID string
-	Provider    string
-	Status      string
-	MaxRows     int32
-}
 
 // A page of the admin listing of Terra users, in (connected_at, user_id) order, resuming
 // after the cursor's key; tombstones are never listed. Provider and status are optional (an
 // empty one matches any). This one walks terra_users_connected_at; for one end user, the
 // store uses ListTerraUsersPageByReference.
-func (q *Queries) ListTerraUsersPage(ctx context.Context, arg ListTerraUsersPageParams) ([]TerraUser, error) {
+func (q *Queries) ListTerraUsersPage(ctx context.Context, afterAt time.Time, afterUserID string, provider string, status string, maxRows int64) ([]TerraUser, error) {
 	rows, err := q.db.Query(ctx, listTerraUsersPage,
-		arg.AfterAt,
-		arg.AfterUserID,
-		arg.Provider,
-		arg.Status,
-		arg.MaxRows,
+		afterAt,
+		afterUserID,
+		provider,
+		status,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -256,27 +237,18 @@ WHERE reference_id = $1
   AND ($4::text = '' OR provider = $4)
   AND ($5::text = '' OR status = $5)
 ORDER BY connected_at, user_id
-LIMIT $6
+LIMIT $6::bigint
 `
 
-type ListTerraUsersPageByReferenceParams struct {
-	ReferenceID string
-	AfterAt     time.Time
-	AfterUserID string
-	Provider    string
-	Status      string
-	MaxRows     int32
-}
-
 // ListTerraUsersPage for one end user, over terra_users_reference_id.
-func (q *Queries) ListTerraUsersPageByReference(ctx context.Context, arg ListTerraUsersPageByReferenceParams) ([]TerraUser, error) {
+func (q *Queries) ListTerraUsersPageByReference(ctx context.Context, referenceID string, afterAt time.Time, afterUserID string, provider string, status string, maxRows int64) ([]TerraUser, error) {
 	rows, err := q.db.Query(ctx, listTerraUsersPageByReference,
-		arg.ReferenceID,
-		arg.AfterAt,
-		arg.AfterUserID,
-		arg.Provider,
-		arg.Status,
-		arg.MaxRows,
+		referenceID,
+		afterAt,
+		afterUserID,
+		provider,
+		status,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -336,7 +308,7 @@ func (q *Queries) LockTerraUser(ctx context.Context, userID string) (TerraUser, 
 	return i, err
 }
 
-const upsertTerraUser = `-- name: UpsertTerraUser :one
+const saveTerraUser = `-- name: SaveTerraUser :exec
 INSERT INTO terra_users (
     user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at,
     last_webhook_update, updated_at, state_at, replaced_by
@@ -356,54 +328,24 @@ ON CONFLICT (user_id) DO UPDATE SET
     updated_at = excluded.updated_at,
     state_at = excluded.state_at,
     replaced_by = excluded.replaced_by
-RETURNING user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at, last_webhook_update, updated_at, state_at, replaced_by
 `
 
-type UpsertTerraUserParams struct {
-	UserID            string
-	ReferenceID       string
-	Provider          string
-	Active            bool
-	Status            string
-	Scopes            []string
-	ScopesAt          *time.Time
-	ConnectedAt       time.Time
-	LastWebhookUpdate *time.Time
-	UpdatedAt         time.Time
-	StateAt           time.Time
-	ReplacedBy        string
-}
-
-// The row is decided in Go (store.Apply); this only saves it whole.
-func (q *Queries) UpsertTerraUser(ctx context.Context, arg UpsertTerraUserParams) (TerraUser, error) {
-	row := q.db.QueryRow(ctx, upsertTerraUser,
-		arg.UserID,
-		arg.ReferenceID,
-		arg.Provider,
-		arg.Active,
-		arg.Status,
-		arg.Scopes,
-		arg.ScopesAt,
-		arg.ConnectedAt,
-		arg.LastWebhookUpdate,
-		arg.UpdatedAt,
-		arg.StateAt,
-		arg.ReplacedBy,
+// The row is decided in Go (store.Apply); this only saves it whole. Nothing is read back:
+// the row saved is the row given.
+func (q *Queries) SaveTerraUser(ctx context.Context, userID string, referenceID string, provider string, active bool, status string, scopes []string, scopesAt *time.Time, connectedAt time.Time, lastWebhookUpdate *time.Time, updatedAt time.Time, stateAt time.Time, replacedBy string) error {
+	_, err := q.db.Exec(ctx, saveTerraUser,
+		userID,
+		referenceID,
+		provider,
+		active,
+		status,
+		scopes,
+		scopesAt,
+		connectedAt,
+		lastWebhookUpdate,
+		updatedAt,
+		stateAt,
+		replacedBy,
 	)
-	var i TerraUser
-	err := row.Scan(
-		&i.UserID,
-		&i.ReferenceID,
-		&i.Provider,
-		&i.Active,
-		&i.Status,
-		&i.Scopes,
-		&i.ScopesAt,
-		&i.ConnectedAt,
-		&i.LastWebhookUpdate,
-		&i.UpdatedAt,
-		&i.StateAt,
-		&i.ReplacedBy,
-	)
-	return i, err
+	return err
 }

@@ -66,6 +66,36 @@ func (q *Queries) GetWebhookEventByDedupeKey(ctx context.Context, dedupeKey stri
 	return i, err
 }
 
+const insertAppliedWebhookEvent = `-- name: InsertAppliedWebhookEvent :execrows
+INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (dedupe_key) DO NOTHING
+`
+
+// Records a delivery with what applying it did, in the transaction that applies it: one
+// statement, where an insert and then an update of the outcome cost two. No row is inserted
+// (0 rows) when the dedupe key is already in the inbox; a second instance inserting the same
+// key waits for the first one's transaction, and then inserts nothing (or the row, if the
+// first rolled back).
+func (q *Queries) InsertAppliedWebhookEvent(ctx context.Context, dedupeKey string, source string, traceID string, type_ string, kind string, signedAt time.Time, receivedAt time.Time, body []byte, appliedAt *time.Time, outcome *string) (int64, error) {
+	result, err := q.db.Exec(ctx, insertAppliedWebhookEvent,
+		dedupeKey,
+		source,
+		traceID,
+		type_,
+		kind,
+		signedAt,
+		receivedAt,
+		body,
+		appliedAt,
+		outcome,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const insertDeadLetter = `-- name: InsertDeadLetter :one
 INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, outcome, error)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'failed', $9)
@@ -73,31 +103,19 @@ ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays
 `
 
-type InsertDeadLetterParams struct {
-	DedupeKey  string
-	Source     string
-	TraceID    string
-	Type       string
-	Kind       string
-	SignedAt   time.Time
-	ReceivedAt time.Time
-	Body       []byte
-	Error      string
-}
-
 // No row comes back when the dedupe key is already in the inbox, whatever its outcome; as with
-// InsertWebhookEvent, an insert of the same key in flight elsewhere is waited for first.
-func (q *Queries) InsertDeadLetter(ctx context.Context, arg InsertDeadLetterParams) (WebhookEvent, error) {
+// InsertAppliedWebhookEvent, an insert of the same key in flight elsewhere is waited for first.
+func (q *Queries) InsertDeadLetter(ctx context.Context, dedupeKey string, source string, traceID string, type_ string, kind string, signedAt time.Time, receivedAt time.Time, body []byte, error string) (WebhookEvent, error) {
 	row := q.db.QueryRow(ctx, insertDeadLetter,
-		arg.DedupeKey,
-		arg.Source,
-		arg.TraceID,
-		arg.Type,
-		arg.Kind,
-		arg.SignedAt,
-		arg.ReceivedAt,
-		arg.Body,
-		arg.Error,
+		dedupeKey,
+		source,
+		traceID,
+		type_,
+		kind,
+		signedAt,
+		receivedAt,
+		body,
+		error,
 	)
 	var i WebhookEvent
 	err := row.Scan(
@@ -120,43 +138,6 @@ func (q *Queries) InsertDeadLetter(ctx context.Context, arg InsertDeadLetterPara
 	return i, err
 }
 
-const insertWebhookEvent = `-- name: InsertWebhookEvent :one
-INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (dedupe_key) DO NOTHING
-RETURNING id
-`
-
-type InsertWebhookEventParams struct {
-	DedupeKey  string
-	Source     string
-	TraceID    string
-	Type       string
-	Kind       string
-	SignedAt   time.Time
-	ReceivedAt time.Time
-	Body       []byte
-}
-
-// No row comes back when the dedupe key is already in the inbox: a retried delivery. A second
-// instance inserting the same key waits for the first one's transaction and then gets no row
-// (or the row, if the first rolled back).
-func (q *Queries) InsertWebhookEvent(ctx context.Context, arg InsertWebhookEventParams) (int64, error) {
-	row := q.db.QueryRow(ctx, insertWebhookEvent,
-		arg.DedupeKey,
-		arg.Source,
-		arg.TraceID,
-		arg.Type,
-		arg.Kind,
-		arg.SignedAt,
-		arg.ReceivedAt,
-		arg.Body,
-	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
-}
-
 const listDeadLettersPage = `-- name: ListDeadLettersPage :many
 SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
 WHERE outcome = 'failed'
@@ -164,72 +145,17 @@ WHERE outcome = 'failed'
   AND ($2::text = '' OR type = $2)
   AND ($3::text = '' OR source = $3)
 ORDER BY id DESC
-LIMIT $4
+LIMIT $4::bigint
 `
-
-type ListDeadLettersPageParams struct {
-	BeforeID int64
-	Type     string
-	Source   string
-	MaxRows  int32
-}
 
 // ListWebhookEventsPage for the dead letters (outcome 'failed'), over webhook_events_failed.
-func (q *Queries) ListDeadLettersPage(ctx context.Context, arg ListDeadLettersPageParams) ([]WebhookEvent, error) {
+func (q *Queries) ListDeadLettersPage(ctx context.Context, beforeID int64, type_ string, source string, maxRows int64) ([]WebhookEvent, error) {
 	rows, err := q.db.Query(ctx, listDeadLettersPage,
-		arg.BeforeID,
-		arg.Type,
-		arg.Source,
-		arg.MaxRows,
+		beforeID,
+		type_,
+		source,
+		maxRows,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []WebhookEvent
-	for rows.Next() {
-		var i WebhookEvent
-		if err := rows.Scan(
-			&i.ID,
-			&i.DedupeKey,
-			&i.Source,
-			&i.TraceID,
-			&i.Type,
-			&i.Kind,
-			&i.SignedAt,
-			&i.ReceivedAt,
-			&i.Body,
-			&i.BodyJSON,
-			&i.AppliedAt,
-			&i.Outcome,
-			&i.Error,
-			&i.ReplayedAt,
-			&i.Replays,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listWebhookEvents = `-- name: ListWebhookEvents :many
-SELECT id, dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, body_json, applied_at, outcome, error, replayed_at, replays FROM webhook_events
-WHERE id > $1
-ORDER BY id
-LIMIT $2
-`
-
-type ListWebhookEventsParams struct {
-	AfterID int64
-	MaxRows int32
-}
-
-func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsParams) ([]WebhookEvent, error) {
-	rows, err := q.db.Query(ctx, listWebhookEvents, arg.AfterID, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -271,28 +197,20 @@ WHERE id < $1::bigint
   AND ($3::text = '' OR source = $3)
   AND ($4::text = '' OR outcome = $4)
 ORDER BY id DESC
-LIMIT $5
+LIMIT $5::bigint
 `
-
-type ListWebhookEventsPageParams struct {
-	BeforeID int64
-	Type     string
-	Source   string
-	Outcome  string
-	MaxRows  int32
-}
 
 // A page of the admin inbox listing, newest first, resuming below the cursor's id. The
 // filters are optional (an empty one matches any). This one walks the primary key; for one
 // event type, the store uses ListWebhookEventsPageByType, which takes the same parameters
 // in the same order.
-func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEventsPageParams) ([]WebhookEvent, error) {
+func (q *Queries) ListWebhookEventsPage(ctx context.Context, beforeID int64, type_ string, source string, outcome string, maxRows int64) ([]WebhookEvent, error) {
 	rows, err := q.db.Query(ctx, listWebhookEventsPage,
-		arg.BeforeID,
-		arg.Type,
-		arg.Source,
-		arg.Outcome,
-		arg.MaxRows,
+		beforeID,
+		type_,
+		source,
+		outcome,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -335,25 +253,17 @@ WHERE id < $1::bigint
   AND ($3::text = '' OR source = $3)
   AND ($4::text = '' OR outcome = $4)
 ORDER BY id DESC
-LIMIT $5
+LIMIT $5::bigint
 `
 
-type ListWebhookEventsPageByTypeParams struct {
-	BeforeID int64
-	Type     string
-	Source   string
-	Outcome  string
-	MaxRows  int32
-}
-
 // ListWebhookEventsPage for one event type, over webhook_events_type.
-func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebhookEventsPageByTypeParams) ([]WebhookEvent, error) {
+func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, beforeID int64, type_ string, source string, outcome string, maxRows int64) ([]WebhookEvent, error) {
 	rows, err := q.db.Query(ctx, listWebhookEventsPageByType,
-		arg.BeforeID,
-		arg.Type,
-		arg.Source,
-		arg.Outcome,
-		arg.MaxRows,
+		beforeID,
+		type_,
+		source,
+		outcome,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -394,8 +304,9 @@ SELECT pg_advisory_xact_lock($1::bigint)
 `
 
 // Serializes the transactions that take the same key until they end. ApplyWebhook takes one
-// per Terra user and per end user it touches, so that deliveries about a row that does not
-// exist yet (which FOR UPDATE cannot lock) still apply one after the other.
+// per Terra user it touches, so that deliveries about a row that does not exist yet (which
+// FOR UPDATE cannot lock) still apply one after the other. PostgreSQL only: instances share
+// the database, where SQLite's one writer runs one transaction at a time.
 func (q *Queries) LockKey(ctx context.Context, key int64) error {
 	_, err := q.db.Exec(ctx, lockKey, key)
 	return err
@@ -407,7 +318,8 @@ WHERE id = $1
 FOR UPDATE
 `
 
-// Holds off a concurrent replay of the same row until this transaction ends.
+// GetWebhookEvent for ReplayDeadLetter: holds off a concurrent replay of the same row (on any
+// instance) until this transaction ends.
 func (q *Queries) LockWebhookEvent(ctx context.Context, id int64) (WebhookEvent, error) {
 	row := q.db.QueryRow(ctx, lockWebhookEvent, id)
 	var i WebhookEvent
@@ -444,28 +356,18 @@ WHERE id = $7
   AND outcome = 'failed'
 `
 
-type RecordReplayParams struct {
-	Type       string
-	Kind       string
-	AppliedAt  *time.Time
-	Outcome    *string
-	Error      string
-	ReplayedAt *time.Time
-	ID         int64
-}
-
 // Records a replay of a dead letter: what applying it did (applied_at and outcome, no error),
 // or, when it failed again, outcome 'failed' with the new error and no applied_at. Only a
 // dead letter changes, so a second replay of the same row changes nothing.
-func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int64, error) {
+func (q *Queries) RecordReplay(ctx context.Context, type_ string, kind string, appliedAt *time.Time, outcome *string, error string, replayedAt *time.Time, iD int64) (int64, error) {
 	result, err := q.db.Exec(ctx, recordReplay,
-		arg.Type,
-		arg.Kind,
-		arg.AppliedAt,
-		arg.Outcome,
-		arg.Error,
-		arg.ReplayedAt,
-		arg.ID,
+		type_,
+		kind,
+		appliedAt,
+		outcome,
+		error,
+		replayedAt,
+		iD,
 	)
 	if err != nil {
 		return 0, err
@@ -473,20 +375,15 @@ func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int
 	return result.RowsAffected(), nil
 }
 
-const recordWebhookOutcome = `-- name: RecordWebhookOutcome :exec
-UPDATE webhook_events
-SET applied_at = $1,
-    outcome = $2
-WHERE id = $3
+const webhookEventExists = `-- name: WebhookEventExists :one
+SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dedupe_key = $1)
 `
 
-type RecordWebhookOutcomeParams struct {
-	AppliedAt *time.Time
-	Outcome   *string
-	ID        int64
-}
-
-func (q *Queries) RecordWebhookOutcome(ctx context.Context, arg RecordWebhookOutcomeParams) error {
-	_, err := q.db.Exec(ctx, recordWebhookOutcome, arg.AppliedAt, arg.Outcome, arg.ID)
-	return err
+// Whether a delivery with this dedupe key is in the inbox: a retried delivery, which
+// ApplyWebhook answers as a duplicate even when applying it again would fail.
+func (q *Queries) WebhookEventExists(ctx context.Context, dedupeKey string) (bool, error) {
+	row := q.db.QueryRow(ctx, webhookEventExists, dedupeKey)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
 }

@@ -17,13 +17,8 @@ WHERE id = $2
   AND return_used_at IS NULL
 `
 
-type ConsumeWidgetReturnParams struct {
-	ReturnUsedAt *time.Time
-	ID           string
-}
-
-func (q *Queries) ConsumeWidgetReturn(ctx context.Context, arg ConsumeWidgetReturnParams) (int64, error) {
-	result, err := q.db.Exec(ctx, consumeWidgetReturn, arg.ReturnUsedAt, arg.ID)
+func (q *Queries) ConsumeWidgetReturn(ctx context.Context, returnUsedAt *time.Time, iD string) (int64, error) {
+	result, err := q.db.Exec(ctx, consumeWidgetReturn, returnUsedAt, iD)
 	if err != nil {
 		return 0, err
 	}
@@ -42,45 +37,25 @@ INSERT INTO widget_sessions (
 )
 `
 
-type CreateWidgetSessionParams struct {
-	ID                 string
-	TerraSessionID     string
-	ReferenceID        string
-	Providers          []string
-	Language           string
-	SuccessRedirectURL string
-	FailureRedirectURL string
-	URL                string
-	Status             string
-	Provider           string
-	TerraUserID        string
-	FailureReason      string
-	InputKey           string
-	ReturnUsedAt       *time.Time
-	ExpiresAt          time.Time
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
-}
-
-func (q *Queries) CreateWidgetSession(ctx context.Context, arg CreateWidgetSessionParams) error {
+func (q *Queries) CreateWidgetSession(ctx context.Context, iD string, terraSessionID string, referenceID string, providers []string, language string, successRedirectURL string, failureRedirectURL string, uRL string, status string, provider string, terraUserID string, failureReason string, inputKey string, returnUsedAt *time.Time, expiresAt time.Time, createdAt time.Time, updatedAt time.Time) error {
 	_, err := q.db.Exec(ctx, createWidgetSession,
-		arg.ID,
-		arg.TerraSessionID,
-		arg.ReferenceID,
-		arg.Providers,
-		arg.Language,
-		arg.SuccessRedirectURL,
-		arg.FailureRedirectURL,
-		arg.URL,
-		arg.Status,
-		arg.Provider,
-		arg.TerraUserID,
-		arg.FailureReason,
-		arg.InputKey,
-		arg.ReturnUsedAt,
-		arg.ExpiresAt,
-		arg.CreatedAt,
-		arg.UpdatedAt,
+		iD,
+		terraSessionID,
+		referenceID,
+		providers,
+		language,
+		successRedirectURL,
+		failureRedirectURL,
+		uRL,
+		status,
+		provider,
+		terraUserID,
+		failureReason,
+		inputKey,
+		returnUsedAt,
+		expiresAt,
+		createdAt,
+		updatedAt,
 	)
 	return err
 }
@@ -207,20 +182,14 @@ LIMIT 1
 FOR UPDATE
 `
 
-type LatestWaitingWidgetSessionParams struct {
-	ReferenceID string
-	CreatedBy   time.Time
-	AliveAt     time.Time
-}
-
 // The end user's newest session that had no outcome yet at the event's time: created by the
 // cutoff, not expired at the event's time, and CREATED or since swept to EXPIRED (the sweep
 // may run between the event and its delivery). Only ApplyWebhook uses it, so it locks the row.
 // PostgreSQL locks before it applies LIMIT: when a concurrent delivery completes the newest
 // session while this one waits for its lock, that row fails the recheck and the next newest
 // waiting session is returned, as if the two deliveries had run one after the other.
-func (q *Queries) LatestWaitingWidgetSession(ctx context.Context, arg LatestWaitingWidgetSessionParams) (WidgetSession, error) {
-	row := q.db.QueryRow(ctx, latestWaitingWidgetSession, arg.ReferenceID, arg.CreatedBy, arg.AliveAt)
+func (q *Queries) LatestWaitingWidgetSession(ctx context.Context, referenceID string, createdBy time.Time, aliveAt time.Time) (WidgetSession, error) {
+	row := q.db.QueryRow(ctx, latestWaitingWidgetSession, referenceID, createdBy, aliveAt)
 	var i WidgetSession
 	err := row.Scan(
 		&i.ID,
@@ -288,16 +257,10 @@ ORDER BY created_at DESC, id DESC
 LIMIT 1
 `
 
-type ReusableWidgetSessionParams struct {
-	ReferenceID string
-	InputKey    string
-	LiveAfter   time.Time
-}
-
 // A session whose return URL is spent is not handed out again: its next return would be
 // refused.
-func (q *Queries) ReusableWidgetSession(ctx context.Context, arg ReusableWidgetSessionParams) (WidgetSession, error) {
-	row := q.db.QueryRow(ctx, reusableWidgetSession, arg.ReferenceID, arg.InputKey, arg.LiveAfter)
+func (q *Queries) ReusableWidgetSession(ctx context.Context, referenceID string, inputKey string, liveAfter time.Time) (WidgetSession, error) {
+	row := q.db.QueryRow(ctx, reusableWidgetSession, referenceID, inputKey, liveAfter)
 	var i WidgetSession
 	err := row.Scan(
 		&i.ID,
@@ -332,23 +295,14 @@ WHERE id = $6
 RETURNING id, terra_session_id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, input_key, return_used_at, expires_at, created_at, updated_at
 `
 
-type UpdateWidgetSessionOutcomeParams struct {
-	Status        string
-	Provider      string
-	TerraUserID   string
-	FailureReason string
-	UpdatedAt     time.Time
-	ID            string
-}
-
-func (q *Queries) UpdateWidgetSessionOutcome(ctx context.Context, arg UpdateWidgetSessionOutcomeParams) (WidgetSession, error) {
+func (q *Queries) UpdateWidgetSessionOutcome(ctx context.Context, status string, provider string, terraUserID string, failureReason string, updatedAt time.Time, iD string) (WidgetSession, error) {
 	row := q.db.QueryRow(ctx, updateWidgetSessionOutcome,
-		arg.Status,
-		arg.Provider,
-		arg.TerraUserID,
-		arg.FailureReason,
-		arg.UpdatedAt,
-		arg.ID,
+		status,
+		provider,
+		terraUserID,
+		failureReason,
+		updatedAt,
+		iD,
 	)
 	var i WidgetSession
 	err := row.Scan(

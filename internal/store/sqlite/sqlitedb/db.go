@@ -99,14 +99,20 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listTerraUsersPageByReferenceStmt, err = db.PrepareContext(ctx, listTerraUsersPageByReference); err != nil {
 		return nil, fmt.Errorf("error preparing query ListTerraUsersPageByReference: %w", err)
 	}
-	if q.listWebhookEventsStmt, err = db.PrepareContext(ctx, listWebhookEvents); err != nil {
-		return nil, fmt.Errorf("error preparing query ListWebhookEvents: %w", err)
-	}
 	if q.listWebhookEventsPageStmt, err = db.PrepareContext(ctx, listWebhookEventsPage); err != nil {
 		return nil, fmt.Errorf("error preparing query ListWebhookEventsPage: %w", err)
 	}
 	if q.listWebhookEventsPageByTypeStmt, err = db.PrepareContext(ctx, listWebhookEventsPageByType); err != nil {
 		return nil, fmt.Errorf("error preparing query ListWebhookEventsPageByType: %w", err)
+	}
+	if q.lockTerraUserStmt, err = db.PrepareContext(ctx, lockTerraUser); err != nil {
+		return nil, fmt.Errorf("error preparing query LockTerraUser: %w", err)
+	}
+	if q.lockWebhookEventStmt, err = db.PrepareContext(ctx, lockWebhookEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query LockWebhookEvent: %w", err)
+	}
+	if q.lockWidgetSessionStmt, err = db.PrepareContext(ctx, lockWidgetSession); err != nil {
+		return nil, fmt.Errorf("error preparing query LockWidgetSession: %w", err)
 	}
 	if q.recordReplayStmt, err = db.PrepareContext(ctx, recordReplay); err != nil {
 		return nil, fmt.Errorf("error preparing query RecordReplay: %w", err)
@@ -256,11 +262,6 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listTerraUsersPageByReferenceStmt: %w", cerr)
 		}
 	}
-	if q.listWebhookEventsStmt != nil {
-		if cerr := q.listWebhookEventsStmt.Close(); cerr != nil {
-			err = fmt.Errorf("error closing listWebhookEventsStmt: %w", cerr)
-		}
-	}
 	if q.listWebhookEventsPageStmt != nil {
 		if cerr := q.listWebhookEventsPageStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listWebhookEventsPageStmt: %w", cerr)
@@ -269,6 +270,21 @@ func (q *Queries) Close() error {
 	if q.listWebhookEventsPageByTypeStmt != nil {
 		if cerr := q.listWebhookEventsPageByTypeStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listWebhookEventsPageByTypeStmt: %w", cerr)
+		}
+	}
+	if q.lockTerraUserStmt != nil {
+		if cerr := q.lockTerraUserStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lockTerraUserStmt: %w", cerr)
+		}
+	}
+	if q.lockWebhookEventStmt != nil {
+		if cerr := q.lockWebhookEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lockWebhookEventStmt: %w", cerr)
+		}
+	}
+	if q.lockWidgetSessionStmt != nil {
+		if cerr := q.lockWidgetSessionStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing lockWidgetSessionStmt: %w", cerr)
 		}
 	}
 	if q.recordReplayStmt != nil {
@@ -365,9 +381,11 @@ type Queries struct {
 	listTerraUsersStmt                *sql.Stmt
 	listTerraUsersPageStmt            *sql.Stmt
 	listTerraUsersPageByReferenceStmt *sql.Stmt
-	listWebhookEventsStmt             *sql.Stmt
 	listWebhookEventsPageStmt         *sql.Stmt
 	listWebhookEventsPageByTypeStmt   *sql.Stmt
+	lockTerraUserStmt                 *sql.Stmt
+	lockWebhookEventStmt              *sql.Stmt
+	lockWidgetSessionStmt             *sql.Stmt
 	recordReplayStmt                  *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	reusableWidgetSessionStmt         *sql.Stmt
@@ -405,9 +423,11 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listTerraUsersStmt:                q.listTerraUsersStmt,
 		listTerraUsersPageStmt:            q.listTerraUsersPageStmt,
 		listTerraUsersPageByReferenceStmt: q.listTerraUsersPageByReferenceStmt,
-		listWebhookEventsStmt:             q.listWebhookEventsStmt,
 		listWebhookEventsPageStmt:         q.listWebhookEventsPageStmt,
 		listWebhookEventsPageByTypeStmt:   q.listWebhookEventsPageByTypeStmt,
+		lockTerraUserStmt:                 q.lockTerraUserStmt,
+		lockWebhookEventStmt:              q.lockWebhookEventStmt,
+		lockWidgetSessionStmt:             q.lockWidgetSessionStmt,
 		recordReplayStmt:                  q.recordReplayStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,

@@ -24,27 +24,20 @@ ON CONFLICT (name) DO UPDATE SET
 RETURNING holder
 `
 
-type AcquireLeaseParams struct {
-	Name   interface{}
-	Holder interface{}
-	Until  interface{}
-	Now    interface{}
-}
-
 // The lease goes to holder when it is free, already holder's, or expired at now; no row comes
 // back when another holder has it. The test sits in the SELECT because sqlc leaves parameters
 // in an upsert's WHERE unbound (they would read as NULL); SQLite's single writer makes test
 // and write one step. sqlc cannot type parameters here, so the Go fields are untyped.
-func (q *Queries) AcquireLease(ctx context.Context, arg AcquireLeaseParams) (string, error) {
+func (q *Queries) AcquireLease(ctx context.Context, name interface{}, holder interface{}, until interface{}, now interface{}) (string, error) {
 	row := q.queryRow(ctx, q.acquireLeaseStmt, acquireLease,
-		arg.Name,
-		arg.Holder,
-		arg.Until,
-		arg.Now,
+		name,
+		holder,
+		until,
+		now,
 	)
-	var holder string
-	err := row.Scan(&holder)
-	return holder, err
+	var holder_2 string
+	err := row.Scan(&holder_2)
+	return holder_2, err
 }
 
 const releaseLease = `-- name: ReleaseLease :exec
@@ -53,12 +46,7 @@ WHERE name = ?1
   AND holder = ?2
 `
 
-type ReleaseLeaseParams struct {
-	Name   string
-	Holder string
-}
-
-func (q *Queries) ReleaseLease(ctx context.Context, arg ReleaseLeaseParams) error {
-	_, err := q.exec(ctx, q.releaseLeaseStmt, releaseLease, arg.Name, arg.Holder)
+func (q *Queries) ReleaseLease(ctx context.Context, name string, holder string) error {
+	_, err := q.exec(ctx, q.releaseLeaseStmt, releaseLease, name, holder)
 	return err
 }

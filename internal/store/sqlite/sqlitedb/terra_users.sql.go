@@ -17,14 +17,9 @@ WHERE replaced_by = ''
   AND (CAST(?2 AS TEXT) = '' OR status = ?2)
 `
 
-type CountTerraUsersParams struct {
-	Provider string
-	Status   string
-}
-
 // The total count of ListTerraUsersPage's listing, whatever the page.
-func (q *Queries) CountTerraUsers(ctx context.Context, arg CountTerraUsersParams) (int64, error) {
-	row := q.queryRow(ctx, q.countTerraUsersStmt, countTerraUsers, arg.Provider, arg.Status)
+func (q *Queries) CountTerraUsers(ctx context.Context, provider string, status string) (int64, error) {
+	row := q.queryRow(ctx, q.countTerraUsersStmt, countTerraUsers, provider, status)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -38,15 +33,9 @@ WHERE reference_id = ?1
   AND (CAST(?3 AS TEXT) = '' OR status = ?3)
 `
 
-type CountTerraUsersByReferenceParams struct {
-	ReferenceID string
-	Provider    string
-	Status      string
-}
-
 // The total count of ListTerraUsersPageByReference's listing, whatever the page.
-func (q *Queries) CountTerraUsersByReference(ctx context.Context, arg CountTerraUsersByReferenceParams) (int64, error) {
-	row := q.queryRow(ctx, q.countTerraUsersByReferenceStmt, countTerraUsersByReference, arg.ReferenceID, arg.Provider, arg.Status)
+func (q *Queries) CountTerraUsersByReference(ctx context.Context, referenceID string, provider string, status string) (int64, error) {
+	row := q.queryRow(ctx, q.countTerraUsersByReferenceStmt, countTerraUsersByReference, referenceID, provider, status)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -207,25 +196,17 @@ ORDER BY connected_at, user_id
 LIMIT ?5
 `
 
-type ListTerraUsersPageParams struct {
-	AfterAt     time.Time
-	AfterUserID string
-	Provider    string
-	Status      string
-	MaxRows     int64
-}
-
 // A page of the admin listing of Terra users, in (connected_at, user_id) order, resuming
 // after the cursor's key; tombstones are never listed. Provider and status are optional (an
 // empty one matches any). This one walks terra_users_connected_at; for one end user, the
 // store uses ListTerraUsersPageByReference.
-func (q *Queries) ListTerraUsersPage(ctx context.Context, arg ListTerraUsersPageParams) ([]TerraUser, error) {
+func (q *Queries) ListTerraUsersPage(ctx context.Context, afterAt time.Time, afterUserID string, provider string, status string, maxRows int64) ([]TerraUser, error) {
 	rows, err := q.query(ctx, q.listTerraUsersPageStmt, listTerraUsersPage,
-		arg.AfterAt,
-		arg.AfterUserID,
-		arg.Provider,
-		arg.Status,
-		arg.MaxRows,
+		afterAt,
+		afterUserID,
+		provider,
+		status,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -272,24 +253,15 @@ ORDER BY connected_at, user_id
 LIMIT ?6
 `
 
-type ListTerraUsersPageByReferenceParams struct {
-	ReferenceID string
-	AfterAt     time.Time
-	AfterUserID string
-	Provider    string
-	Status      string
-	MaxRows     int64
-}
-
 // ListTerraUsersPage for one end user, over terra_users_reference_id.
-func (q *Queries) ListTerraUsersPageByReference(ctx context.Context, arg ListTerraUsersPageByReferenceParams) ([]TerraUser, error) {
+func (q *Queries) ListTerraUsersPageByReference(ctx context.Context, referenceID string, afterAt time.Time, afterUserID string, provider string, status string, maxRows int64) ([]TerraUser, error) {
 	rows, err := q.query(ctx, q.listTerraUsersPageByReferenceStmt, listTerraUsersPageByReference,
-		arg.ReferenceID,
-		arg.AfterAt,
-		arg.AfterUserID,
-		arg.Provider,
-		arg.Status,
-		arg.MaxRows,
+		referenceID,
+		afterAt,
+		afterUserID,
+		provider,
+		status,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -325,6 +297,33 @@ func (q *Queries) ListTerraUsersPageByReference(ctx context.Context, arg ListTer
 	return items, nil
 }
 
+const lockTerraUser = `-- name: LockTerraUser :one
+SELECT user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at, last_webhook_update, updated_at, state_at, replaced_by FROM terra_users
+WHERE user_id = ?1
+`
+
+// GetTerraUser for ApplyWebhook, under the name PostgreSQL's locking query has. SQLite needs
+// no row lock: its one writer runs one transaction at a time.
+func (q *Queries) LockTerraUser(ctx context.Context, userID string) (TerraUser, error) {
+	row := q.queryRow(ctx, q.lockTerraUserStmt, lockTerraUser, userID)
+	var i TerraUser
+	err := row.Scan(
+		&i.UserID,
+		&i.ReferenceID,
+		&i.Provider,
+		&i.Active,
+		&i.Status,
+		&i.Scopes,
+		&i.ScopesAt,
+		&i.ConnectedAt,
+		&i.LastWebhookUpdate,
+		&i.UpdatedAt,
+		&i.StateAt,
+		&i.ReplacedBy,
+	)
+	return i, err
+}
+
 const saveTerraUser = `-- name: SaveTerraUser :exec
 INSERT INTO terra_users (
     user_id, reference_id, provider, active, status, scopes, scopes_at, connected_at,
@@ -347,37 +346,22 @@ ON CONFLICT (user_id) DO UPDATE SET
     replaced_by = excluded.replaced_by
 `
 
-type SaveTerraUserParams struct {
-	UserID            string
-	ReferenceID       string
-	Provider          string
-	Active            bool
-	Status            string
-	Scopes            string
-	ScopesAt          *time.Time
-	ConnectedAt       time.Time
-	LastWebhookUpdate *time.Time
-	UpdatedAt         time.Time
-	StateAt           time.Time
-	ReplacedBy        string
-}
-
 // The row is decided in Go (store.Apply); this only saves it whole. Nothing is read back:
 // the row saved is the row given, and a RETURNING cost the writer a tenth of a delivery.
-func (q *Queries) SaveTerraUser(ctx context.Context, arg SaveTerraUserParams) error {
+func (q *Queries) SaveTerraUser(ctx context.Context, userID string, referenceID string, provider string, active bool, status string, scopes string, scopesAt *time.Time, connectedAt time.Time, lastWebhookUpdate *time.Time, updatedAt time.Time, stateAt time.Time, replacedBy string) error {
 	_, err := q.exec(ctx, q.saveTerraUserStmt, saveTerraUser,
-		arg.UserID,
-		arg.ReferenceID,
-		arg.Provider,
-		arg.Active,
-		arg.Status,
-		arg.Scopes,
-		arg.ScopesAt,
-		arg.ConnectedAt,
-		arg.LastWebhookUpdate,
-		arg.UpdatedAt,
-		arg.StateAt,
-		arg.ReplacedBy,
+		userID,
+		referenceID,
+		provider,
+		active,
+		status,
+		scopes,
+		scopesAt,
+		connectedAt,
+		lastWebhookUpdate,
+		updatedAt,
+		stateAt,
+		replacedBy,
 	)
 	return err
 }

@@ -70,34 +70,21 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 ON CONFLICT (dedupe_key) DO NOTHING
 `
 
-type InsertAppliedWebhookEventParams struct {
-	DedupeKey  string
-	Source     string
-	TraceID    string
-	Type       string
-	Kind       string
-	SignedAt   time.Time
-	ReceivedAt time.Time
-	Body       []byte
-	AppliedAt  *time.Time
-	Outcome    *string
-}
-
 // Records a delivery with what applying it did, in the transaction that applies it: one
 // statement, where an insert and then an update of the outcome cost two. No row is inserted
 // (0 rows) when the dedupe key is already in the inbox.
-func (q *Queries) InsertAppliedWebhookEvent(ctx context.Context, arg InsertAppliedWebhookEventParams) (int64, error) {
+func (q *Queries) InsertAppliedWebhookEvent(ctx context.Context, dedupeKey string, source string, traceID string, type_ string, kind string, signedAt time.Time, receivedAt time.Time, body []byte, appliedAt *time.Time, outcome *string) (int64, error) {
 	result, err := q.exec(ctx, q.insertAppliedWebhookEventStmt, insertAppliedWebhookEvent,
-		arg.DedupeKey,
-		arg.Source,
-		arg.TraceID,
-		arg.Type,
-		arg.Kind,
-		arg.SignedAt,
-		arg.ReceivedAt,
-		arg.Body,
-		arg.AppliedAt,
-		arg.Outcome,
+		dedupeKey,
+		source,
+		traceID,
+		type_,
+		kind,
+		signedAt,
+		receivedAt,
+		body,
+		appliedAt,
+		outcome,
 	)
 	if err != nil {
 		return 0, err
@@ -112,30 +99,18 @@ ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays
 `
 
-type InsertDeadLetterParams struct {
-	DedupeKey  string
-	Source     string
-	TraceID    string
-	Type       string
-	Kind       string
-	SignedAt   time.Time
-	ReceivedAt time.Time
-	Body       []byte
-	Error      string
-}
-
 // No row comes back when the dedupe key is already in the inbox, whatever its outcome.
-func (q *Queries) InsertDeadLetter(ctx context.Context, arg InsertDeadLetterParams) (WebhookEvent, error) {
+func (q *Queries) InsertDeadLetter(ctx context.Context, dedupeKey string, source string, traceID string, type_ string, kind string, signedAt time.Time, receivedAt time.Time, body []byte, error string) (WebhookEvent, error) {
 	row := q.queryRow(ctx, q.insertDeadLetterStmt, insertDeadLetter,
-		arg.DedupeKey,
-		arg.Source,
-		arg.TraceID,
-		arg.Type,
-		arg.Kind,
-		arg.SignedAt,
-		arg.ReceivedAt,
-		arg.Body,
-		arg.Error,
+		dedupeKey,
+		source,
+		traceID,
+		type_,
+		kind,
+		signedAt,
+		receivedAt,
+		body,
+		error,
 	)
 	var i WebhookEvent
 	err := row.Scan(
@@ -167,71 +142,14 @@ ORDER BY id DESC
 LIMIT ?4
 `
 
-type ListDeadLettersPageParams struct {
-	BeforeID int64
-	Type     string
-	Source   string
-	MaxRows  int64
-}
-
 // ListWebhookEventsPage for the dead letters (outcome 'failed'), over webhook_events_failed.
-func (q *Queries) ListDeadLettersPage(ctx context.Context, arg ListDeadLettersPageParams) ([]WebhookEvent, error) {
+func (q *Queries) ListDeadLettersPage(ctx context.Context, beforeID int64, type_ string, source string, maxRows int64) ([]WebhookEvent, error) {
 	rows, err := q.query(ctx, q.listDeadLettersPageStmt, listDeadLettersPage,
-		arg.BeforeID,
-		arg.Type,
-		arg.Source,
-		arg.MaxRows,
+		beforeID,
+		type_,
+		source,
+		maxRows,
 	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []WebhookEvent
-	for rows.Next() {
-		var i WebhookEvent
-		if err := rows.Scan(
-			&i.ID,
-			&i.DedupeKey,
-			&i.TraceID,
-			&i.Type,
-			&i.Kind,
-			&i.SignedAt,
-			&i.ReceivedAt,
-			&i.Body,
-			&i.AppliedAt,
-			&i.Outcome,
-			&i.Source,
-			&i.Error,
-			&i.ReplayedAt,
-			&i.Replays,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const listWebhookEvents = `-- name: ListWebhookEvents :many
-SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
-WHERE id > ?1
-ORDER BY id
-LIMIT ?2
-`
-
-type ListWebhookEventsParams struct {
-	AfterID int64
-	MaxRows int64
-}
-
-func (q *Queries) ListWebhookEvents(ctx context.Context, arg ListWebhookEventsParams) ([]WebhookEvent, error) {
-	rows, err := q.query(ctx, q.listWebhookEventsStmt, listWebhookEvents, arg.AfterID, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -278,25 +196,17 @@ ORDER BY id DESC
 LIMIT ?5
 `
 
-type ListWebhookEventsPageParams struct {
-	BeforeID int64
-	Type     string
-	Source   string
-	Outcome  string
-	MaxRows  int64
-}
-
 // A page of the admin inbox listing, newest first, resuming below the cursor's id. The
 // filters are optional (an empty one matches any). This one walks the primary key; for one
 // event type, the store uses ListWebhookEventsPageByType, which takes the same parameters
 // in the same order.
-func (q *Queries) ListWebhookEventsPage(ctx context.Context, arg ListWebhookEventsPageParams) ([]WebhookEvent, error) {
+func (q *Queries) ListWebhookEventsPage(ctx context.Context, beforeID int64, type_ string, source string, outcome string, maxRows int64) ([]WebhookEvent, error) {
 	rows, err := q.query(ctx, q.listWebhookEventsPageStmt, listWebhookEventsPage,
-		arg.BeforeID,
-		arg.Type,
-		arg.Source,
-		arg.Outcome,
-		arg.MaxRows,
+		beforeID,
+		type_,
+		source,
+		outcome,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -344,22 +254,14 @@ ORDER BY id DESC
 LIMIT ?5
 `
 
-type ListWebhookEventsPageByTypeParams struct {
-	BeforeID int64
-	Type     string
-	Source   string
-	Outcome  string
-	MaxRows  int64
-}
-
 // ListWebhookEventsPage for one event type, over webhook_events_type.
-func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebhookEventsPageByTypeParams) ([]WebhookEvent, error) {
+func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, beforeID int64, type_ string, source string, outcome string, maxRows int64) ([]WebhookEvent, error) {
 	rows, err := q.query(ctx, q.listWebhookEventsPageByTypeStmt, listWebhookEventsPageByType,
-		arg.BeforeID,
-		arg.Type,
-		arg.Source,
-		arg.Outcome,
-		arg.MaxRows,
+		beforeID,
+		type_,
+		source,
+		outcome,
+		maxRows,
 	)
 	if err != nil {
 		return nil, err
@@ -397,6 +299,35 @@ func (q *Queries) ListWebhookEventsPageByType(ctx context.Context, arg ListWebho
 	return items, nil
 }
 
+const lockWebhookEvent = `-- name: LockWebhookEvent :one
+SELECT id, dedupe_key, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome, source, error, replayed_at, replays FROM webhook_events
+WHERE id = ?1
+`
+
+// GetWebhookEvent for ReplayDeadLetter, under the name PostgreSQL's locking query has. SQLite
+// needs no row lock: its one writer runs one transaction at a time.
+func (q *Queries) LockWebhookEvent(ctx context.Context, id int64) (WebhookEvent, error) {
+	row := q.queryRow(ctx, q.lockWebhookEventStmt, lockWebhookEvent, id)
+	var i WebhookEvent
+	err := row.Scan(
+		&i.ID,
+		&i.DedupeKey,
+		&i.TraceID,
+		&i.Type,
+		&i.Kind,
+		&i.SignedAt,
+		&i.ReceivedAt,
+		&i.Body,
+		&i.AppliedAt,
+		&i.Outcome,
+		&i.Source,
+		&i.Error,
+		&i.ReplayedAt,
+		&i.Replays,
+	)
+	return i, err
+}
+
 const recordReplay = `-- name: RecordReplay :execrows
 UPDATE webhook_events
 SET type = ?1,
@@ -410,28 +341,18 @@ WHERE id = ?7
   AND outcome = 'failed'
 `
 
-type RecordReplayParams struct {
-	Type       string
-	Kind       string
-	AppliedAt  *time.Time
-	Outcome    *string
-	Error      string
-	ReplayedAt *time.Time
-	ID         int64
-}
-
 // Records a replay of a dead letter: what applying it did (applied_at and outcome, no error),
 // or, when it failed again, outcome 'failed' with the new error and no applied_at. Only a
 // dead letter changes, so a second replay of the same row changes nothing.
-func (q *Queries) RecordReplay(ctx context.Context, arg RecordReplayParams) (int64, error) {
+func (q *Queries) RecordReplay(ctx context.Context, type_ string, kind string, appliedAt *time.Time, outcome *string, error string, replayedAt *time.Time, iD int64) (int64, error) {
 	result, err := q.exec(ctx, q.recordReplayStmt, recordReplay,
-		arg.Type,
-		arg.Kind,
-		arg.AppliedAt,
-		arg.Outcome,
-		arg.Error,
-		arg.ReplayedAt,
-		arg.ID,
+		type_,
+		kind,
+		appliedAt,
+		outcome,
+		error,
+		replayedAt,
+		iD,
 	)
 	if err != nil {
 		return 0, err

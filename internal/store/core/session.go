@@ -1,0 +1,158 @@
+package core
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+)
+
+// CreateWidgetSession stores a new session, with its audit entries in the same transaction;
+// a duplicate ID or Terra session id is store.ErrConflict.
+func (c *Store[U, S, E, A, L, D]) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) error {
+	s, err := store.CheckWidgetSession(s, c.now())
+	if err != nil {
+		return err
+	}
+	entries, err := store.CheckAudits(audit, c.now())
+	if err != nil {
+		return err
+	}
+	create := func(q Queries[U, S, E, A, L, D]) error {
+		return q.CreateWidgetSession(ctx, s.ID, s.TerraSessionID, s.ReferenceID, c.rows.List(s.Providers), s.Language,
+			s.SuccessRedirectURL, s.FailureRedirectURL, s.URL, string(s.Status), s.Provider, s.TerraUserID,
+			s.FailureReason, s.InputKey, s.ReturnUsedAt, s.ExpiresAt, s.CreatedAt, s.UpdatedAt)
+	}
+	what := fmt.Sprintf("create widget session %q", s.ID)
+	if len(entries) == 0 {
+		return c.wrap(ctx, what, create(c.write))
+	}
+	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D]) error {
+		if err := create(tx); err != nil {
+			return err
+		}
+		return c.insertAudit(ctx, tx, entries)
+	})
+	return c.wrap(ctx, what, err)
+}
+
+// WidgetSession returns one session, or store.ErrNotFound.
+func (c *Store[U, S, E, A, L, D]) WidgetSession(ctx context.Context, id string) (store.WidgetSession, error) {
+	r, err := c.read.GetWidgetSession(ctx, id)
+	if err != nil {
+		return store.WidgetSession{}, c.wrap(ctx, fmt.Sprintf("widget session %q", id), err)
+	}
+	return c.session(r), nil
+}
+
+// ReusableWidgetSession returns the end user's newest CREATED session with this input key
+// that expires after liveAfter and whose return URL is unused, or store.ErrNotFound. An
+// empty end user or key matches nothing: a session stored without one answers no request.
+func (c *Store[U, S, E, A, L, D]) ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (store.WidgetSession, error) {
+	what := fmt.Sprintf("reusable widget session of %q", referenceID)
+	if referenceID == "" || inputKey == "" {
+		return store.WidgetSession{}, fmt.Errorf("%s: %s: no end user or input key: %w", c.name, what, store.ErrNotFound)
+	}
+	r, err := c.read.ReusableWidgetSession(ctx, referenceID, inputKey, store.StoredTime(liveAfter))
+	if err != nil {
+		return store.WidgetSession{}, c.wrap(ctx, what, err)
+	}
+	return c.session(r), nil
+}
+
+// ConsumeWidgetReturn sets the session's return_used_at, once: the conditional update is what
+// makes two concurrent returns (on any instances) see one winner. A second call is
+// store.ErrConflict, an unknown id store.ErrNotFound.
+func (c *Store[U, S, E, A, L, D]) ConsumeWidgetReturn(ctx context.Context, id string, at time.Time) error {
+	used := store.StoredTime(at)
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D]) error {
+		n, err := tx.ConsumeWidgetReturn(ctx, &used, id)
+		if err != nil || n == 1 {
+			return err
+		}
+		if _, err := tx.GetWidgetSession(ctx, id); err != nil {
+			return err // no rows: unknown id
+		}
+		return fmt.Errorf("return already used: %w", store.ErrConflict)
+	})
+	return c.wrap(ctx, fmt.Sprintf("consume widget return %q", id), err)
+}
+
+// ExpireWidgetSessions moves every CREATED session whose expiry is at or before now to
+// EXPIRED, with updated_at now, in one statement, and returns them in order of expiry.
+// Sessions with an outcome never change; a session another instance expires at the same
+// moment is returned by one of the two only.
+func (c *Store[U, S, E, A, L, D]) ExpireWidgetSessions(ctx context.Context, now time.Time) ([]store.WidgetSession, error) {
+	rows, err := c.write.ExpireWidgetSessions(ctx, store.StoredTime(now))
+	if err != nil {
+		return nil, c.wrap(ctx, "expire widget sessions", err)
+	}
+	sessions := make([]store.WidgetSession, 0, len(rows))
+	for _, r := range rows {
+		sessions = append(sessions, c.session(r))
+	}
+	// RETURNING gives no order.
+	slices.SortFunc(sessions, func(a, b store.WidgetSession) int {
+		return cmp.Or(a.ExpiresAt.Compare(b.ExpiresAt), strings.Compare(a.ID, b.ID))
+	})
+	return sessions, nil
+}
+
+// TerraUser returns one Terra user, tombstones included, or store.ErrNotFound.
+func (c *Store[U, S, E, A, L, D]) TerraUser(ctx context.Context, userID string) (store.TerraUser, error) {
+	r, err := c.read.GetTerraUser(ctx, userID)
+	if err != nil {
+		return store.TerraUser{}, c.wrap(ctx, fmt.Sprintf("terra user %q", userID), err)
+	}
+	return c.user(r), nil
+}
+
+// ListTerraUsers returns the end user's Terra users, oldest connection first, leaving out
+// replaced ones always and inactive ones unless includeInactive.
+func (c *Store[U, S, E, A, L, D]) ListTerraUsers(ctx context.Context, referenceID string, includeInactive bool) ([]store.TerraUser, error) {
+	list := c.read.ListActiveTerraUsers
+	if includeInactive {
+		list = c.read.ListTerraUsers
+	}
+	rows, err := list(ctx, referenceID)
+	if err != nil {
+		return nil, c.wrap(ctx, "list terra users", err)
+	}
+	return c.users(rows), nil
+}
+
+// ReferenceIDs lists, in byte order, the end users with at least one active Terra user that
+// no reauth replaced.
+func (c *Store[U, S, E, A, L, D]) ReferenceIDs(ctx context.Context) ([]string, error) {
+	ids, err := c.read.ListReferenceIDs(ctx)
+	if err != nil {
+		return nil, c.wrap(ctx, "reference ids", err)
+	}
+	return ids, nil
+}
+
+// TakeLease is AcquireLease for an engine whose acquire runs its AcquireLease statement (the
+// one statement whose parameters the engines type differently): it checks the request, and
+// reads no row back as a lease another holder has.
+func (c *Store[U, S, E, A, L, D]) TakeLease(ctx context.Context, name, holder string, now, until time.Time, acquire func(until, now time.Time) error) (bool, error) {
+	if err := store.CheckLease(name, holder, now, until); err != nil {
+		return false, err
+	}
+	err := acquire(store.StoredTime(until), store.StoredTime(now))
+	if c.noRows(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, c.wrap(ctx, fmt.Sprintf("acquire lease %q", name), err)
+	}
+	return true, nil
+}
+
+// ReleaseLease gives the lease up if holder has it; otherwise it does nothing.
+func (c *Store[U, S, E, A, L, D]) ReleaseLease(ctx context.Context, name, holder string) error {
+	return c.wrap(ctx, fmt.Sprintf("release lease %q", name), c.write.ReleaseLease(ctx, name, holder))
+}
