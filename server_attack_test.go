@@ -582,7 +582,7 @@ func TestTerraResilience(t *testing.T) {
 		}
 		return n
 	}
-	const create = "/v2/auth/generateWidgetSession"
+	const create = "/api/widget/session"
 
 	before := count(create)
 	g.emu.Fail(create, terrasim.Fault{Status: 503, Times: 2})

@@ -338,7 +338,7 @@ func TestProduction(t *testing.T) {
 		bearer     string
 		showDetail bool
 	}{{g, alice, false}, {dev, token(t, "alice"), true}} {
-		c.g.emu.Fail("/v2/auth/generateWidgetSession", fault)
+		c.g.emu.Fail("/api/widget/session", fault)
 		r := c.g.gql(c.bearer, createSession, nil)
 		if r.code() != "UPSTREAM_ERROR" || r.Errors[0].Extensions["status"] != float64(400) {
 			t.Fatalf("Terra's 400: %+v", r)

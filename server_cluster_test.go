@@ -208,6 +208,7 @@ func TestTwoInstancesOnPostgres(t *testing.T) {
 		"TERRA_WEBHOOK_SECRET": testWebhookSecret,
 		"AUTH_JWT_SECRET":      testJWTSecret,
 		"TERRA_API_URL":        emuURL + "/v2",
+		"TERRA_WIDGET_URL":     emuURL + "/api/widget/session",
 		"TERRA_TIMEOUT":        "2s",
 	}
 	a, logsA := startProcess(t, env)
@@ -429,14 +430,14 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	env := map[string]string{
 		"ADDR": "127.0.0.1:0", "DATABASE_URL": testDatabaseURL(t), "TERRA_DEV_ID": testDevID, "TERRA_API_KEY": testAPIKey,
 		"TERRA_WEBHOOK_SECRET": testWebhookSecret, "AUTH_JWT_SECRET": testJWTSecret, "LOG_LEVEL": "warn",
-		"TERRA_API_URL": emuSrv.URL + "/v2", "TERRA_RETRIES": "0",
+		"TERRA_API_URL": emuSrv.URL + "/v2", "TERRA_WIDGET_URL": emuSrv.URL + "/api/widget/session", "TERRA_RETRIES": "0",
 	}
 	p := startGatewayProcess(t, env)
 	g := &gateway{t: t, url: p.url, seen: &syncBuffer{}}
 	alice := token(t, "alice")
 
 	providers := []string{"OURA", "GARMIN", "FITBIT", "WITHINGS", "POLAR", "SUUNTO", "COROS", "WAHOO"}
-	emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Delay: 800 * time.Millisecond, Times: len(providers)})
+	emu.Fail("/api/widget/session", terrasim.Fault{Delay: 800 * time.Millisecond, Times: len(providers)})
 	type result struct {
 		resp gqlResponse
 		err  error

@@ -830,7 +830,7 @@ func TestProvidersAndIdempotentCreation(t *testing.T) {
 	calls := func() int {
 		n := 0
 		for _, r := range g.emu.Requests() {
-			if strings.HasSuffix(r.Path, "generateWidgetSession") {
+			if r.Path == "/api/widget/session" {
 				n++
 			}
 		}
@@ -943,7 +943,7 @@ func TestTracing(t *testing.T) {
 	if tracingtest.Attr(op, "graphql.operation.type") != "mutation" {
 		t.Errorf("operation span attributes %v", op.Attributes)
 	}
-	call := rc.Span(t, "POST /v2/auth/generateWidgetSession")
+	call := rc.Span(t, "POST /api/widget/session")
 	if call.Kind != tracepb.Span_SPAN_KIND_CLIENT || !bytes.Equal(call.TraceId, op.TraceId) {
 		t.Errorf("Terra span: kind %v, trace %x, want a client span in the operation's trace %x", call.Kind, call.TraceId, op.TraceId)
 	}

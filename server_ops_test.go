@@ -106,7 +106,7 @@ func TestOpsRequestID(t *testing.T) {
 // the id of the GraphQL request that caused them, so one id finds the whole story.
 func TestOpsTerraLogLinesCarryTheRequestID(t *testing.T) {
 	g := startGateway(t, withEnv("TERRA_RETRIES", "2"))
-	g.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: 503, Times: 1})
+	g.emu.Fail("/api/widget/session", terrasim.Fault{Status: 503, Times: 1})
 	const id = "ops-terra-log-1"
 	r, _ := g.gqlWithHeaders(http.Header{"X-Request-Id": {id}}, token(t, "alice"), createSession, nil)
 	if len(r.Errors) > 0 {
@@ -238,7 +238,7 @@ func TestOpsPprof(t *testing.T) {
 // failures cannot trip the circuit breaker for the next. TERRA_TIMEOUT is 2 s and
 // TERRA_RETRIES 2, so each attempt has 1 s.
 func TestOpsTerraFaults(t *testing.T) {
-	const path = "/v2/auth/generateWidgetSession"
+	const path = "/api/widget/session"
 	const timeout = 2 * time.Second
 	cases := []struct {
 		name   string

@@ -429,7 +429,7 @@ func TestWholeLoop(t *testing.T) {
 	// authenticated user as reference_id, the providers joined by commas.
 	reqs := g.emu.Requests()
 	last := reqs[len(reqs)-1]
-	if last.Path != "/v2/auth/generateWidgetSession" || last.Body["reference_id"] != "alice" ||
+	if last.Path != "/api/widget/session" || last.Body["reference_id"] != "alice" ||
 		last.Body["providers"] != "OURA,GARMIN" || last.Body["language"] != "en" {
 		t.Errorf("Terra got %+v", last)
 	}
@@ -647,7 +647,7 @@ func TestTerraFailures(t *testing.T) {
 		name, path, query string
 		vars              map[string]any
 	}{
-		{"createWidgetSession", "/v2/auth/generateWidgetSession", createSession, nil},
+		{"createWidgetSession", "/api/widget/session", createSession, nil},
 		{"syncConnections", "/v2/userInfo", `mutation { syncConnections { userId } }`, nil},
 		{"disconnectUser", "/v2/auth/deauthenticateUser", `mutation($id: ID!) { disconnectUser(userId: $id) { userId } }`, map[string]any{"id": oura.UserID}},
 	}
@@ -694,7 +694,7 @@ func TestTerraFailures(t *testing.T) {
 	}
 	// Terra down altogether.
 	g.emu.Close()
-	bad := startGateway(t, withEnv("TERRA_API_URL", "http://127.0.0.1:1/v2"))
+	bad := startGateway(t, withEnv("TERRA_API_URL", "http://127.0.0.1:1/v2"), withEnv("TERRA_WIDGET_URL", "http://127.0.0.1:1/api/widget/session"))
 	if r := bad.gql(alice, createSession, nil); r.code() != "UPSTREAM_UNAVAILABLE" {
 		t.Errorf("closed port: got %+v", r)
 	}
@@ -729,30 +729,64 @@ func TestInvalidArguments(t *testing.T) {
 	}
 }
 
-func TestLegacyEndpointGone(t *testing.T) {
-	g := startGateway(t)
-	alice := token(t, "alice")
-	g.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: http.StatusGone, Body: `{"status":"error","message":"use the new widget endpoint"}`, ContentType: "application/json", Times: 100})
-	for _, p := range []string{"OURA", "GARMIN", "FITBIT"} { // different input: no session is reused
-		s := g.createSession(alice, map[string]any{"providers": []string{p}})
-		if s.URL == "" {
-			t.Fatal("no url")
+// TestWidgetEndpointOrder: the 2026 widget endpoint is asked first; the legacy one only
+// once the new one answers 404 (an account not moved yet) or 410, and then for good.
+func TestWidgetEndpointOrder(t *testing.T) {
+	count := func(g *gateway) (legacy, current int) {
+		for _, r := range g.emu.Requests() {
+			switch r.Path {
+			case "/v2/auth/generateWidgetSession":
+				legacy++
+			case "/api/widget/session":
+				current++
+			}
 		}
+		return legacy, current
 	}
-	var legacy, current int
-	for _, r := range g.emu.Requests() {
-		switch r.Path {
-		case "/v2/auth/generateWidgetSession":
-			legacy++
-		case "/api/widget/session":
-			current++
+	providers := []string{"OURA", "GARMIN", "FITBIT"} // different input: no session is reused
+	t.Run("new endpoint first", func(t *testing.T) {
+		g := startGateway(t, withEmulator(func(c *terrasim.Config) { c.LegacyGone = true }))
+		alice := token(t, "alice")
+		for _, p := range providers {
+			if s := g.createSession(alice, map[string]any{"providers": []string{p}, "showDisconnect": true}); s.URL == "" {
+				t.Fatal("no url")
+			}
 		}
-	}
-	if legacy != 1 || current != 3 {
-		t.Errorf("legacy calls = %d, new endpoint calls = %d; want 1 and 3", legacy, current)
-	}
-	if n := strings.Count(g.logs.String(), "410"); n < 1 {
-		t.Errorf("the switch was not logged")
+		if legacy, current := count(g); legacy != 0 || current != 3 {
+			t.Errorf("legacy calls = %d, new endpoint calls = %d; want 0 and 3", legacy, current)
+		}
+		if got := g.emu.Requests()[0].Body["show_disconnect"]; got != true {
+			t.Errorf("show_disconnect sent as %v", got)
+		}
+	})
+	for _, c := range []struct {
+		name string
+		emu  func(*terrasim.Config)
+	}{
+		{"legacy after a 404", func(c *terrasim.Config) { c.LegacyOnly = true }},
+		{"legacy after a 410", func(*terrasim.Config) {}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := startGateway(t, withEmulator(c.emu))
+			if c.name == "legacy after a 410" {
+				g.emu.Fail("/api/widget/session", terrasim.Fault{Status: http.StatusGone, Body: `{"status":"error","message":"gone"}`, ContentType: "application/json", Times: 100})
+			}
+			alice := token(t, "alice")
+			for _, p := range providers {
+				if s := g.createSession(alice, map[string]any{"providers": []string{p}}); s.URL == "" {
+					t.Fatal("no url")
+				}
+			}
+			if legacy, current := count(g); legacy != 3 || current != 1 {
+				t.Errorf("legacy calls = %d, new endpoint calls = %d; want 3 and 1", legacy, current)
+			}
+			if got := g.emu.Requests()[1].Body["show_disconnect"]; got != nil {
+				t.Errorf("show_disconnect sent unasked: %v", got)
+			}
+			if n := strings.Count(g.logs.String(), "using the legacy generateWidgetSession"); n != 1 {
+				t.Errorf("the switch was logged %d times, want once", n)
+			}
+		})
 	}
 }
 
@@ -1051,7 +1085,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	connectInBrowser(t, s.URL, "Oura", "allow")
 	g.waitUsers(alice, false, "connection", func(u []terraUser) bool { return len(u) == 1 })
 	// Failures too: Terra errors, bad tokens, bad webhooks.
-	g.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: 403, Body: `{"status":"error","message":"bad key"}`, ContentType: "application/json", Times: 1})
+	g.emu.Fail("/api/widget/session", terrasim.Fault{Status: 403, Body: `{"status":"error","message":"bad key"}`, ContentType: "application/json", Times: 1})
 	g.gql(alice, createSession, nil)
 	g.gql("garbage."+testJWTSecret, listUsers, nil)
 	b := []byte(`{"type":"auth"}`)
@@ -1293,12 +1327,12 @@ func TestEmulatorCommand(t *testing.T) {
 	if base == "" {
 		t.Fatalf("emulator did not start: %s", stdout.String())
 	}
-	tc := terra.New(terra.Config{BaseURL: base + "/v2", DevID: "D", APIKey: "K", Timeout: 2 * time.Second}, nil, nil)
+	tc := terra.New(terra.Config{BaseURL: base + "/v2", WidgetURL: base + "/api/widget/session", DevID: "D", APIKey: "K", Timeout: 2 * time.Second}, nil, nil)
 	s, err := tc.GenerateWidgetSession(ctx, terra.WidgetSessionParams{ReferenceID: "x", Providers: "OURA"})
 	if err != nil || s.URL == "" || s.ExpiresIn != 900 {
 		t.Errorf("session = %+v, %v", s, err)
 	}
-	bad := terra.New(terra.Config{BaseURL: base + "/v2", DevID: "D", APIKey: "wrong", Timeout: 2 * time.Second}, nil, nil)
+	bad := terra.New(terra.Config{BaseURL: base + "/v2", WidgetURL: base + "/api/widget/session", DevID: "D", APIKey: "wrong", Timeout: 2 * time.Second}, nil, nil)
 	if _, err := bad.GenerateWidgetSession(ctx, terra.WidgetSessionParams{}); err == nil {
 		t.Error("wrong key accepted")
 	}

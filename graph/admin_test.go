@@ -87,7 +87,7 @@ func TestReplayIsAudited(t *testing.T) {
 // handler: the verifier finds it by its hash.
 func TestServiceKeyScrubbedFromErrors(t *testing.T) {
 	s := startWithService(t, graph.Options{})
-	s.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{
+	s.emu.Fail("/api/widget/session", terrasim.Fault{
 		Status: http.StatusBadRequest, ContentType: "application/json",
 		Body: `{"status":"error","message":"refused (key=` + testServiceKey + `)"}`,
 	})

@@ -4726,7 +4726,7 @@ func (ec *executionContext) unmarshalInputCreateWidgetSessionInput(ctx context.C
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"providers", "language", "successRedirectUrl", "failureRedirectUrl"}
+	fieldsInOrder := [...]string{"providers", "language", "successRedirectUrl", "failureRedirectUrl", "showDisconnect"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -4761,6 +4761,13 @@ func (ec *executionContext) unmarshalInputCreateWidgetSessionInput(ctx context.C
 				return it, err
 			}
 			it.FailureRedirectURL = data
+		case "showDisconnect":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("showDisconnect"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ShowDisconnect = data
 		}
 	}
 	return it, nil

@@ -91,7 +91,7 @@ func startOver(t *testing.T, opts graph.Options, wrap func(store.Store) store.St
 	t.Cleanup(emuSrv.Close)
 	t.Cleanup(s.emu.Close)
 
-	tc := terra.New(terra.Config{BaseURL: emuSrv.URL + "/v2", DevID: testDevID, APIKey: testAPIKey, Timeout: 2 * time.Second, BreakerDisabled: true}, nil, log)
+	tc := terra.New(terra.Config{BaseURL: emuSrv.URL + "/v2", WidgetURL: emuSrv.URL + "/api/widget/session", DevID: testDevID, APIKey: testAPIKey, Timeout: 2 * time.Second, BreakerDisabled: true}, nil, log)
 	bus := events.NewLocal(log)
 	var over store.Store = st
 	if wrap != nil {
@@ -326,7 +326,7 @@ func TestTerraDetailsHiddenInProduction(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := start(t, graph.Options{HideDetails: c.hide}, nil)
-			s.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{
+			s.emu.Fail("/api/widget/session", terrasim.Fault{
 				Status: http.StatusBadRequest, ContentType: "application/json",
 				Body: `{"status":"error","message":"` + detail + ` (key ` + testAPIKey + `)"}`,
 			})

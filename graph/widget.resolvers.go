@@ -32,6 +32,7 @@ func (r *mutationResolver) CreateWidgetSession(ctx context.Context, input *model
 			Language:           value(input.Language),
 			SuccessRedirectURL: value(input.SuccessRedirectURL),
 			FailureRedirectURL: value(input.FailureRedirectURL),
+			ShowDisconnect:     input.ShowDisconnect,
 		}
 	}
 	// Recorded with the session, in its transaction: one commit, and never one without

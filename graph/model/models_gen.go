@@ -81,6 +81,9 @@ type CreateWidgetSessionInput struct {
 	SuccessRedirectURL *string `json:"successRedirectUrl,omitempty"`
 	// Where the browser goes after a failed or cancelled connection. Same rules as `successRedirectUrl`.
 	FailureRedirectURL *string `json:"failureRedirectUrl,omitempty"`
+	// Lets the end user remove an existing connection from the widget. Absent: Terra's default
+	// (the dashboard's setting); sent to Terra only when set.
+	ShowDisconnect *bool `json:"showDisconnect,omitempty"`
 }
 
 // Writes. Every operation needs a signed-in end user: send `Authorization: Bearer <JWT>`.

@@ -96,7 +96,7 @@ func (s *Sessions) Proxied(ctx context.Context, i int) error {
 }
 
 func (s *Sessions) terraCall(ctx context.Context, base string, i int) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v2/auth/generateWidgetSession", bytes.NewReader(terraBody(fmt.Sprintf("bench-direct-%d", i))))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/widget/session", bytes.NewReader(terraBody(fmt.Sprintf("bench-direct-%d", i))))
 	if err != nil {
 		return err
 	}

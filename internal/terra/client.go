@@ -39,8 +39,9 @@ type Config struct {
 	CircuitChange func(endpoint, state string)
 	// BaseURL is the API base, without a trailing slash (default DefaultBaseURL).
 	BaseURL string
-	// WidgetURL is the widget session endpoint that replaces the legacy
-	// generateWidgetSession once Terra answers it with 410 Gone (default DefaultWidgetURL).
+	// WidgetURL is Terra's 2026 widget session endpoint, asked first; the legacy
+	// generateWidgetSession is used only once it answers 404 or 410 (default
+	// DefaultWidgetURL).
 	WidgetURL string
 	// DevID and APIKey are the account's credentials; they never appear in errors or logs.
 	DevID, APIKey string
@@ -77,9 +78,10 @@ type Client struct {
 	cfg Config
 	hc  *http.Client
 	log *slog.Logger
-	// widgetMoved is set once the legacy widget endpoint answered 410 Gone; from then on
-	// every session is created at cfg.WidgetURL.
-	widgetMoved atomic.Bool
+	// widgetLegacy is set once the widget session endpoint (cfg.WidgetURL) answered 404 or
+	// 410 for this account; from then on every session is created at the legacy
+	// generateWidgetSession.
+	widgetLegacy atomic.Bool
 	// breakers holds one circuit breaker per endpoint; nil when disabled.
 	breakers map[string]*breaker
 }
@@ -124,25 +126,27 @@ func New(cfg Config, hc *http.Client, log *slog.Logger) *Client {
 }
 
 // GenerateWidgetSession creates a widget session the end user connects a provider through.
-// When the legacy endpoint answers 410 Gone the call is repeated once at Config.WidgetURL,
-// and every later call goes there directly.
+// It asks Config.WidgetURL, Terra's 2026 endpoint, first. An account that endpoint does not
+// know (404) or has turned away (410) is asked again once at the legacy
+// generateWidgetSession, and every later call goes there directly: the switch is logged
+// once. Any other answer, an error included, is final.
 func (c *Client) GenerateWidgetSession(ctx context.Context, p WidgetSessionParams) (WidgetSession, error) {
 	const op = "generateWidgetSession"
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 
-	if !c.widgetMoved.Load() {
-		ws, err := c.widgetSession(ctx, op, epLegacyWidget, c.cfg.BaseURL+"/auth/generateWidgetSession", p)
+	if !c.widgetLegacy.Load() {
+		ws, err := c.widgetSession(ctx, op, epWidget, c.cfg.WidgetURL, p)
 		var ae *APIError
-		if !errors.As(err, &ae) || ae.StatusCode != http.StatusGone {
+		if !errors.As(err, &ae) || (ae.StatusCode != http.StatusNotFound && ae.StatusCode != http.StatusGone) {
 			return ws, err
 		}
-		if c.widgetMoved.CompareAndSwap(false, true) {
-			c.log.WarnContext(ctx, "terra: legacy generateWidgetSession answered 410 Gone; using the widget session endpoint from now on",
-				"widget_url", c.cfg.WidgetURL)
+		if c.widgetLegacy.CompareAndSwap(false, true) {
+			c.log.WarnContext(ctx, "terra: the widget session endpoint does not serve this account; using the legacy generateWidgetSession from now on",
+				"status", ae.StatusCode)
 		}
 	}
-	return c.widgetSession(ctx, op, epWidget, c.cfg.WidgetURL, p)
+	return c.widgetSession(ctx, op, epLegacyWidget, c.cfg.BaseURL+"/auth/generateWidgetSession", p)
 }
 
 func (c *Client) widgetSession(ctx context.Context, op, ep, target string, p WidgetSessionParams) (WidgetSession, error) {
@@ -163,6 +167,33 @@ func (c *Client) widgetSession(ctx context.Context, op, ep, target string, p Wid
 		return ws, badResponse(op, status, "widget session without a positive expires_in")
 	}
 	return ws, nil
+}
+
+// GenerateAuthToken mints a token for the mobile SDKs' initConnection (Apple Health,
+// Samsung Health, Health Connect): single use, valid for expiresIn. It is a credential of
+// the account for one connection: it goes to the signed-in end user's app and nowhere else.
+func (c *Client) GenerateAuthToken(ctx context.Context) (token string, expiresIn time.Duration, err error) {
+	const op = "generateAuthToken"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	body, status, err := c.do(ctx, op, epAuthToken, http.MethodPost, c.cfg.BaseURL+"/auth/generateAuthToken", nil)
+	if err != nil {
+		return "", 0, err
+	}
+	var v struct {
+		Token     string  `json:"token"`
+		ExpiresIn float64 `json:"expires_in"`
+	}
+	switch {
+	case json.Unmarshal(body, &v) != nil:
+		return "", 0, badResponse(op, status, "body is not an auth token")
+	case v.Token == "":
+		return "", 0, badResponse(op, status, "auth token without token")
+	case !(v.ExpiresIn > 0):
+		return "", 0, badResponse(op, status, "auth token without a positive expires_in")
+	}
+	return v.Token, time.Duration(v.ExpiresIn * float64(time.Second)), nil
 }
 
 // UserInfoByReferenceID lists the Terra users (one per connected provider account) of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -116,7 +117,7 @@ func TestClientSuccess(t *testing.T) {
 		}
 		reqs := f.emu.Requests()
 		last := reqs[len(reqs)-1]
-		if last.Path != "/v2/auth/generateWidgetSession" || last.Body["reference_id"] != "end-user-1" || last.Body["providers"] != "OURA,GARMIN" {
+		if last.Path != "/api/widget/session" || last.Body["reference_id"] != "end-user-1" || last.Body["providers"] != "OURA,GARMIN" {
 			t.Errorf("sent %+v", last)
 		}
 	})
@@ -195,7 +196,7 @@ func TestClientSuccess(t *testing.T) {
 		}
 	})
 	for _, r := range f.emu.Requests() {
-		if r.Body != nil && strings.Contains(r.Path, "generateWidgetSession") && r.Body["x-api-key"] != nil {
+		if r.Body != nil && (strings.Contains(r.Path, "generateWidgetSession") || strings.Contains(r.Path, "widget/session")) && r.Body["x-api-key"] != nil {
 			t.Errorf("credentials in the body")
 		}
 	}
@@ -286,7 +287,7 @@ func TestClientErrors(t *testing.T) {
 		{
 			name:    "rate limited",
 			fault:   &terrasim.Fault{Status: 429, Body: `{"detail":"rate limit exceeded"}`, ContentType: "application/json", Header: http.Header{"Retry-After": {"30"}, "X-Terra-RateLimit-Limit": {"100"}}},
-			faultAt: "/v2/auth/generateWidgetSession",
+			faultAt: "/api/widget/session",
 			call:    widget, status: 429, message: "rate limit exceeded", retry: 30 * time.Second,
 			errText: "terra generateWidgetSession: 429 Too Many Requests: rate limit exceeded",
 		},
@@ -350,7 +351,7 @@ func TestClientErrors(t *testing.T) {
 		{
 			name:    "widget session without expires_in",
 			fault:   &terrasim.Fault{Status: 200, Body: `{"session_id":"s","url":"https://w/s","status":"success"}`, ContentType: "application/json"},
-			faultAt: "/v2/auth/generateWidgetSession",
+			faultAt: "/api/widget/session",
 			call:    widget, status: 200, badResp: true, message: "widget session without a positive expires_in",
 		},
 		{
@@ -437,7 +438,7 @@ func TestClientUnavailable(t *testing.T) {
 	})
 	t.Run("caller cancels", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{}, nil)
-		f.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Delay: time.Second})
+		f.emu.Fail("/api/widget/session", terrasim.Fault{Delay: time.Second})
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(50*time.Millisecond, cancel)
 		err := widget(ctx, f.client)
@@ -470,44 +471,71 @@ func TestClientUnavailable(t *testing.T) {
 	})
 }
 
-func TestWidgetEndpointMove(t *testing.T) {
+// TestWidgetEndpointOrder: the 2026 endpoint first; the legacy one only for an account
+// the new one does not know (404) or has turned away (410), remembered from then on and
+// logged once.
+func TestWidgetEndpointOrder(t *testing.T) {
 	ctx := context.Background()
-	t.Run("switch once and remember", func(t *testing.T) {
+	count := func(f *fixture) (legacy, current int) {
+		for _, r := range f.emu.Requests() {
+			switch r.Path {
+			case "/v2/auth/generateWidgetSession":
+				legacy++
+			case "/api/widget/session":
+				current++
+			}
+		}
+		return legacy, current
+	}
+	t.Run("new endpoint first", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{LegacyGone: true}, nil)
-		count := func() (legacy, moved int) {
-			for _, r := range f.emu.Requests() {
-				switch r.Path {
-				case "/v2/auth/generateWidgetSession":
-					legacy++
-				case "/api/widget/session":
-					moved++
+		for i := 1; i <= 2; i++ {
+			ws, err := f.client.GenerateWidgetSession(ctx, terra.WidgetSessionParams{ReferenceID: "r"})
+			if err != nil || ws.SessionID == "" || ws.ExpiresIn != 900 {
+				t.Fatalf("call %d: %+v %v", i, ws, err)
+			}
+			if legacy, current := count(f); legacy != 0 || current != i {
+				t.Errorf("after call %d: %d legacy, %d new calls", i, legacy, current)
+			}
+		}
+		if n := f.logs.count("level=WARN"); n != 0 {
+			t.Errorf("%d warnings:\n%s", n, strings.Join(f.logs.lines(), "\n"))
+		}
+		if got := f.emu.Requests()[0].Body["reference_id"]; got != "r" {
+			t.Errorf("body reached the new endpoint as %v", f.emu.Requests()[0].Body)
+		}
+	})
+	for _, status := range []int{http.StatusNotFound, http.StatusGone} {
+		t.Run(fmt.Sprintf("legacy after %d, remembered", status), func(t *testing.T) {
+			f := newFixture(t, terrasim.Config{}, nil)
+			f.emu.Fail("/api/widget/session", terrasim.Fault{Status: status, Body: `{"status":"error","message":"no"}`, Times: 100})
+			for i := 1; i <= 3; i++ {
+				if _, err := f.client.GenerateWidgetSession(ctx, terra.WidgetSessionParams{ReferenceID: "r"}); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				if legacy, current := count(f); legacy != i || current != 1 {
+					t.Errorf("after call %d: %d legacy, %d new calls", i, legacy, current)
 				}
 			}
-			return legacy, moved
-		}
-		for i := 1; i <= 3; i++ {
-			ws, err := f.client.GenerateWidgetSession(ctx, terra.WidgetSessionParams{ReferenceID: "r"})
-			if err != nil {
-				t.Fatalf("call %d: %v", i, err)
+			if n := f.logs.count("level=WARN"); n != 1 {
+				t.Errorf("%d warnings, want 1:\n%s", n, strings.Join(f.logs.lines(), "\n"))
 			}
-			if ws.SessionID == "" || ws.ExpiresIn != 900 {
-				t.Errorf("call %d: %+v", i, ws)
+			if got := f.emu.Requests()[1]; got.Path != "/v2/auth/generateWidgetSession" || got.Body["reference_id"] != "r" {
+				t.Errorf("the retry went out as %+v", got)
 			}
-			if legacy, moved := count(); legacy != 1 || moved != i {
-				t.Errorf("after call %d: %d legacy, %d new calls", i, legacy, moved)
-			}
+		})
+	}
+	t.Run("an account the new endpoint does not know", func(t *testing.T) {
+		f := newFixture(t, terrasim.Config{LegacyOnly: true}, nil)
+		if _, err := f.client.GenerateWidgetSession(ctx, terra.WidgetSessionParams{}); err != nil {
+			t.Fatal(err)
 		}
-		if n := f.logs.count("level=WARN"); n != 1 {
-			t.Errorf("%d warnings, want 1:\n%s", n, strings.Join(f.logs.lines(), "\n"))
-		}
-		// The body reached the new endpoint unchanged.
-		reqs := f.emu.Requests()
-		if reqs[1].Body["reference_id"] != "r" {
-			t.Errorf("retried body %v", reqs[1].Body)
+		if legacy, current := count(f); legacy != 1 || current != 1 {
+			t.Errorf("%d legacy, %d new calls", legacy, current)
 		}
 	})
 	t.Run("concurrent first calls log once", func(t *testing.T) {
-		f := newFixture(t, terrasim.Config{LegacyGone: true}, nil)
+		f := newFixture(t, terrasim.Config{LegacyOnly: true}, nil)
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
 		for range 8 {
@@ -529,25 +557,88 @@ func TestWidgetEndpointMove(t *testing.T) {
 	})
 	t.Run("other errors do not switch", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{}, nil)
-		f.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: 404, Body: `{"status":"error","message":"not found"}`})
-		if err := widget(ctx, f.client); !terra.IsNotFound(err) {
+		f.emu.Fail("/api/widget/session", terrasim.Fault{Status: 400, Body: `{"status":"error","message":"bad"}`})
+		var ae *terra.APIError
+		if err := widget(ctx, f.client); !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest {
 			t.Fatalf("error %v", err)
 		}
 		if err := widget(ctx, f.client); err != nil {
 			t.Fatal(err)
 		}
-		if last := f.emu.Requests()[1]; last.Path != "/v2/auth/generateWidgetSession" {
-			t.Errorf("second call went to %s", last.Path)
+		if legacy, current := count(f); legacy != 0 || current != 2 {
+			t.Errorf("%d legacy, %d new calls", legacy, current)
 		}
 	})
 	t.Run("wrong credentials are not a move", func(t *testing.T) {
-		f := newFixture(t, terrasim.Config{LegacyGone: true}, func(c *terra.Config) { c.APIKey = "sk-wrong" })
+		f := newFixture(t, terrasim.Config{LegacyOnly: true}, func(c *terra.Config) { c.APIKey = "sk-wrong" })
 		err := widget(ctx, f.client)
 		var ae *terra.APIError
-		// Credentials are checked before the 410, as Terra does.
+		// Credentials are checked before the 404, as Terra does.
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden {
+			t.Fatalf("error %v", err)
+		}
+		if legacy, _ := count(f); legacy != 0 {
+			t.Errorf("%d legacy calls after a 403", legacy)
+		}
+		noSecret(t, err)
+	})
+	t.Run("showDisconnect only when set", func(t *testing.T) {
+		f := newFixture(t, terrasim.Config{}, nil)
+		yes, no := true, false
+		for _, p := range []terra.WidgetSessionParams{{}, {ShowDisconnect: &yes}, {ShowDisconnect: &no}} {
+			if _, err := f.client.GenerateWidgetSession(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reqs := f.emu.Requests()
+		if _, sent := reqs[0].Body["show_disconnect"]; sent {
+			t.Errorf("unset option sent: %v", reqs[0].Body)
+		}
+		if reqs[1].Body["show_disconnect"] != true || reqs[2].Body["show_disconnect"] != false {
+			t.Errorf("sent %v and %v", reqs[1].Body, reqs[2].Body)
+		}
+	})
+}
+
+func TestGenerateAuthToken(t *testing.T) {
+	ctx := context.Background()
+	for _, base := range []string{"/v2", "/api/v2"} {
+		t.Run(base, func(t *testing.T) {
+			f := newFixture(t, terrasim.Config{}, func(c *terra.Config) { c.BaseURL = strings.TrimSuffix(c.BaseURL, "/v2") + base })
+			tok, ttl, err := f.client.GenerateAuthToken(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tok) != 64 || ttl != 180*time.Second {
+				t.Errorf("token %q, expires in %v", tok, ttl)
+			}
+			last := f.emu.Requests()[0]
+			if last.Method != http.MethodPost || last.Path != base+"/auth/generateAuthToken" || last.Body != nil {
+				t.Errorf("sent %+v", last)
+			}
+			// The token works once, for a phone.
+			if _, err := f.emu.SDKConnect(tok, "APPLE", "r"); err != nil {
+				t.Error(err)
+			}
+			if strings.Contains(strings.Join(f.logs.lines(), "\n"), tok) {
+				t.Error("the token reached the log")
+			}
+		})
+	}
+	t.Run("refusals", func(t *testing.T) {
+		f := newFixture(t, terrasim.Config{}, func(c *terra.Config) { c.APIKey = "sk-wrong" })
+		_, _, err := f.client.GenerateAuthToken(ctx)
+		var ae *terra.APIError
 		if !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden {
 			t.Fatalf("error %v", err)
 		}
 		noSecret(t, err)
+		f = newFixture(t, terrasim.Config{}, nil)
+		for _, body := range []string{`{"status":"success","expires_in":180}`, `{"status":"success","token":"t"}`, `[]`} {
+			f.emu.Fail("/v2/auth/generateAuthToken", terrasim.Fault{Status: 200, Body: body, ContentType: "application/json"})
+			if _, _, err := f.client.GenerateAuthToken(ctx); !errors.As(err, &ae) {
+				t.Errorf("%s: error %v", body, err)
+			}
+		}
 	})
 }

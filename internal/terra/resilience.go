@@ -56,9 +56,10 @@ const (
 	epSubscriptions = "subscriptions"
 	epDeauth        = "deauthenticateUser"
 	epIntegrations  = "integrations"
+	epAuthToken     = "generateAuthToken"
 )
 
-var endpoints = []string{epLegacyWidget, epWidget, epUserInfo, epSubscriptions, epDeauth, epIntegrations}
+var endpoints = []string{epLegacyWidget, epWidget, epUserInfo, epSubscriptions, epDeauth, epIntegrations, epAuthToken}
 
 // answer is what one HTTP exchange with Terra produced.
 type answer struct {

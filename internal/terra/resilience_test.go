@@ -57,7 +57,7 @@ func TestRetryTransient(t *testing.T) {
 		name, path string
 		call       func(context.Context, *terra.Client, *terrasim.Emulator) error
 	}{
-		{"widget session", "/v2/auth/generateWidgetSession", func(ctx context.Context, c *terra.Client, _ *terrasim.Emulator) error {
+		{"widget session", "/api/widget/session", func(ctx context.Context, c *terra.Client, _ *terrasim.Emulator) error {
 			return widget(ctx, c)
 		}},
 		{"user by reference", "/v2/userInfo", func(ctx context.Context, c *terra.Client, _ *terrasim.Emulator) error {
@@ -184,7 +184,7 @@ func TestRetryAfter(t *testing.T) {
 	ctx := context.Background()
 	t.Run("seconds are waited out", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{}, retrying(2, func(c *terra.Config) { c.Timeout = 5 * time.Second }))
-		f.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Status: 429, Body: `{"detail":"rate limit exceeded"}`,
+		f.emu.Fail("/api/widget/session", terrasim.Fault{Status: 429, Body: `{"detail":"rate limit exceeded"}`,
 			ContentType: "application/json", Header: http.Header{"Retry-After": {"1"}}})
 		start := time.Now()
 		if err := widget(ctx, f.client); err != nil {
@@ -193,7 +193,7 @@ func TestRetryAfter(t *testing.T) {
 		if d := time.Since(start); d < time.Second || d > time.Second+slack {
 			t.Errorf("took %v, want 1s", d)
 		}
-		if n := f.calls("/v2/auth/generateWidgetSession"); n != 2 {
+		if n := f.calls("/api/widget/session"); n != 2 {
 			t.Errorf("%d requests, want 2", n)
 		}
 	})
@@ -297,7 +297,7 @@ func TestDeadTerra(t *testing.T) {
 	})
 	t.Run("reset is retried", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{}, retrying(2))
-		f.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Reset: true})
+		f.emu.Fail("/api/widget/session", terrasim.Fault{Reset: true})
 		f.emu.Fail("/v2/auth/deauthenticateUser", terrasim.Fault{Reset: true})
 		if err := widget(ctx, f.client); err != nil {
 			t.Fatal(err)
@@ -307,7 +307,7 @@ func TestDeadTerra(t *testing.T) {
 			t.Fatal(err)
 		}
 		// POST and DELETE are never replayed by net/http itself: the second request is ours.
-		if n := f.calls("/v2/auth/generateWidgetSession"); n != 2 {
+		if n := f.calls("/api/widget/session"); n != 2 {
 			t.Errorf("%d widget requests, want 2", n)
 		}
 		if n := f.calls("/v2/auth/deauthenticateUser"); n != 2 {
@@ -316,13 +316,13 @@ func TestDeadTerra(t *testing.T) {
 	})
 	t.Run("reset every time", func(t *testing.T) {
 		f := newFixture(t, terrasim.Config{}, retrying(2))
-		f.emu.Fail("/v2/auth/generateWidgetSession", terrasim.Fault{Reset: true, Times: 10})
+		f.emu.Fail("/api/widget/session", terrasim.Fault{Reset: true, Times: 10})
 		err := widget(ctx, f.client)
 		var ae *terra.APIError
 		if !errors.Is(err, terra.ErrUnavailable) || errors.As(err, &ae) {
 			t.Fatalf("error %v", err)
 		}
-		if n := f.calls("/v2/auth/generateWidgetSession"); n != 3 {
+		if n := f.calls("/api/widget/session"); n != 3 {
 			t.Errorf("%d requests, want 3", n)
 		}
 		noSecret(t, err)
@@ -369,7 +369,7 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Errorf("a refused call reported as an answer: %v", err)
 		}
 		states := f.client.CircuitStates()
-		if states["integrations"] != "open" || states["subscriptions"] != "closed" || len(states) != 6 {
+		if states["integrations"] != "open" || states["subscriptions"] != "closed" || len(states) != 7 {
 			t.Errorf("states %v", states)
 		}
 		// Other endpoints keep working.
@@ -407,7 +407,7 @@ func TestCircuitBreaker(t *testing.T) {
 			}
 		})
 		mu.Lock()
-		if len(got) != 6 || !strings.Contains(strings.Join(got, ","), "integrations closed") {
+		if len(got) != 7 || !strings.Contains(strings.Join(got, ","), "integrations closed") {
 			t.Errorf("at start: %v, want each endpoint closed", got)
 		}
 		got = nil

@@ -23,6 +23,10 @@ type WidgetSessionParams struct {
 	ReferenceID            string `json:"reference_id,omitempty"`
 	AuthSuccessRedirectURL string `json:"auth_success_redirect_url,omitempty"`
 	AuthFailureRedirectURL string `json:"auth_failure_redirect_url,omitempty"`
+	// ShowDisconnect lets the end user remove an existing connection from the widget; nil
+	// leaves it out (Terra's default). Neither endpoint's published spec lists it; it is
+	// the name Terra's SDKs send, on both.
+	ShowDisconnect *bool `json:"show_disconnect,omitempty"`
 }
 
 // WidgetSession is Terra's answer to a widget session request.

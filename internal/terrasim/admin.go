@@ -70,6 +70,26 @@ func (e *Emulator) adminRoutes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "user": u})
 	})
+	handle("POST "+p+"/sdk-connect", func(w http.ResponseWriter, r *http.Request, body []byte) {
+		var in struct {
+			Token       string `json:"token"`
+			Provider    string `json:"provider"`
+			ReferenceID string `json:"reference_id"`
+		}
+		if !decodeAdmin(w, r, body, &in) {
+			return
+		}
+		if in.Token == "" || in.Provider == "" {
+			writeError(w, r, legacyErrors, http.StatusBadRequest, "token and provider are required")
+			return
+		}
+		u, err := e.SDKConnect(in.Token, in.Provider, in.ReferenceID)
+		if err != nil {
+			adminError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "user": u})
+	})
 	userControl := func(name string, f func(id string) error) {
 		handle("POST "+p+"/"+name, func(w http.ResponseWriter, r *http.Request, body []byte) {
 			var in userIDJSON
@@ -164,9 +184,10 @@ func decodeAdmin(w http.ResponseWriter, r *http.Request, body []byte, v any) boo
 func adminError(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusBadRequest
 	switch {
-	case errors.Is(err, ErrUnknownUser), errors.Is(err, ErrUnknownSession), errors.Is(err, ErrUnknownProvider):
+	case errors.Is(err, ErrUnknownUser), errors.Is(err, ErrUnknownSession), errors.Is(err, ErrUnknownProvider),
+		errors.Is(err, ErrUnknownToken):
 		code = http.StatusNotFound
-	case errors.Is(err, ErrSessionExpired), errors.Is(err, ErrSessionUsed):
+	case errors.Is(err, ErrSessionExpired), errors.Is(err, ErrSessionUsed), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenUsed):
 		code = http.StatusGone
 	}
 	writeError(w, r, legacyErrors, code, err.Error())

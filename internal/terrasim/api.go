@@ -43,6 +43,7 @@ func (e *Emulator) routes() {
 		{http.MethodGet, "/subscriptions", false, e.subscriptions},
 		{http.MethodDelete, "/auth/deauthenticateUser", false, e.deauthenticateUser},
 		{http.MethodGet, "/integrations", true, e.integrations},
+		{http.MethodPost, "/auth/generateAuthToken", false, e.generateAuthToken},
 	}
 	bases := []struct {
 		prefix string
@@ -56,7 +57,7 @@ func (e *Emulator) routes() {
 	}
 	// The 2026 widget endpoint, under the path Terra announced and the one its published
 	// spec spells.
-	widget := endpoint{http.MethodPost, "", false, e.widgetSession}
+	widget := endpoint{http.MethodPost, "", false, e.newWidgetSession}
 	e.mux.Handle("/api/widget/session", e.api(legacyErrors, widget))
 	e.mux.Handle("/widget/api/session", e.api(legacyErrors, widget))
 
@@ -180,6 +181,15 @@ func (e *Emulator) legacyWidgetSession(w http.ResponseWriter, r *http.Request, c
 	if e.cfg.LegacyGone {
 		c.fail(w, r, http.StatusGone, "this endpoint is no longer available to your account; use POST "+
 			e.baseURL(r)+"/api/widget/session")
+		return
+	}
+	e.widgetSession(w, r, c)
+}
+
+// newWidgetSession is the 2026 endpoint, which an account not yet moved does not have.
+func (e *Emulator) newWidgetSession(w http.ResponseWriter, r *http.Request, c *call) {
+	if e.cfg.LegacyOnly {
+		c.fail(w, r, http.StatusNotFound, "no such endpoint")
 		return
 	}
 	e.widgetSession(w, r, c)

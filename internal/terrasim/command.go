@@ -25,6 +25,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	devID := fs.String("dev-id", "", "the dev-id clients must send")
 	apiKey := fs.String("api-key", "", "the x-api-key clients must send")
 	legacyGone := fs.Bool("legacy-gone", false, "answer 410 on the legacy widget endpoint, as Terra does for accounts created after 3 September 2026")
+	legacyOnly := fs.Bool("legacy-only", false, "answer 404 on the new widget endpoint, as Terra does for an account not yet moved to it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +52,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		WebhookSecret: *webhookSecret,
 		PublicURL:     strings.TrimRight(*publicURL, "/"),
 		LegacyGone:    *legacyGone,
+		LegacyOnly:    *legacyOnly,
 		Logger:        log,
 	})
 	defer emu.Close()

@@ -1,8 +1,9 @@
 // Package terrasim is an emulator of the parts of Terra that terragate uses: the API
 // (legacy /v2 and 2026 /api/v2 bases, with their error shapes), the widget session
-// endpoints, a server-rendered stand-in for the widget, signed webhooks with retries, and
-// controls to play the provider side (disconnects, re-authentications, revoked access,
-// permission changes) and to inject faults. Teams develop against it offline and the
+// endpoints, mobile SDK tokens, a server-rendered stand-in for the widget, signed webhooks
+// with retries, and controls to play the provider side (disconnects, re-authentications,
+// revoked access, permission changes), a phone connecting through the mobile SDK, and to
+// inject faults. Teams develop against it offline and the
 // gateway's demo mode mounts it under a path prefix.
 package terrasim
 
@@ -42,6 +43,9 @@ type Config struct {
 	// LegacyGone makes the legacy generateWidgetSession answer 410 Gone, as Terra does
 	// for accounts created after 3 September 2026.
 	LegacyGone bool
+	// LegacyOnly makes the new widget endpoint (both spellings) answer 404, as it does for
+	// an account Terra has not moved to it yet: the legacy endpoint is the only one.
+	LegacyOnly bool
 	// RetryDelays is the webhook retry backoff: one retry per entry, then give up
 	// (default 1s, 2s, 5s, 15s, 30s, 60s).
 	RetryDelays []time.Duration
@@ -116,7 +120,8 @@ type Emulator struct {
 	seq        int
 	users      map[string]*userRecord
 	sessions   map[string]*session
-	created    int // sessions created, for pruning
+	tokens     map[string]*sdkToken // mobile SDK tokens by value
+	created    int                  // sessions created, for pruning
 	requests   []Request
 	faults     map[string][]*Fault
 	deliveries []*Delivery
@@ -146,6 +151,7 @@ func New(cfg Config) *Emulator {
 		hc:       cfg.HTTPClient,
 		users:    map[string]*userRecord{},
 		sessions: map[string]*session{},
+		tokens:   map[string]*sdkToken{},
 		faults:   map[string][]*Fault{},
 	}
 	if e.log == nil {

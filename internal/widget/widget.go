@@ -12,6 +12,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,6 +70,9 @@ type Input struct {
 	Language           string
 	SuccessRedirectURL string
 	FailureRedirectURL string
+	// ShowDisconnect, when set, is passed to Terra: whether the widget lets the end user
+	// remove an existing connection. Nil leaves Terra's default.
+	ShowDisconnect *bool
 	// By, when set, is who asked (audit.By): a newly created session is recorded as a
 	// session.created entry by them, in the session's own transaction, with the session's
 	// id as its Subject and its providers in its Detail (a session handed out again creates
@@ -132,7 +136,7 @@ func (s *Service) Create(ctx context.Context, referenceID string, in Input) (sto
 	}
 
 	now := s.now().UTC().Truncate(time.Millisecond)
-	key := inputKey(providers, lang, in.SuccessRedirectURL, in.FailureRedirectURL)
+	key := inputKey(providers, lang, in.SuccessRedirectURL, in.FailureRedirectURL, in.ShowDisconnect)
 	if live, err := s.store.ReusableWidgetSession(ctx, referenceID, key, now.Add(reuseMargin)); err == nil {
 		return live, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -145,6 +149,10 @@ func (s *Service) Create(ctx context.Context, referenceID string, in Input) (sto
 		Providers:   strings.Join(providers, ","),
 		Language:    lang,
 		ReferenceID: referenceID,
+	}
+	if in.ShowDisconnect != nil {
+		show := *in.ShowDisconnect
+		params.ShowDisconnect = &show
 	}
 	if in.SuccessRedirectURL != "" {
 		params.AuthSuccessRedirectURL = s.returnURL(id, outcomeSuccess, now)
@@ -234,10 +242,16 @@ func (s *Service) AlreadyConnected(ctx context.Context, referenceID string, prov
 	return out, nil
 }
 
-// inputKey identifies a request's input, for handing out a live session again.
-func inputKey(providers []string, lang, success, failure string) string {
+// inputKey identifies a request's input, for handing out a live session again. An unset
+// showDisconnect leaves the key as it was before the option existed, so sessions created
+// then are still found.
+func inputKey(providers []string, lang, success, failure string, showDisconnect *bool) string {
 	h := sha256.New()
-	for _, part := range []string{strings.Join(providers, ","), lang, success, failure} {
+	parts := []string{strings.Join(providers, ","), lang, success, failure}
+	if showDisconnect != nil {
+		parts = append(parts, "show_disconnect="+strconv.FormatBool(*showDisconnect))
+	}
+	for _, part := range parts {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}
