@@ -97,7 +97,7 @@ func startOver(t *testing.T, opts graph.Options, wrap func(store.Store) store.St
 	if wrap != nil {
 		over = wrap(st)
 	}
-	conns := connection.New(tc, over, bus, nil, log)
+	conns := connection.New(tc, over, bus, nil, nil, log)
 	r := &graph.Resolver{
 		Widgets:     widget.NewService(tc, over, conns, widget.Config{PublicURL: "http://gateway.test", StateKey: []byte(testStateKey)}, log),
 		Connections: conns,

@@ -28,8 +28,10 @@ type AuditEntry struct {
 	Actor string `json:"actor"`
 	// user, service, system or terra.
 	ActorKind string `json:"actorKind"`
-	// What: session.created, connection.added, connection.removed, connection.disconnected,
-	// webhook.replay or admin.read.
+	// What: session.created, sdk.token_created, connection.added, connection.removed,
+	// connection.disconnected, connection.unattributed (the detail's reason says why; the
+	// referenceId is the end user the connection's reference claimed), webhook.replay or
+	// admin.read.
 	Action string `json:"action"`
 	// What it was done to: a session id, a Terra user id, an inbox id, a query.
 	Subject *string `json:"subject,omitempty"`

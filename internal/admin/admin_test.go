@@ -26,7 +26,7 @@ func newService(t *testing.T) (*admin.Service, *sqlite.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	conns := connection.New(nil, st, events.NewLocal(log), nil, log)
+	conns := connection.New(nil, st, events.NewLocal(log), nil, nil, log)
 	return admin.New(st, conns, log), st
 }
 

@@ -11,7 +11,9 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -40,23 +42,56 @@ type Service struct {
 	// default, 500).
 	SweepPageSize int
 
-	terra Terra
-	store store.Store
-	bus   events.Bus
-	log   *slog.Logger
-	now   func() time.Time
+	terra   Terra
+	store   store.Store
+	bus     events.Bus
+	mapping *Mapping
+	log     *slog.Logger
+	now     func() time.Time
 }
 
-// New returns a Service.
-func New(t Terra, st store.Store, bus events.Bus, m *metrics.Metrics, log *slog.Logger) *Service {
-	return &Service{terra: t, store: st, bus: bus, metrics: m, log: log, now: time.Now}
+// New returns a Service that reads Terra's terms through mapping (nil: one that verifies
+// no mobile SDK reference, so SDK connections belong to nobody).
+func New(t Terra, st store.Store, bus events.Bus, mapping *Mapping, m *metrics.Metrics, log *slog.Logger) *Service {
+	if mapping == nil {
+		mapping = NewMapping(nil, nil)
+	}
+	return &Service{terra: t, store: st, bus: bus, mapping: mapping, metrics: m, log: log, now: time.Now}
+}
+
+// DecodeEvent reads a webhook body Terra signed and says what it means for the store
+// (Mapping.DecodeEvent), for the webhook handler.
+func (s *Service) DecodeEvent(body []byte) (store.Event, error) {
+	return s.mapping.DecodeEvent(body)
 }
 
 // ApplyWebhook applies a delivery through the store's rules and publishes what changed. It
 // has the store's signature so the webhook handler can use either.
 func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error) {
-	d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
-	return s.apply(ctx, d)
+	d.Audit = s.auditFor(store.SourceOf(d), d.Event)
+	out, err := s.apply(ctx, d)
+	if err == nil && !out.Duplicate && unattributedNew(d.Event, out) {
+		// The reference stays out of the log: it names an end user. The audit has it.
+		s.log.WarnContext(ctx, "connection stored for no end user: its reference_id is not one terragate issued",
+			"user_id", d.Event.User.UserID, "provider", d.Event.Provider, "reason", d.Event.Unattributed)
+	}
+	return out, err
+}
+
+// unattributedNew reports whether applying ev stored its connection for nobody although
+// Terra named someone: a new connection (an auth or a reconnection) whose reference was
+// refused, and that no earlier event had attributed either.
+func unattributedNew(ev store.Event, out store.Outcome) bool {
+	if ev.Unattributed == "" || ev.User == nil || (ev.Kind != store.EventAuthSuccess && ev.Kind != store.EventReauth) {
+		return false
+	}
+	for _, u := range out.Users {
+		if u.UserID == ev.User.UserID {
+			_, known := out.Before[u.UserID]
+			return !known && u.ReferenceID == ""
+		}
+	}
+	return false
 }
 
 // apply applies d, with the audit it names, and publishes what changed.
@@ -112,13 +147,25 @@ func news(kind store.EventKind, out store.Outcome) iter.Seq2[store.TerraUser, ev
 // auditFor is the audit of a delivery from source: connections added and removed, which
 // the store records in the transaction that applies it. API disconnects carry the entry of
 // the caller, who knows who asked (Disconnect).
-func (s *Service) auditFor(source store.DeliverySource, kind store.EventKind) func(store.Outcome) []store.AuditEntry {
+func (s *Service) auditFor(source store.DeliverySource, ev store.Event) func(store.Outcome) []store.AuditEntry {
 	if source == store.SourceAPI {
 		return nil
 	}
+	kind := ev.Kind
 	return func(out store.Outcome) []store.AuditEntry {
 		var entries []store.AuditEntry
 		at := s.now().UTC()
+		if unattributedNew(ev, out) {
+			e := store.AuditEntry{At: at, Actor: "terra", ActorKind: store.ActorTerra, Action: store.ActionConnectionUnattributed,
+				Subject: ev.User.UserID, Detail: map[string]string{"provider": ev.Provider, "reason": ev.Unattributed, "source": string(source)}}
+			if len(ev.Claimed) <= store.MaxAuditField && utf8.ValidString(ev.Claimed) && !strings.ContainsRune(ev.Claimed, 0) {
+				e.ReferenceID = ev.Claimed // else the entry would be refused: it says why without it
+			}
+			if source != store.SourceWebhook {
+				e.Actor, e.ActorKind = "terragate", store.ActorSystem
+			}
+			entries = append(entries, e)
+		}
 		for u, typ := range news(kind, out) {
 			var action string
 			switch typ {
@@ -239,11 +286,22 @@ func (s *Service) own(ctx context.Context, referenceID, userID string) (store.Te
 // them as they are afterwards, inactive ones included. The listing is one call, so nothing
 // slides past it as in the sweep, but an answer can still leave a live user out (an empty
 // {} is accepted), so the same confirmation applies.
+//
+// Terra lists by the exact reference: the end user's plain id (their widget connections,
+// and SDK connections a device claimed for them, which reconcile leaves out) and the
+// reference terragate issues them for the mobile SDK (their verified SDK connections).
 func (s *Service) Sync(ctx context.Context, referenceID string) ([]store.TerraUser, error) {
 	listedAt := s.now()
 	users, err := s.terra.UserInfoByReferenceID(ctx, referenceID)
 	if err != nil {
 		return nil, fmt.Errorf("sync connections: %w", err)
+	}
+	if tagged := s.mapping.refs.For(referenceID); tagged != "" {
+		sdkUsers, err := s.terra.UserInfoByReferenceID(ctx, tagged)
+		if err != nil {
+			return nil, fmt.Errorf("sync connections: %w", err)
+		}
+		users = append(users, sdkUsers...)
 	}
 	if err := s.reconcile(ctx, referenceID, users, listedAt); err != nil {
 		return nil, err
@@ -262,7 +320,14 @@ func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers 
 		if tu.UserID == "" || (tu.Active != nil && !*tu.Active) {
 			continue
 		}
-		if tu.ReferenceID != nil && *tu.ReferenceID != "" && *tu.ReferenceID != referenceID {
+		// Terra's lists carry the reference as set: only a connection it names this end
+		// user for (attribute) is theirs. One Terra lists without any reference was listed
+		// for this end user, so it is theirs unless it comes from the SDK.
+		if tu.ReferenceID == nil || *tu.ReferenceID == "" || *tu.ReferenceID == "null" {
+			if s.mapping.sdkOnly(tu.Provider) {
+				continue
+			}
+		} else if s.mapping.owner(tu) != referenceID {
 			continue
 		}
 		atTerra[tu.UserID] = true
@@ -271,7 +336,7 @@ func (s *Service) reconcile(ctx context.Context, referenceID string, terraUsers 
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		snap := terraSnapshot(tu)
+		snap := s.mapping.snapshotOf(tu)
 		snap.ReferenceID = referenceID
 		if _, err := s.ApplyWebhook(ctx, synthetic(store.SourceSync, "add:"+tu.UserID, now, store.Event{
 			Kind: store.EventAuthSuccess, Type: terra.EventAuth, User: snap, ReferenceID: referenceID,
@@ -357,8 +422,10 @@ func (s *Service) Sweep(ctx context.Context) error {
 			return fmt.Errorf("sync sweep, page %d: %w", page, err)
 		}
 		for _, u := range p.Users {
-			if u.ReferenceID != nil && *u.ReferenceID != "" {
-				byRef[*u.ReferenceID] = append(byRef[*u.ReferenceID], u)
+			// Grouped by the end user each names: verified SDK references join their end
+			// user's plain id, and connections that name nobody are reconciled for nobody.
+			if owner := s.mapping.owner(u); owner != "" {
+				byRef[owner] = append(byRef[owner], u)
 			}
 		}
 		if p.Next == nil || *p.Next <= page {

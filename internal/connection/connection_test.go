@@ -38,6 +38,7 @@ type env struct {
 	store *sqlite.DB
 	bus   *events.Local
 	svc   *connection.Service
+	tc    *terra.Client
 	calls *afterAnswer
 }
 
@@ -69,7 +70,9 @@ func newEnv(t *testing.T, webhooks bool) *env {
 		Timeout:         5 * time.Second,
 		BreakerDisabled: true,
 	}, &http.Client{Transport: e.calls}, log)
-	e.svc = connection.New(tc, st, e.bus, nil, log)
+	e.tc = tc
+	mapping := connection.NewMapping(testRefs, nil)
+	e.svc = connection.New(tc, st, e.bus, mapping, nil, log)
 
 	cfg := terrasim.Config{
 		DevID: testDevID, APIKey: testAPIKey, WebhookSecret: testSecret,
@@ -80,7 +83,7 @@ func newEnv(t *testing.T, webhooks bool) *env {
 	}
 	e.emu = terrasim.New(cfg)
 	t.Cleanup(e.emu.Close)
-	hooks, err := webhook.New([]string{testSecret}, connection.DecodeEvent, e.svc, nil, log)
+	hooks, err := webhook.New([]string{testSecret}, mapping.DecodeEvent, e.svc, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,7 +677,8 @@ func TestSyncConfirmsBeforeDisconnecting(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			e.emu.Fail("/v2/userInfo", terrasim.Fault{Status: http.StatusOK, Body: `{}`, ContentType: "application/json"})
+			// Both listings (the plain id, and the reference issued for the mobile SDK) answer {}.
+			e.emu.Fail("/v2/userInfo", terrasim.Fault{Status: http.StatusOK, Body: `{}`, ContentType: "application/json", Times: 2})
 			if c.confirm != nil {
 				f := *c.confirm
 				if f.Status == http.StatusOK {

@@ -9,22 +9,76 @@ import (
 	"strings"
 	"time"
 
+	"github.com/terragate/terragate/internal/provider"
+	"github.com/terragate/terragate/internal/sdkref"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/terra"
 )
 
+// Mapping says what Terra's events and users mean for the store, and for whom: it holds
+// what decides whose a connection is (see attribute).
+type Mapping struct {
+	refs    *sdkref.Keys
+	sdkOnly func(provider string) bool
+}
+
+// NewMapping returns the mapping that verifies mobile SDK references with refs. sdkOnly
+// says which providers connect only through Terra's mobile SDKs (provider.Catalog's
+// SDKOnly); nil means provider.KnownSDKOnly.
+func NewMapping(refs *sdkref.Keys, sdkOnly func(provider string) bool) *Mapping {
+	if sdkOnly == nil {
+		sdkOnly = provider.KnownSDKOnly
+	}
+	return &Mapping{refs: refs, sdkOnly: sdkOnly}
+}
+
+// Why a reference Terra carried names nobody (store.Event.Unattributed, and the audit).
+const (
+	// reasonNotIssued: a plain end-user id, which any device can claim.
+	reasonNotIssued = "reference_not_issued"
+	// reasonBadTag: a tagged reference whose tag does not verify: altered, another end
+	// user's, or from a key no longer listed.
+	reasonBadTag = "reference_tag_invalid"
+	// reasonNone: no reference at all.
+	reasonNone = "no_reference"
+)
+
+// attribute is the end user a reference Terra carried names for a connection to provider.
+// A reference terragate issued (sdkref) names its end user, whatever the provider. For a
+// provider reached only through the mobile SDK, where the device and not terragate sets
+// the reference, anything else names nobody, and refused says why and claimed whom it
+// named. For other providers terragate set the reference itself (the widget), and it names
+// that end user as it is.
+func (m *Mapping) attribute(provider, ref string) (owner, refused, claimed string) {
+	if id, ok := m.refs.Verify(ref); ok {
+		return id, "", ""
+	}
+	if !m.sdkOnly(provider) {
+		return ref, "", ""
+	}
+	id, _, tagged := sdkref.Split(ref)
+	switch {
+	case ref == "":
+		return "", reasonNone, ""
+	case tagged:
+		return "", reasonBadTag, id
+	}
+	return "", reasonNotIssued, ref
+}
+
 // DecodeEvent reads a webhook body Terra signed and says what it means for the store. The
 // webhook handler is given it, so that it knows Terra's signatures but not its events.
-func DecodeEvent(body []byte) (store.Event, error) {
+func (m *Mapping) DecodeEvent(body []byte) (store.Event, error) {
 	ev, err := terra.DecodeEvent(body)
 	if err != nil {
 		return store.Event{}, err
 	}
-	return EventOf(ev), nil
+	return m.EventOf(ev), nil
 }
 
-// EventOf says what a Terra event means for the store.
-func EventOf(ev terra.Event) store.Event {
+// EventOf says what a Terra event means for the store, with each reference it carries
+// replaced by the end user it names (attribute).
+func (m *Mapping) EventOf(ev terra.Event) store.Event {
 	out := store.Event{
 		Type:            ev.Type,
 		User:            snapshot(ev.User),
@@ -71,7 +125,46 @@ func EventOf(ev terra.Event) store.Event {
 	if out.ReferenceID == "" && out.User != nil {
 		out.ReferenceID = out.User.ReferenceID
 	}
+	m.attributeEvent(&out)
 	return out
+}
+
+// attributeEvent replaces every reference of an event by the end user it names. Every one:
+// the store fills a row's missing end user from any later event, so a permission_change
+// carrying a plain id must not attach a connection stored for nobody. An SDK connection is
+// no widget session's outcome, so none is looked for.
+func (m *Mapping) attributeEvent(ev *store.Event) {
+	if m.sdkOnly(ev.Provider) {
+		ev.NoSession = true
+	}
+	for _, snap := range []*store.UserSnapshot{ev.User, ev.OldUser} {
+		if snap != nil {
+			snap.ReferenceID, _, _ = m.attribute(firstOf(snap.Provider, ev.Provider), snap.ReferenceID)
+		}
+	}
+	ev.ReferenceID, ev.Unattributed, ev.Claimed = m.attribute(ev.Provider, ev.ReferenceID)
+}
+
+// snapshotOf is a Terra user read from Terra's API in the store's terms, its reference
+// replaced by the end user it names.
+func (m *Mapping) snapshotOf(u terra.User) *store.UserSnapshot {
+	snap := terraSnapshot(u)
+	snap.ReferenceID, _, _ = m.attribute(snap.Provider, snap.ReferenceID)
+	return snap
+}
+
+// owner is the end user a Terra user read from Terra's API belongs to ("" for nobody).
+func (m *Mapping) owner(u terra.User) string {
+	return m.snapshotOf(u).ReferenceID
+}
+
+func firstOf(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func snapshot(u *terra.User) *store.UserSnapshot {
@@ -90,7 +183,7 @@ func deref(s *string) string {
 
 // redelivery rebuilds a stored webhook delivery from its raw body, for replaying a dead
 // letter with today's decoding and rules.
-func redelivery(e store.InboxEvent) (store.Delivery, error) {
+func (m *Mapping) redelivery(e store.InboxEvent) (store.Delivery, error) {
 	if e.Source != store.SourceWebhook {
 		return store.Delivery{}, fmt.Errorf("inbox row %d came from %s, not a webhook: %w", e.ID, e.Source, store.ErrInvalid)
 	}
@@ -105,7 +198,7 @@ func redelivery(e store.InboxEvent) (store.Delivery, error) {
 		SignedAt:   e.SignedAt,
 		ReceivedAt: e.ReceivedAt,
 		Body:       e.Body,
-		Event:      EventOf(ev),
+		Event:      m.EventOf(ev),
 	}, nil
 }
 

@@ -28,12 +28,12 @@ func TestEventOf(t *testing.T) {
 		{terra.Event{Type: "sleep", Status: str("success")}, store.EventIgnored},
 	}
 	for _, c := range cases {
-		got := connection.EventOf(c.ev)
+		got := connection.NewMapping(nil, nil).EventOf(c.ev)
 		if got.Kind != c.kind {
 			t.Errorf("%s/%s: kind %s, want %s", c.ev.Type, *c.ev.Status, got.Kind, c.kind)
 		}
 	}
-	got := connection.EventOf(cases[0].ev)
+	got := connection.NewMapping(nil, nil).EventOf(cases[0].ev)
 	if got.User.Provider != "OURA" || strings.Join(got.User.Scopes, "|") != "a|b|c" || got.ReferenceID != "alice" {
 		t.Errorf("snapshot = %+v", got.User)
 	}

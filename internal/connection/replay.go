@@ -32,7 +32,7 @@ func (s *Service) Replay(ctx context.Context, id int64, entry store.AuditEntry) 
 	if entry.At.IsZero() {
 		entry.At = s.now().UTC()
 	}
-	d, err := redelivery(e)
+	d, err := s.mapping.redelivery(e)
 	if err != nil && e.Outcome == store.InboxFailed {
 		// Today's decoding still fails: the store changes nothing, so the entry stands alone.
 		entry.Detail = map[string]string{store.ReplayOutcomeKey: store.ReplayFailed}
@@ -41,7 +41,7 @@ func (s *Service) Replay(ctx context.Context, id int64, entry store.AuditEntry) 
 		}
 	}
 	if err == nil {
-		d.Audit = s.auditFor(store.SourceOf(d), d.Event.Kind)
+		d.Audit = s.auditFor(store.SourceOf(d), d.Event)
 		var out store.Outcome
 		if out, err = s.store.ReplayDeadLetter(ctx, id, d, entry); err == nil {
 			s.publish(ctx, d.Event.Kind, out)

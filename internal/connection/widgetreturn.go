@@ -15,7 +15,7 @@ func (s *Service) ConfirmReturn(ctx context.Context, sess store.WidgetSession, u
 	return s.ApplyWebhook(ctx, s.returnDelivery(sess.ID, store.Event{
 		Kind:            store.EventAuthSuccess,
 		Type:            terra.EventAuth,
-		User:            terraSnapshot(u),
+		User:            s.mapping.snapshotOf(u),
 		ReferenceID:     sess.ReferenceID,
 		WidgetSessionID: sess.ID,
 	}))

@@ -151,13 +151,15 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		// Each change as the breaker makes it, so no loop polls the states.
 		CircuitChange: meter.SetCircuit,
 	}, terraHTTPClient(traced), log)
-	g.conns = connection.New(tc, s, bus, meter, log)
+	catalog := provider.NewCatalog(tc, cfg.ProvidersTTL, log)
+	refs := sdkReferenceKeys(cfg.TerraWebhookSecrets)
+	g.conns = connection.New(tc, s, bus, connection.NewMapping(refs, catalog.SDKOnly), meter, log)
 	widgets := widget.NewService(tc, s, g.conns, widget.Config{
 		PublicURL: cfg.PublicURL,
 		StateKey:  stateKey(cfg.TerraWebhookSecrets[0]),
 		Redirects: redirects,
 	}, log)
-	hooks, err := webhook.New(cfg.TerraWebhookSecrets, connection.DecodeEvent, g.conns, meter, log)
+	hooks, err := webhook.New(cfg.TerraWebhookSecrets, g.conns.DecodeEvent, g.conns, meter, log)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +167,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		Widgets:      widgets,
 		Connections:  g.conns,
 		Admin:        admin.New(s, g.conns, log),
-		Catalog:      provider.NewCatalog(tc, cfg.ProvidersTTL, log),
+		Catalog:      catalog,
 		Bus:          bus,
 		Log:          log,
 		SessionLimit: cfg.RateLimitCreateSession.Limiter(),

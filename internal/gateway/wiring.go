@@ -26,6 +26,7 @@ import (
 	"github.com/terragate/terragate/internal/events/pgnotify"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/redirect"
+	"github.com/terragate/terragate/internal/sdkref"
 	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/tracing"
 )
@@ -143,6 +144,20 @@ func stateKey(webhookSecret string) []byte {
 	m := hmac.New(sha256.New, []byte(webhookSecret))
 	m.Write([]byte("terragate widget return state v1"))
 	return m.Sum(nil)
+}
+
+// sdkReferenceKeys sign the references handed to Terra's mobile SDK (package sdkref). Like
+// stateKey they are derived from the webhook secrets, under a label of their own: the
+// first secret's key issues, and every listed secret's verifies, so that rotating the
+// secret does not disown the references issued under the previous one while it is listed.
+func sdkReferenceKeys(webhookSecrets []string) *sdkref.Keys {
+	keys := make([][]byte, 0, len(webhookSecrets))
+	for _, secret := range webhookSecrets {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte("terragate sdk reference v1"))
+		keys = append(keys, m.Sum(nil))
+	}
+	return sdkref.New(keys...)
 }
 
 // UserHashKey keys the pseudonyms of callers in the operation log. Like stateKey it is

@@ -106,6 +106,37 @@ func (c *Catalog) fetch(ctx context.Context, stale bool) ([]Provider, error) {
 	return list, nil
 }
 
+// knownSDKOnly are the sources Terra reaches only through its mobile SDKs, whatever Terra's
+// list says or whether it has been read: deciding whose connection an SDK source is must
+// not wait for, or depend on, a call to Terra.
+var knownSDKOnly = []string{"APPLE", "SAMSUNG", "HEALTH_CONNECT"}
+
+// KnownSDKOnly reports whether name is one of the sources Terra reaches only through its
+// mobile SDKs (Apple Health, Samsung Health, Health Connect), without asking Terra.
+func KnownSDKOnly(name string) bool {
+	return slices.Contains(knownSDKOnly, strings.ToUpper(strings.TrimSpace(name)))
+}
+
+// SDKOnly reports whether name is reached only through Terra's mobile SDKs: one of
+// KnownSDKOnly, or listed among Terra's sdk_providers and not among its widget providers
+// in the list last read. It never calls Terra.
+func (c *Catalog) SDKOnly(name string) bool {
+	name = strings.ToUpper(strings.TrimSpace(name))
+	if KnownSDKOnly(name) {
+		return true
+	}
+	c.mu.Lock()
+	list := c.cached
+	c.mu.Unlock()
+	sdk, widget := false, false
+	for _, p := range list {
+		if p.Name == name {
+			sdk, widget = sdk || p.SDKOnly, widget || !p.SDKOnly
+		}
+	}
+	return sdk && !widget
+}
+
 // displayNames holds names that are not the provider's name in title case.
 var displayNames = map[string]string{
 	"APPLE":          "Apple Health",

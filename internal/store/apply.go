@@ -157,7 +157,7 @@ type SessionMatch struct {
 // not recorded against a session.
 func MatchSession(d Delivery) (m SessionMatch, ok bool) {
 	ev := d.Event
-	if ev.Kind != EventAuthSuccess && ev.Kind != EventAuthFailure {
+	if (ev.Kind != EventAuthSuccess && ev.Kind != EventAuthFailure) || ev.NoSession {
 		return m, false
 	}
 	for _, id := range []string{ev.WidgetSessionID, ev.FlowID} {

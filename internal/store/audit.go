@@ -53,6 +53,13 @@ const (
 	// ActionWebhookReplay is a dead letter replayed on a service's request; Detail's
 	// ReplayOutcomeKey says whether it applied (see ReplayAudits).
 	ActionWebhookReplay = "webhook.replay"
+	// ActionConnectionUnattributed is a connection stored for no end user because the
+	// reference Terra carried for it was not one terragate issued (a mobile SDK connection
+	// whose device named a plain, altered or missing reference). Subject is the Terra user,
+	// ReferenceID the end user it claimed (if any), Detail's "reason" says why.
+	ActionConnectionUnattributed = "connection.unattributed"
+	// ActionSDKTokenCreated is a mobile SDK token minted for an end user (never the token).
+	ActionSDKTokenCreated = "sdk.token_created"
 )
 
 // The outcome of a replay, in the Detail of its ActionWebhookReplay entry.
@@ -89,7 +96,8 @@ func ValidAuditActorKind(kind string) bool {
 func ValidAuditAction(action string) bool {
 	switch action {
 	case ActionSessionCreated, ActionConnectionAdded, ActionConnectionRemoved,
-		ActionConnectionDisconnected, ActionAdminRead, ActionWebhookReplay:
+		ActionConnectionDisconnected, ActionAdminRead, ActionWebhookReplay,
+		ActionConnectionUnattributed, ActionSDKTokenCreated:
 		return true
 	}
 	return false

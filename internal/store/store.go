@@ -151,6 +151,15 @@ type Event struct {
 	Reason          string
 	ScopesAdded     []string
 	ScopesRemoved   []string
+	// NoSession marks an event that is no widget session's outcome (a connection made
+	// through Terra's mobile SDK): no session is looked for, even by end user.
+	NoSession bool
+	// Unattributed, when set, says why Terra named an end user for the connection but the
+	// event names none (its reference was not one terragate issued; see package sdkref):
+	// the connection is stored for nobody. Claimed is the end user the reference named, if
+	// any. The store applies the event as one without a reference; these are for the audit.
+	Unattributed string
+	Claimed      string
 }
 
 // Delivery is one webhook request: the raw body for the inbox and its decoded event.

@@ -39,7 +39,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 	logs := &bytes.Buffer{}
-	h, err := webhook.New([]string{secret}, connection.DecodeEvent, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{secret}, connection.NewMapping(nil, nil).DecodeEvent, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func user(id, provider, ref string) map[string]any {
 }
 
 func TestNewRefusesEmptySecret(t *testing.T) {
-	if _, err := webhook.New(nil, connection.DecodeEvent, nil, nil, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := webhook.New(nil, connection.NewMapping(nil, nil).DecodeEvent, nil, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("a webhook handler without a secret was built")
 	}
 }
@@ -203,7 +203,7 @@ func TestSeveralSecrets(t *testing.T) {
 	defer st.Close()
 	logs := &bytes.Buffer{}
 	const old, current = "whsec_old_0123456789abcdef", "whsec_new_fedcba9876543210"
-	h, err := webhook.New([]string{old, current}, connection.DecodeEvent, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{old, current}, connection.NewMapping(nil, nil).DecodeEvent, st, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestSeveralSecrets(t *testing.T) {
 	if strings.Contains(logs.String(), old) || strings.Contains(logs.String(), current) {
 		t.Error("a secret reached the log")
 	}
-	if _, err := webhook.New([]string{"", ""}, connection.DecodeEvent, st, nil, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := webhook.New([]string{"", ""}, connection.NewMapping(nil, nil).DecodeEvent, st, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a list of no secrets was accepted")
 	}
 }
@@ -249,7 +249,7 @@ func TestSlowDatabaseAnswers503Quickly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	h, err := webhook.New([]string{secret}, connection.DecodeEvent, st, nil, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, connection.NewMapping(nil, nil).DecodeEvent, st, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestPanicBecomesADeadLetter(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	logs := &bytes.Buffer{}
-	h, err := webhook.New([]string{secret}, connection.DecodeEvent, &buggy{Store: st, marker: "u-bug"}, nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := webhook.New([]string{secret}, connection.NewMapping(nil, nil).DecodeEvent, &buggy{Store: st, marker: "u-bug"}, nil, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestPanicBecomesADeadLetter(t *testing.T) {
 	}
 
 	// Once the bug is fixed (here: replaying through the store itself), the replay applies it.
-	ev, err := connection.DecodeEvent(dead.Body)
+	ev, err := connection.NewMapping(nil, nil).DecodeEvent(dead.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func TestPanicAfterCommitKeepsTheDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	h, err := webhook.New([]string{secret}, connection.DecodeEvent, &buggy{Store: st, marker: "u-late", after: true}, nil, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, connection.NewMapping(nil, nil).DecodeEvent, &buggy{Store: st, marker: "u-late", after: true}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	log := slog.New(slog.DiscardHandler)
 	bus := events.NewLocal(log)
-	r := &graph.Resolver{Connections: connection.New(nil, users{}, bus, nil, log), Bus: bus, Log: log}
+	r := &graph.Resolver{Connections: connection.New(nil, users{}, bus, nil, nil, log), Bus: bus, Log: log}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r}))
 	switch t := getenv("TRANSPORT"); t {
 	case "wsgraphql":

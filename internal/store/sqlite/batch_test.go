@@ -541,7 +541,7 @@ func (p panicky) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Out
 func TestPanicInBatchBecomesADeadLetter(t *testing.T) {
 	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
 	const secret = "test-secret"
-	h, err := webhook.New([]string{secret}, connection.DecodeEvent, panicky{DB: d, marker: "u-bug"}, nil, slog.New(slog.DiscardHandler))
+	h, err := webhook.New([]string{secret}, connection.NewMapping(nil, nil).DecodeEvent, panicky{DB: d, marker: "u-bug"}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
