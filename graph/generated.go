@@ -73,6 +73,7 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		CreateSdkToken      func(childComplexity int, actAs *string) int
 		CreateWidgetSession func(childComplexity int, input *model.CreateWidgetSessionInput, actAs *string) int
 		DisconnectUser      func(childComplexity int, userID string, actAs *string) int
 		ReplayWebhookEvent  func(childComplexity int, id string) int
@@ -97,6 +98,12 @@ type ComplexityRoot struct {
 		Users          func(childComplexity int, first *int, after *string, referenceID *string, provider *string, status *model.ConnectionStatus) int
 		WebhookEvents  func(childComplexity int, first *int, after *string, typeArg *string, source *string, outcome *string) int
 		WidgetSession  func(childComplexity int, id string, actAs *string) int
+	}
+
+	SdkToken struct {
+		ExpiresAt   func(childComplexity int) int
+		ReferenceID func(childComplexity int) int
+		Token       func(childComplexity int) int
 	}
 
 	Subscription struct {
@@ -173,6 +180,7 @@ type MutationResolver interface {
 	ReplayWebhookEvent(ctx context.Context, id string) (*model.WebhookEvent, error)
 	DisconnectUser(ctx context.Context, userID string, actAs *string) (*model.TerraUser, error)
 	SyncConnections(ctx context.Context, actAs *string) ([]*model.TerraUser, error)
+	CreateSdkToken(ctx context.Context, actAs *string) (*model.SdkToken, error)
 	CreateWidgetSession(ctx context.Context, input *model.CreateWidgetSessionInput, actAs *string) (*model.WidgetSession, error)
 }
 type QueryResolver interface {
@@ -324,6 +332,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ConnectionEvent.Type(childComplexity), true
 
+	case "Mutation.createSdkToken":
+		if e.ComplexityRoot.Mutation.CreateSdkToken == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createSdkToken_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateSdkToken(childComplexity, args["actAs"].(*string)), true
 	case "Mutation.createWidgetSession":
 		if e.ComplexityRoot.Mutation.CreateWidgetSession == nil {
 			break
@@ -463,6 +482,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.WidgetSession(childComplexity, args["id"].(string), args["actAs"].(*string)), true
+
+	case "SdkToken.expiresAt":
+		if e.ComplexityRoot.SdkToken.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SdkToken.ExpiresAt(childComplexity), true
+	case "SdkToken.referenceId":
+		if e.ComplexityRoot.SdkToken.ReferenceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SdkToken.ReferenceID(childComplexity), true
+	case "SdkToken.token":
+		if e.ComplexityRoot.SdkToken.Token == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SdkToken.Token(childComplexity), true
 
 	case "Subscription.connectionEvents":
 		if e.ComplexityRoot.Subscription.ConnectionEvents == nil {
@@ -825,7 +863,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/admin.graphqls" "schema/connection.graphqls" "schema/schema.graphqls" "schema/widget.graphqls"
+//go:embed "schema/admin.graphqls" "schema/connection.graphqls" "schema/schema.graphqls" "schema/sdk.graphqls" "schema/widget.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -840,6 +878,7 @@ var sources = []*ast.Source{
 	{Name: "schema/admin.graphqls", Input: sourceData("schema/admin.graphqls"), BuiltIn: false},
 	{Name: "schema/connection.graphqls", Input: sourceData("schema/connection.graphqls"), BuiltIn: false},
 	{Name: "schema/schema.graphqls", Input: sourceData("schema/schema.graphqls"), BuiltIn: false},
+	{Name: "schema/sdk.graphqls", Input: sourceData("schema/sdk.graphqls"), BuiltIn: false},
 	{Name: "schema/widget.graphqls", Input: sourceData("schema/widget.graphqls"), BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -934,6 +973,18 @@ func (ec *executionContext) childFields_Provider(ctx context.Context, field grap
 		return ec.fieldContext_Provider_sdkOnly(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Provider", field.Name)
+}
+
+func (ec *executionContext) childFields_SdkToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "token":
+		return ec.fieldContext_SdkToken_token(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_SdkToken_expiresAt(ctx, field)
+	case "referenceId":
+		return ec.fieldContext_SdkToken_referenceId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SdkToken", field.Name)
 }
 
 func (ec *executionContext) childFields_TerraUser(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1171,6 +1222,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 // endregion ************************** internal!.gotpl ***************************
 
 // region    ***************************** args.gotpl *****************************
+
+func (ec *executionContext) field_Mutation_createSdkToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "actAs",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["actAs"] = arg0
+	return args, nil
+}
 
 func (ec *executionContext) field_Mutation_createWidgetSession_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
@@ -2119,6 +2184,50 @@ func (ec *executionContext) fieldContext_Mutation_syncConnections(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createSdkToken(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createSdkToken(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateSdkToken(ctx, fc.Args["actAs"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SdkToken) graphql.Marshaler {
+			return ec.marshalNSdkToken2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐSdkToken(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createSdkToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SdkToken(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createSdkToken_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createWidgetSession(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2604,6 +2713,75 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _SdkToken_token(ctx context.Context, field graphql.CollectedField, obj *model.SdkToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SdkToken_token(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Token, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SdkToken_token(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SdkToken", field, false, false, "String")
+}
+
+func (ec *executionContext) _SdkToken_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.SdkToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SdkToken_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SdkToken_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SdkToken", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SdkToken_referenceId(ctx context.Context, field graphql.CollectedField, obj *model.SdkToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SdkToken_referenceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReferenceID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SdkToken_referenceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SdkToken", field, false, false, "String")
 }
 
 func (ec *executionContext) _Subscription_connectionEvents(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
@@ -5063,6 +5241,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createSdkToken":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createSdkToken(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createWidgetSession":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createWidgetSession(ctx, field)
@@ -5236,6 +5421,49 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var sdkTokenImplementors = []string{"SdkToken"}
+
+func (ec *executionContext) _SdkToken(ctx context.Context, sel ast.SelectionSet, obj *model.SdkToken) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, sdkTokenImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SdkToken")
+		case "token":
+			out.Values[i] = ec._SdkToken_token(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._SdkToken_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "referenceId":
+			out.Values[i] = ec._SdkToken_referenceId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -6195,6 +6423,14 @@ func (ec *executionContext) marshalNProvider2ᚖgithubᚗcomᚋterragateᚋterra
 		return graphql.Null
 	}
 	return ec._Provider(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSdkToken2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐSdkToken(ctx context.Context, sel ast.SelectionSet, v *model.SdkToken) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SdkToken!")
+		return graphql.Null
+	}
+	return ec._SdkToken(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {

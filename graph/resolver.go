@@ -12,6 +12,7 @@ import (
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/provider"
+	"github.com/terragate/terragate/internal/sdktoken"
 	"github.com/terragate/terragate/internal/widget"
 )
 
@@ -21,11 +22,13 @@ type Resolver struct {
 	Connections *connection.Service
 	Admin       *admin.Service
 	Catalog     *provider.Catalog
+	SDKTokens   *sdktoken.Service
 	Bus         events.Bus
 	Log         *slog.Logger
 	// Metrics counts subscriptions and the connection funnel (nil: none).
 	Metrics *metrics.Metrics
-	// SessionLimit is each end user's createWidgetSession budget (nil: none).
+	// SessionLimit is each end user's budget of createWidgetSession and createSdkToken
+	// together: both start a connection (nil: none).
 	SessionLimit *limit.Limiter
 	// TerraLimit is each end user's budget of the mutations that call Terra, shared by
 	// them all, so that one user cannot spend the account's Terra allowance (nil: none).

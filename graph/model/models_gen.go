@@ -115,6 +115,19 @@ type Provider struct {
 type Query struct {
 }
 
+// What the app hands to Terra's mobile SDK. Mint it just before connecting: the token is
+// single use and expires quickly.
+type SdkToken struct {
+	// Terra's single-use token for the SDK's initConnection. Keep it out of logs.
+	Token string `json:"token"`
+	// When the token stops working (Terra gives it 180 seconds).
+	ExpiresAt time.Time `json:"expiresAt"`
+	// The reference_id to pass to Terra.instance: the end user's id plus proof that terragate
+	// issued it for them. It is the same on every call. A connection made with any other
+	// reference (the plain id included) is listed for nobody.
+	ReferenceID string `json:"referenceId"`
+}
+
 // Live updates over WebSocket at `/graphql` (the graphql-ws protocol, `graphql-transport-ws`).
 // Authenticate in `connection_init` with `{"Authorization": "Bearer <JWT>"}`.
 type Subscription struct {

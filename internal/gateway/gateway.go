@@ -30,6 +30,7 @@ import (
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/playground"
 	"github.com/terragate/terragate/internal/provider"
+	"github.com/terragate/terragate/internal/sdktoken"
 	"github.com/terragate/terragate/internal/secheaders"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/engine"
@@ -168,6 +169,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		Connections:  g.conns,
 		Admin:        admin.New(s, g.conns, log),
 		Catalog:      catalog,
+		SDKTokens:    sdktoken.New(tc, refs, s, log),
 		Bus:          bus,
 		Log:          log,
 		SessionLimit: cfg.RateLimitCreateSession.Limiter(),
