@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1291,6 +1292,28 @@ func TestDemo(t *testing.T) {
 	users := g.waitUsers(bearer, false, "the demo connection", func(u []terraUser) bool { return len(u) == 1 })
 	if users[0].Provider != "OURA" || *users[0].ReferenceID != "demo-user" {
 		t.Errorf("demo user's connections: %+v", users)
+	}
+	// The SDK loop: a token and the issued reference from terragate, then the demo's phone
+	// connects Apple Health with them through the emulator.
+	tok := g.sdkToken(bearer, nil)
+	phone := func(ref string) int {
+		body, _ := json.Marshal(map[string]string{"token": tok.Token, "provider": "APPLE", "reference_id": ref})
+		resp, err := http.Post(base+"/demo/phone", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := phone(tok.ReferenceID); code != http.StatusOK {
+		t.Fatalf("demo phone: status %d", code)
+	}
+	users = g.waitUsers(bearer, false, "the demo's SDK connection", func(u []terraUser) bool { return len(u) == 2 })
+	if !slices.ContainsFunc(users, func(u terraUser) bool { return u.Provider == "APPLE" && *u.ReferenceID == "demo-user" }) {
+		t.Errorf("demo user's connections after the phone: %+v", users)
+	}
+	if code := phone(tok.ReferenceID); code != http.StatusGone {
+		t.Errorf("the token worked twice: status %d", code)
 	}
 	// The playground has the token filled in.
 	resp, err = http.Get(base + "/")

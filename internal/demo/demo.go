@@ -4,6 +4,7 @@ package demo
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/terra"
+	"github.com/terragate/terragate/internal/terrasim"
 )
 
 // User is the end user the demo's token signs in as.
@@ -37,11 +40,20 @@ Try it:
   3. Back in the playground run:
        query { connectedUsers { userId provider status scopes connectedAt } }
 
+The mobile SDK path (Apple Health), with the demo playing the phone:
+  4. In the playground run:
+       mutation { createSdkToken { token referenceId expiresAt } }
+  5. Hand both to the phone (within 3 minutes; a token works once):
+       curl -s %[1]s%[5]s -H 'Content-Type: application/json' \
+         -d '{"token":"<token>","provider":"APPLE","reference_id":"<referenceId>"}'
+  6. Run connectedUsers again: Apple Health is listed. With a plain reference_id
+     ("%[3]s") the connection is listed for nobody.
+
 Or with curl:
   curl -s %[1]s/graphql -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
     -d '{"query":"{ connectedUsers { userId provider status } }"}'
 
-`, publicURL, token, User, ReturnPath)
+`, publicURL, token, User, ReturnPath, PhonePath)
 }
 
 var returnPage = template.Must(template.New("return").Parse(`<!doctype html>
@@ -101,6 +113,47 @@ func TokenHandler(secret []byte, issuer, audience string, ttl time.Duration) htt
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"token": token, "user": in.User, "expiresAt": now.Add(ttl).UTC()})
+	})
+}
+
+// PhonePath is where demo mode plays a phone connecting through Terra's mobile SDK.
+const PhonePath = "/demo/phone"
+
+// Phone plays the app on a phone handing token, minted by createSdkToken, and referenceID
+// to Terra's mobile SDK for provider (the emulator's SDKConnect).
+type Phone func(token, provider, referenceID string) (terra.User, error)
+
+// PhoneHandler walks the SDK loop's device side in the demo, where there is no phone: POST
+// {"token", "provider", "reference_id"} (provider APPLE, SAMSUNG or HEALTH_CONNECT; default
+// APPLE) connects as Terra's SDK would, and Terra's auth webhook follows. It needs no Terra
+// credentials, unlike the emulator's own control, and exists only in demo mode.
+func PhoneHandler(connect Phone) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Token       string `json:"token"`
+			Provider    string `json:"provider"`
+			ReferenceID string `json:"reference_id"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in); err != nil || in.Token == "" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `want JSON such as {"token": "...", "provider": "APPLE", "reference_id": "..."}`})
+			return
+		}
+		if in.Provider == "" {
+			in.Provider = "APPLE"
+		}
+		u, err := connect(in.Token, in.Provider, in.ReferenceID)
+		switch {
+		case errors.Is(err, terrasim.ErrUnknownProvider):
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "provider: one of APPLE, SAMSUNG, HEALTH_CONNECT"})
+		case errors.Is(err, terrasim.ErrUnknownToken):
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown token: mint one with createSdkToken"})
+		case errors.Is(err, terrasim.ErrTokenUsed), errors.Is(err, terrasim.ErrTokenExpired):
+			writeJSON(w, http.StatusGone, map[string]string{"error": "the token was used or has expired: mint another with createSdkToken"})
+		case err != nil:
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the phone could not connect"})
+		default:
+			writeJSON(w, http.StatusOK, map[string]any{"status": "connected", "user_id": u.UserID, "provider": u.Provider})
+		}
 	})
 }
 

@@ -93,8 +93,9 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	})
 
 	mux := http.NewServeMux()
+	var emu *terrasim.Emulator // demo mode's Terra
 	if g.cfg.Demo {
-		emu := g.setUpDemo(self)
+		emu = g.setUpDemo(self)
 		g.onClose(emu.Close)
 		mux.Handle(emulatorPrefix+"/", http.StripPrefix(emulatorPrefix, emu))
 	}
@@ -223,6 +224,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	mux.Handle("GET /readyz", g.readiness(s, busReady))
 	if cfg.Demo {
 		mux.Handle("GET "+demo.ReturnPath, secheaders.HTML(http.HandlerFunc(demo.ReturnPage)))
+		mux.Handle(demo.PhonePath, cors.Handler(allowMethods(demo.PhoneHandler(emu.SDKConnect), http.MethodPost)))
 		mux.Handle(demo.TokenPath, cors.Handler(allowMethods(demo.TokenHandler([]byte(cfg.AuthJWTSecret), cfg.AuthIssuer, cfg.AuthAudience, demoTokenTTL), http.MethodPost)))
 		g.demoToken, err = auth.Issue([]byte(cfg.AuthJWTSecret), auth.IssueOptions{Subject: demo.User, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, TTL: demoTokenTTL})
 		if err != nil {
