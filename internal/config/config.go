@@ -19,6 +19,7 @@ import (
 	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/limit"
 	"github.com/terragate/terragate/internal/redirect"
+	"github.com/terragate/terragate/internal/relay"
 	"github.com/terragate/terragate/internal/terra"
 	"github.com/terragate/terragate/internal/trusted"
 )
@@ -112,6 +113,13 @@ type Config struct {
 	addrSet   bool
 	LogLevel  string // LOG_LEVEL: debug, info, warn, error
 	LogFormat string // LOG_FORMAT: json or text
+
+	// RelayDestinations is RELAY_DESTINATIONS: the app's backends every stored Terra event
+	// is relayed to (none: nothing is relayed, and no data event's body is kept).
+	RelayDestinations  []relay.Destination
+	RelayTimeout       time.Duration   // RELAY_TIMEOUT: how long a destination has to answer 2xx
+	RelayRetrySchedule []time.Duration // RELAY_RETRY_SCHEDULE: waits before each retry
+	RelayRetention     time.Duration   // RELAY_RETENTION: how long a dead letter's body is kept
 }
 
 // setting describes one configuration value: its environment name, which is also its flag
@@ -241,6 +249,16 @@ func settings() []setting {
 			c.playgroundSet = true
 			return boolean(func(c *Config) *bool { return &c.Playground })(c, v)
 		}},
+		{env: "RELAY_DESTINATIONS", usage: `JSON array of the app's backends Terra's events are relayed to: [{"name","url","events","secret"}]`, secret: true, set: func(c *Config, v string) (err error) {
+			c.RelayDestinations, err = relay.ParseDestinations(v)
+			return err
+		}},
+		{env: "RELAY_TIMEOUT", usage: "how long a relay destination has to answer 2xx, e.g. 15s", set: duration(func(c *Config) *time.Duration { return &c.RelayTimeout }, false)},
+		{env: "RELAY_RETRY_SCHEDULE", usage: "waits before each retry of a relay delivery, comma-separated, e.g. 5s,5m,30m,2h,5h,10h,10h", set: func(c *Config, v string) (err error) {
+			c.RelayRetrySchedule, err = relay.ParseSchedule(v)
+			return err
+		}},
+		{env: "RELAY_RETENTION", usage: "how long a dead relay delivery keeps the event's body for a replay, e.g. 168h", set: duration(func(c *Config) *time.Duration { return &c.RelayRetention }, false)},
 		{env: "LOG_LEVEL", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{env: "LOG_FORMAT", usage: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
 	}
@@ -320,6 +338,10 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		RateLimitService: limit.MustRate("600/m"),
 		LogLevel:         "info",
 		LogFormat:        "json",
+		RelayTimeout:     15 * time.Second,
+		// Svix's schedule, which Standard Webhooks consumers expect.
+		RelayRetrySchedule: []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour},
+		RelayRetention:     168 * time.Hour,
 	}
 	var errs []error
 	for _, s := range settings() {
@@ -449,6 +471,11 @@ func (c Config) production() []error {
 		}
 		return len(l) < minLen
 	}
+	for _, d := range c.RelayDestinations {
+		if d.URL.Scheme != "https" {
+			errs = append(errs, fmt.Errorf("ENV=production: RELAY_DESTINATIONS: destination %q: url: want https", d.Name))
+		}
+	}
 	if c.AuthJWTSecret != "" && weak(c.AuthJWTSecret, 32) {
 		errs = append(errs, errors.New("ENV=production: AUTH_JWT_SECRET must be at least 32 random characters, not an example value"))
 	}
@@ -510,7 +537,20 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("debug_pprof", c.DebugPprof),
 		slog.String("otel_exporter_otlp_endpoint", mark(c.OTelEndpoint+c.OTelTracesEndpoint)),
 		slog.Bool("otel_sdk_disabled", c.OTelSDKDisabled),
+		slog.Any("relay_destinations", c.relayDestinations()),
+		slog.Duration("relay_timeout", c.RelayTimeout),
+		slog.Any("relay_retry_schedule", c.RelayRetrySchedule),
+		slog.Duration("relay_retention", c.RelayRetention),
 	)
+}
+
+// relayDestinations shows each relay destination as name, URL and events: never its secret.
+func (c Config) relayDestinations() []string {
+	out := []string{}
+	for _, d := range c.RelayDestinations {
+		out = append(out, d.String())
+	}
+	return out
 }
 
 // trustedDocumentsMode is the mode in effect, "off" without a manifest.

@@ -359,3 +359,77 @@ func TestTrustedDocuments(t *testing.T) {
 		t.Errorf("a mode without a manifest: %v", err)
 	}
 }
+
+const relaySecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func TestRelay(t *testing.T) {
+	with := func(extra map[string]string) map[string]string {
+		m := maps.Clone(required)
+		maps.Copy(m, extra)
+		return m
+	}
+	c, err := Load(nil, env(required), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.RelayDestinations) != 0 || c.RelayTimeout != 15*time.Second || c.RelayRetention != 168*time.Hour ||
+		len(c.RelayRetrySchedule) != 7 || c.RelayRetrySchedule[0] != 5*time.Second || c.RelayRetrySchedule[6] != 10*time.Hour {
+		t.Errorf("defaults: destinations %v, timeout %v, retention %v, schedule %v", c.RelayDestinations, c.RelayTimeout, c.RelayRetention, c.RelayRetrySchedule)
+	}
+	dests := `[{"name":"backend","url":"http://127.0.0.1:9000/terra","events":["activity"],"secret":"` + relaySecret + `"}]`
+	c, err = Load(nil, env(with(map[string]string{"RELAY_DESTINATIONS": dests, "RELAY_TIMEOUT": "2s", "RELAY_RETRY_SCHEDULE": "50ms,100ms", "RELAY_RETENTION": "1h"})), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.RelayDestinations) != 1 || c.RelayDestinations[0].Name != "backend" || !c.RelayDestinations[0].Wants("activity") ||
+		c.RelayTimeout != 2*time.Second || c.RelayRetention != time.Hour || len(c.RelayRetrySchedule) != 2 || c.RelayRetrySchedule[1] != 100*time.Millisecond {
+		t.Errorf("parsed: %+v %v %v %v", c.RelayDestinations, c.RelayTimeout, c.RelayRetention, c.RelayRetrySchedule)
+	}
+
+	// The start-up line names the destination, its URL and events, never the secret.
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("start", "config", c)
+	if strings.Contains(buf.String(), "MfKQ9r8G") {
+		t.Errorf("log line shows the relay secret: %s", buf.String())
+	}
+	for _, want := range []string{"backend", "http://127.0.0.1:9000/terra", "activity"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log line does not show %q: %s", want, buf.String())
+		}
+	}
+
+	// Invalid destinations refuse to start, naming the destination and the field.
+	bad := `[{"name":"backend","url":"http://127.0.0.1:9000/terra","secret":"whsec_short"}]`
+	_, err = Load(nil, env(with(map[string]string{"RELAY_DESTINATIONS": bad})), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "RELAY_DESTINATIONS") || !strings.Contains(err.Error(), `"backend"`) ||
+		!strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "whsec_short") {
+		t.Errorf("bad secret: %v", err)
+	}
+	for _, name := range []string{"RELAY_TIMEOUT", "RELAY_RETRY_SCHEDULE", "RELAY_RETENTION"} {
+		if _, err := Load(nil, env(with(map[string]string{name: "soon"})), io.Discard); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=soon: %v", name, err)
+		}
+	}
+
+	// Production wants https.
+	prod := map[string]string{
+		"TERRA_DEV_ID": "dev", "TERRA_API_KEY": "key-123456", "TERRA_WEBHOOK_SECRET": "whsec_9f8e7d6c5b4a3928",
+		"AUTH_JWT_SECRET": "Zq3v8Lw1Rt6Yp0Ns4Km7Hb2Jd5Gf9Xc1", "ENV": "production", "CORS_ALLOWED_ORIGINS": "https://app.example.com",
+		"RELAY_DESTINATIONS": dests,
+	}
+	c, err = Load(nil, env(prod), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `"backend"`) || !strings.Contains(err.Error(), "https") {
+		t.Errorf("http destination in production: %v", err)
+	}
+	prod["RELAY_DESTINATIONS"] = strings.Replace(dests, "http://", "https://", 1)
+	c, _ = Load(nil, env(prod), io.Discard)
+	if err := c.Validate(); err != nil {
+		t.Errorf("https destination in production: %v", err)
+	}
+}

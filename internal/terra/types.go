@@ -91,3 +91,28 @@ const (
 
 // SignatureTolerance is how far a webhook's signed timestamp may be from now, either way.
 const SignatureTolerance = 300 * time.Second
+
+// Event types that are not connection events: Terra's housekeeping, and the health data
+// itself. A type Terra adds later is data too (see IsDataEvent).
+const (
+	EventHealthcheck            = "healthcheck"
+	EventProcessing             = "processing"
+	EventRateLimitHit           = "rate_limit_hit"
+	EventLargeRequestProcessing = "large_request_processing"
+	EventLargeRequestSending    = "large_request_sending"
+	EventS3Payload              = "s3_payload"
+)
+
+// EventTypes lists the webhook event types terragate knows by name: the connection events,
+// Terra's housekeeping and the data types of its published API.
+var EventTypes = []string{
+	EventAuth, EventAuthCancelled, EventDeauth, EventUserReauth, EventAccessRevoked,
+	EventConnectionError, EventPermissionChange,
+	EventHealthcheck, EventProcessing, EventRateLimitHit, EventLargeRequestProcessing,
+	EventLargeRequestSending, EventS3Payload,
+	"activity", "athlete", "body", "daily", "sleep", "nutrition", "menstruation",
+	"planned_workout", "hormone", "lab_report", "route",
+}
+
+// IsConnectionEvent reports whether t is one of the connection events terragate applies.
+func IsConnectionEvent(t string) bool { return isConnectionEvent(t) }
