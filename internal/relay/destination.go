@@ -153,3 +153,18 @@ func ParseSchedule(s string) ([]time.Duration, error) {
 	}
 	return out, nil
 }
+
+// Routes names, for each event type, the destinations that want it: the webhook handler's
+// router (webhook.Router).
+type Routes []Destination
+
+// Route returns the names of the destinations that want events of type typ, in order.
+func (rs Routes) Route(typ string) []string {
+	var out []string
+	for _, d := range rs {
+		if d.Wants(typ) {
+			out = append(out, d.Name)
+		}
+	}
+	return out
+}

@@ -115,6 +115,9 @@ func CheckDelivery(d Delivery) error {
 	if !d.Source.Valid() {
 		return fmt.Errorf("webhook delivery %q: source %q: %w", d.DedupeKey, d.Source, ErrInvalid)
 	}
+	if err := CheckRelayEvent(d.Relay); err != nil {
+		return fmt.Errorf("webhook delivery %q: %w", d.DedupeKey, err)
+	}
 	switch d.Event.Kind {
 	case EventAuthSuccess, EventAuthFailure, EventDeauth, EventReauth, EventAccessRevoked,
 		EventConnectionError, EventPermissionChange, EventIgnored:

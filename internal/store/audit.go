@@ -60,6 +60,9 @@ const (
 	ActionConnectionUnattributed = "connection.unattributed"
 	// ActionSDKTokenCreated is a mobile SDK token minted for an end user (never the token).
 	ActionSDKTokenCreated = "sdk.token_created"
+	// ActionRelayReplay is a relay dead letter put back to PENDING on a service's request;
+	// Subject is the delivery, Detail's ReplayOutcomeKey says it succeeded.
+	ActionRelayReplay = "relay.replay"
 )
 
 // The outcome of a replay, in the Detail of its ActionWebhookReplay entry.
@@ -97,7 +100,7 @@ func ValidAuditAction(action string) bool {
 	switch action {
 	case ActionSessionCreated, ActionConnectionAdded, ActionConnectionRemoved,
 		ActionConnectionDisconnected, ActionAdminRead, ActionWebhookReplay,
-		ActionConnectionUnattributed, ActionSDKTokenCreated:
+		ActionConnectionUnattributed, ActionSDKTokenCreated, ActionRelayReplay:
 		return true
 	}
 	return false

@@ -54,6 +54,7 @@ const (
 	cursorAudit = "audit"
 	cursorUsers = "users"
 	cursorInbox = "inbox"
+	cursorRelay = "relay"
 )
 
 // cursor is the sort key of the last item of a page. Callers see it as opaque text
@@ -94,7 +95,7 @@ func decodeCursor(s, kind string) (cursor, error) {
 		ok = ok && c.ID > 0 && c.Key == ""
 	case cursorUsers:
 		ok = ok && c.ID == 0 && c.Key != ""
-	case cursorInbox:
+	case cursorInbox, cursorRelay:
 		ok = ok && c.ID > 0 && c.Key == "" && c.At.IsZero()
 	}
 	if !ok {

@@ -181,6 +181,10 @@ type Delivery struct {
 	// one commit, and no change without its entry. An entry CheckAudit refuses is left out
 	// (and logged), never a reason to refuse the event.
 	Audit func(Outcome) []AuditEntry
+	// Relay, when set, is enqueued for the relay in the transaction that records the
+	// delivery, so that a relay delivery exists if and only if the event was stored. The
+	// inbox row keeps Body; the relay keeps Relay.Body (a data event's inbox row keeps none).
+	Relay *RelayEvent
 }
 
 // DeliverySource is where an event came from.
@@ -208,6 +212,7 @@ type Outcome struct {
 
 // Store is the persistence terragate depends on. Every method honours ctx.
 type Store interface {
+	Outbox
 	// CreateWidgetSession stores a new session, with the audit entries given in the same
 	// transaction (one commit, and no session without its entry). A duplicate ID is
 	// ErrConflict; an entry CheckAudit refuses is ErrInvalid; either way nothing is stored.

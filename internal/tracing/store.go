@@ -182,3 +182,39 @@ func (t *tracedStore) ListWebhookEvents(ctx context.Context, f store.InboxFilter
 func (t *tracedStore) Ready(ctx context.Context) error { return t.next.Ready(ctx) }
 func (t *tracedStore) Ping(ctx context.Context) error  { return t.next.Ping(ctx) }
 func (t *tracedStore) Close() error                    { return t.next.Close() }
+
+func (t *tracedStore) ClaimRelayDeliveries(ctx context.Context, destination string, now, leaseUntil time.Time, max int) (_ []store.RelayDelivery, err error) {
+	ctx, end := t.start(ctx, "ClaimRelayDeliveries")
+	defer func() { end(err) }()
+	return t.next.ClaimRelayDeliveries(ctx, destination, now, leaseUntil, max)
+}
+
+func (t *tracedStore) RelayBody(ctx context.Context, eventID int64) (_ []byte, err error) {
+	ctx, end := t.start(ctx, "RelayBody")
+	defer func() { end(err) }()
+	return t.next.RelayBody(ctx, eventID)
+}
+
+func (t *tracedStore) FinishRelayDelivery(ctx context.Context, d store.RelayDelivery, r store.RelayResult) (_ bool, err error) {
+	ctx, end := t.start(ctx, "FinishRelayDelivery")
+	defer func() { end(err) }()
+	return t.next.FinishRelayDelivery(ctx, d, r)
+}
+
+func (t *tracedStore) ReplayRelayDelivery(ctx context.Context, id int64, now time.Time, audit ...store.AuditEntry) (_ store.RelayDelivery, err error) {
+	ctx, end := t.start(ctx, "ReplayRelayDelivery")
+	defer func() { end(err) }()
+	return t.next.ReplayRelayDelivery(ctx, id, now, audit...)
+}
+
+func (t *tracedStore) ListRelayDeliveries(ctx context.Context, f store.RelayFilter, p store.Page) (_ store.RelayPage, err error) {
+	ctx, end := t.start(ctx, "ListRelayDeliveries")
+	defer func() { end(err) }()
+	return t.next.ListRelayDeliveries(ctx, f, p)
+}
+
+func (t *tracedStore) DropExpiredRelayBodies(ctx context.Context, before time.Time) (_ int64, err error) {
+	ctx, end := t.start(ctx, "DropExpiredRelayBodies")
+	defer func() { end(err) }()
+	return t.next.DropExpiredRelayBodies(ctx, before)
+}

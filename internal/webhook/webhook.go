@@ -29,8 +29,24 @@ import (
 const StoreDeadline = 900 * time.Millisecond
 
 // MaxBody is the largest webhook body accepted. Connection events are a few hundred bytes;
-// data events, which terragate ignores, can be larger and are refused with 413.
+// data events can be larger, and those over the cap are refused with 413 (streaming them
+// through is a later part of issue 13).
 const MaxBody = 1 << 20
+
+// Router names the relay destinations that want events of a type (none: the event is not
+// relayed, and nothing of a data event's body is kept).
+type Router interface {
+	Route(eventType string) []string
+}
+
+// Option tunes New.
+type Option func(*Handler)
+
+// WithRelay enqueues every stored event for the destinations r names, in the transaction
+// that stores it.
+func WithRelay(r Router) Option {
+	return func(h *Handler) { h.relay = r }
+}
 
 // Applier records a delivery in the inbox and applies it in one transaction: the store
 // itself, or a service that also tells subscribers what changed.
@@ -47,6 +63,7 @@ type Handler struct {
 	deadline time.Duration // how long storing a delivery may take before 503
 	secrets  [][]byte
 	apply    Applier
+	relay    Router // nil: nothing is relayed
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -59,8 +76,11 @@ type Decoder func(body []byte) (store.Event, error)
 // is rotated, or when several Terra environments post to one URL), decoding bodies with
 // decode and handing them to apply. It refuses an empty list: a webhook endpoint that
 // cannot verify must not exist. m counts deliveries (nil: none).
-func New(secrets []string, decode Decoder, apply Applier, m *metrics.Metrics, log *slog.Logger) (*Handler, error) {
+func New(secrets []string, decode Decoder, apply Applier, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Handler, error) {
 	h := &Handler{decode: decode, apply: apply, metrics: m, log: log, now: time.Now, deadline: StoreDeadline}
+	for _, o := range opts {
+		o(h)
+	}
 	for _, s := range secrets {
 		if s != "" {
 			h.secrets = append(h.secrets, []byte(s))
@@ -140,6 +160,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
 		return
 	}
+	if err == nil {
+		h.forRelay(r, &d)
+	}
 
 	// Terra waits about 8 s and throttles slow endpoints: a delivery that cannot be stored
 	// quickly is refused with 503, and Terra's retry brings it back. Nothing is lost: the
@@ -209,6 +232,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		writeAnswer(w, answerOK)
 	}
+}
+
+// forRelay enqueues d for the destinations that want its type, with Terra's own headers. A
+// data event (any type that is not a connection event) keeps its body only for the relay:
+// its inbox row keeps none, and without a destination nothing of it is kept.
+func (h *Handler) forRelay(r *http.Request, d *store.Delivery) {
+	var dests []string
+	if h.relay != nil {
+		dests = h.relay.Route(d.Event.Type)
+	}
+	if len(dests) > 0 {
+		d.Relay = &store.RelayEvent{
+			Type:              d.Event.Type,
+			TraceID:           d.TraceID,
+			Reference:         header(r, "terra-reference"),
+			OrderingTimestamp: header(r, "x-terra-ordering-timestamp"),
+			Body:              d.Body,
+			Destinations:      dests,
+		}
+	}
+	if d.Event.Kind == store.EventIgnored {
+		d.Body = nil
+	}
+}
+
+// header is a Terra header passed on to the relay, trimmed and cut at 200 bytes.
+func header(r *http.Request, name string) string {
+	v := strings.TrimSpace(r.Header.Get(name))
+	if len(v) > 200 {
+		v = v[:200]
+	}
+	return v
 }
 
 // The 200 answers, as json.Encoder writes {"status": ..., "duplicate": ...}: built once, as

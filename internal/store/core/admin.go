@@ -9,7 +9,7 @@ import (
 
 // AppendAudit adds an entry to the audit log; what store.CheckAudit refuses is
 // store.ErrInvalid.
-func (c *Store[U, S, E, A, L, D]) AppendAudit(ctx context.Context, e store.AuditEntry) error {
+func (c *Store[U, S, E, A, L, D, R]) AppendAudit(ctx context.Context, e store.AuditEntry) error {
 	e, err := store.CheckAudit(e, c.now())
 	if err != nil {
 		return err
@@ -21,7 +21,7 @@ func (c *Store[U, S, E, A, L, D]) AppendAudit(ctx context.Context, e store.Audit
 
 // ListAudit returns a page of the audit log, newest first, led by the most selective filter
 // given (end user, actor, action) so that its index serves the page.
-func (c *Store[U, S, E, A, L, D]) ListAudit(ctx context.Context, f store.AuditFilter, p store.Page) (store.AuditPage, error) {
+func (c *Store[U, S, E, A, L, D, R]) ListAudit(ctx context.Context, f store.AuditFilter, p store.Page) (store.AuditPage, error) {
 	q, err := store.CheckAuditQuery(f, p)
 	if err != nil {
 		return store.AuditPage{}, err
@@ -55,7 +55,7 @@ func (c *Store[U, S, E, A, L, D]) ListAudit(ctx context.Context, f store.AuditFi
 // ListTerraUsersPage returns a page of the Terra users matching the filter and their total
 // count, read in one transaction so that both see the same rows; for one end user, over its
 // index.
-func (c *Store[U, S, E, A, L, D]) ListTerraUsersPage(ctx context.Context, f store.UserFilter, p store.Page) (store.UserPage, error) {
+func (c *Store[U, S, E, A, L, D, R]) ListTerraUsersPage(ctx context.Context, f store.UserFilter, p store.Page) (store.UserPage, error) {
 	q, err := store.CheckUserQuery(f, p)
 	if err != nil {
 		return store.UserPage{}, err
@@ -63,7 +63,7 @@ func (c *Store[U, S, E, A, L, D]) ListTerraUsersPage(ctx context.Context, f stor
 	var rows []U
 	var total int64
 	status, limit := string(q.Status), int64(q.Limit)
-	err = c.e.InReadTx(ctx, func(tx Queries[U, S, E, A, L, D]) error {
+	err = c.e.InReadTx(ctx, func(tx Queries[U, S, E, A, L, D, R]) error {
 		var err error
 		if q.ReferenceID != "" {
 			rows, err = tx.ListTerraUsersPageByReference(ctx, q.ReferenceID, q.AfterAt, q.AfterUserID, q.Provider, status, limit)
@@ -89,7 +89,7 @@ func (c *Store[U, S, E, A, L, D]) ListTerraUsersPage(ctx context.Context, f stor
 // ListWebhookEvents returns a page of the inbox, newest first, over the dead letters' index
 // when they are asked for, else led by the event type when one is given, so that an index
 // serves the page.
-func (c *Store[U, S, E, A, L, D]) ListWebhookEvents(ctx context.Context, f store.InboxFilter, p store.Page) (store.InboxPage, error) {
+func (c *Store[U, S, E, A, L, D, R]) ListWebhookEvents(ctx context.Context, f store.InboxFilter, p store.Page) (store.InboxPage, error) {
 	q, err := store.CheckInboxQuery(f, p)
 	if err != nil {
 		return store.InboxPage{}, err

@@ -15,9 +15,9 @@ import (
 
 // Queries are the statements the core runs, as both engines' sqlc packages generate them.
 // The type parameters are what the two do not share: their row types (U Terra users,
-// S widget sessions, E inbox events, A audit entries) and how they keep a list (L) and an
-// audit entry's detail (D).
-type Queries[U, S, E, A, L, D any] interface {
+// S widget sessions, E inbox events, A audit entries, R relay deliveries) and how they keep a
+// list (L) and an audit entry's detail (D).
+type Queries[U, S, E, A, L, D, R any] interface {
 	CreateWidgetSession(ctx context.Context, id, terraSessionID, referenceID string, providers L, language, successRedirectURL, failureRedirectURL, url, status, provider, terraUserID, failureReason, inputKey string, returnUsedAt *time.Time, expiresAt, createdAt, updatedAt time.Time) error
 	GetWidgetSession(ctx context.Context, id string) (S, error)
 	LockWidgetSession(ctx context.Context, id string) (S, error)
@@ -57,12 +57,23 @@ type Queries[U, S, E, A, L, D any] interface {
 	ListAuditEntriesByAction(ctx context.Context, since, until, beforeAt time.Time, beforeID int64, referenceID, actor, action string, maxRows int64) ([]A, error)
 
 	ReleaseLease(ctx context.Context, name, holder string) error
+
+	InsertRelayEvent(ctx context.Context, body []byte, createdAt time.Time) (int64, error)
+	InsertRelayDelivery(ctx context.Context, eventID int64, destination, webhookID, eventType, traceID, terraReference, orderingTimestamp string, nextAttemptAt *time.Time, createdAt time.Time) error
+	ClaimRelayDeliveries(ctx context.Context, leaseUntil *time.Time, destination string, now *time.Time, maxRows int64) ([]R, error)
+	GetRelayBody(ctx context.Context, id int64) ([]byte, error)
+	FinishRelayDelivery(ctx context.Context, status string, nextAttemptAt *time.Time, lastStatusCode *int64, lastError string, deliveredAt *time.Time, id, attempts int64) (int64, error)
+	DropDeliveredRelayBody(ctx context.Context, id int64) error
+	DropExpiredRelayBodies(ctx context.Context, before time.Time) (int64, error)
+	GetRelayDelivery(ctx context.Context, id int64) (R, error)
+	ReplayRelayDelivery(ctx context.Context, now *time.Time, id int64) (R, error)
+	ListRelayDeliveriesPage(ctx context.Context, beforeID int64, destination, status, eventType string, maxRows int64) ([]R, error)
 }
 
 // Tx is an engine's queries inside one write transaction, with what only the engine knows how
 // to do there.
-type Tx[U, S, E, A, L, D any] interface {
-	Queries[U, S, E, A, L, D]
+type Tx[U, S, E, A, L, D, R any] interface {
+	Queries[U, S, E, A, L, D, R]
 	// LockUsers holds off, until the transaction ends, every other transaction that locks one
 	// of these Terra users, stored or not yet; LockTerraUser then reads each. An engine whose
 	// transactions already run one at a time does nothing.
@@ -70,16 +81,16 @@ type Tx[U, S, E, A, L, D any] interface {
 	// Savepoint runs fn in a savepoint of the transaction. When fn fails, what it wrote is
 	// undone and the transaction can go on; if even that fails, the error no longer carries
 	// fn's, so that the caller rolls the whole transaction back instead of going on.
-	Savepoint(ctx context.Context, fn func(Tx[U, S, E, A, L, D]) error) error
+	Savepoint(ctx context.Context, fn func(Tx[U, S, E, A, L, D, R]) error) error
 }
 
 // Engine runs the core's transactions and tells what a driver error means.
-type Engine[U, S, E, A, L, D any] interface {
+type Engine[U, S, E, A, L, D, R any] interface {
 	// InTx runs fn in a write transaction, committing if it returns nil. An engine may run fn
 	// again after a failure that running again resolves (a deadlock); fn starts afresh.
-	InTx(ctx context.Context, fn func(Tx[U, S, E, A, L, D]) error) error
+	InTx(ctx context.Context, fn func(Tx[U, S, E, A, L, D, R]) error) error
 	// InReadTx runs fn in a read-only transaction whose reads see one snapshot.
-	InReadTx(ctx context.Context, fn func(Queries[U, S, E, A, L, D]) error) error
+	InReadTx(ctx context.Context, fn func(Queries[U, S, E, A, L, D, R]) error) error
 	// Classify says what a driver error means, and returns the driver's own error within err
 	// (nil if there is none), whose text names tables and columns.
 	Classify(err error) (Kind, error)
@@ -97,12 +108,12 @@ const (
 )
 
 // Config is what an engine gives New.
-type Config[U, S, E, A, L, D any] struct {
+type Config[U, S, E, A, L, D, R any] struct {
 	Name   string // the engine's name, which starts its errors
-	Engine Engine[U, S, E, A, L, D]
+	Engine Engine[U, S, E, A, L, D, R]
 	// Read runs the statements that read outside a transaction, Write those that write.
-	Read, Write Queries[U, S, E, A, L, D]
-	Rows        Rows[U, S, E, A, L, D]
+	Read, Write Queries[U, S, E, A, L, D, R]
+	Rows        Rows[U, S, E, A, L, D, R]
 	Log         *slog.Logger
 	Now         func() time.Time
 	// AfterApply, when set (by tests), runs inside the ApplyWebhook and ReplayDeadLetter
@@ -112,25 +123,25 @@ type Config[U, S, E, A, L, D any] struct {
 
 // Store is store.Store written once over an Engine. Engines embed it and add what is theirs
 // (Ready, Ping, Close, AcquireLease; SQLite's group commit of ApplyWebhook).
-type Store[U, S, E, A, L, D any] struct {
+type Store[U, S, E, A, L, D, R any] struct {
 	name        string
-	e           Engine[U, S, E, A, L, D]
-	read, write Queries[U, S, E, A, L, D]
-	rows        Rows[U, S, E, A, L, D]
+	e           Engine[U, S, E, A, L, D, R]
+	read, write Queries[U, S, E, A, L, D, R]
+	rows        Rows[U, S, E, A, L, D, R]
 	log         *slog.Logger
 	now         func() time.Time
 	afterApply  func() error
 }
 
 // New returns the core of an engine's store.
-func New[U, S, E, A, L, D any](c Config[U, S, E, A, L, D]) *Store[U, S, E, A, L, D] {
+func New[U, S, E, A, L, D, R any](c Config[U, S, E, A, L, D, R]) *Store[U, S, E, A, L, D, R] {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Store[U, S, E, A, L, D]{
+	return &Store[U, S, E, A, L, D, R]{
 		name: c.Name, e: c.Engine, read: c.Read, write: c.Write, rows: c.Rows,
 		log: c.Log, now: c.Now, afterApply: c.AfterApply,
 	}

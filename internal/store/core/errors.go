@@ -13,7 +13,7 @@ import (
 // which names tables and columns; other errors keep it for the logs, and callers show them
 // as internal. When ctx has ended, that is the error: drivers report an interrupted
 // statement in their own terms.
-func (c *Store[U, S, E, A, L, D]) wrap(ctx context.Context, op string, err error) error {
+func (c *Store[U, S, E, A, L, D, R]) wrap(ctx context.Context, op string, err error) error {
 	return Wrap(ctx, c.name, c.e.Classify, op, err)
 }
 
@@ -39,7 +39,7 @@ func Wrap(ctx context.Context, engine string, classify func(error) (Kind, error)
 }
 
 // noRows reports whether err says a statement found no row.
-func (c *Store[U, S, E, A, L, D]) noRows(err error) bool {
+func (c *Store[U, S, E, A, L, D, R]) noRows(err error) bool {
 	kind, _ := c.e.Classify(err)
 	return kind == NoRows
 }
@@ -48,7 +48,7 @@ func (c *Store[U, S, E, A, L, D]) noRows(err error) bool {
 // records it and its caller sees it: the store's own error as it is; a refusal by the
 // database with the driver's text (which names tables and columns) replaced by its kind,
 // store.ErrInvalid.
-func (c *Store[U, S, E, A, L, D]) refusal(err error) error {
+func (c *Store[U, S, E, A, L, D, R]) refusal(err error) error {
 	_, driverErr := c.e.Classify(err)
 	if errors.Is(err, store.ErrInvalid) || driverErr == nil {
 		return err

@@ -11,11 +11,12 @@ import (
 // Rows maps an engine's rows to the core's. The core's row types have the fields of the
 // generated ones, in the same order, so that an engine whose generated type matches converts
 // it as it is; the other copies it field by field (its table has its columns in another order).
-type Rows[U, S, E, A, L, D any] struct {
+type Rows[U, S, E, A, L, D, R any] struct {
 	User    func(U) UserRow[L]
 	Session func(S) SessionRow[L]
 	Event   func(E) InboxRow
 	Audit   func(A) AuditRow[D]
+	Relay   func(R) RelayRow
 	// List is a list as the engine keeps it, Items the list it keeps back (nil when empty).
 	List  func([]string) L
 	Items func(L) []string
@@ -114,9 +115,9 @@ func storedPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-func (c *Store[U, S, E, A, L, D]) user(r U) store.TerraUser { return c.userOf(c.rows.User(r)) }
+func (c *Store[U, S, E, A, L, D, R]) user(r U) store.TerraUser { return c.userOf(c.rows.User(r)) }
 
-func (c *Store[U, S, E, A, L, D]) userOf(r UserRow[L]) store.TerraUser {
+func (c *Store[U, S, E, A, L, D, R]) userOf(r UserRow[L]) store.TerraUser {
 	return store.TerraUser{
 		UserID:            r.UserID,
 		Provider:          r.Provider,
@@ -133,7 +134,7 @@ func (c *Store[U, S, E, A, L, D]) userOf(r UserRow[L]) store.TerraUser {
 	}
 }
 
-func (c *Store[U, S, E, A, L, D]) users(rows []U) []store.TerraUser {
+func (c *Store[U, S, E, A, L, D, R]) users(rows []U) []store.TerraUser {
 	users := make([]store.TerraUser, 0, len(rows))
 	for _, r := range rows {
 		users = append(users, c.user(r))
@@ -142,7 +143,7 @@ func (c *Store[U, S, E, A, L, D]) users(rows []U) []store.TerraUser {
 }
 
 // userRow is u as SaveTerraUser stores it.
-func (c *Store[U, S, E, A, L, D]) userRow(u store.TerraUser) UserRow[L] {
+func (c *Store[U, S, E, A, L, D, R]) userRow(u store.TerraUser) UserRow[L] {
 	return UserRow[L]{
 		UserID:            u.UserID,
 		ReferenceID:       u.ReferenceID,
@@ -159,7 +160,7 @@ func (c *Store[U, S, E, A, L, D]) userRow(u store.TerraUser) UserRow[L] {
 	}
 }
 
-func (c *Store[U, S, E, A, L, D]) session(row S) store.WidgetSession {
+func (c *Store[U, S, E, A, L, D, R]) session(row S) store.WidgetSession {
 	r := c.rows.Session(row)
 	return store.WidgetSession{
 		ID:                 r.ID,
@@ -182,7 +183,7 @@ func (c *Store[U, S, E, A, L, D]) session(row S) store.WidgetSession {
 	}
 }
 
-func (c *Store[U, S, E, A, L, D]) event(row E) store.InboxEvent {
+func (c *Store[U, S, E, A, L, D, R]) event(row E) store.InboxEvent {
 	r := c.rows.Event(row)
 	e := store.InboxEvent{
 		ID:         r.ID,
@@ -205,7 +206,7 @@ func (c *Store[U, S, E, A, L, D]) event(row E) store.InboxEvent {
 	return e
 }
 
-func (c *Store[U, S, E, A, L, D]) events(rows []E) []store.InboxEvent {
+func (c *Store[U, S, E, A, L, D, R]) events(rows []E) []store.InboxEvent {
 	events := make([]store.InboxEvent, 0, len(rows))
 	for _, r := range rows {
 		events = append(events, c.event(r))
@@ -213,7 +214,7 @@ func (c *Store[U, S, E, A, L, D]) events(rows []E) []store.InboxEvent {
 	return events
 }
 
-func (c *Store[U, S, E, A, L, D]) audit(row A) (store.AuditEntry, error) {
+func (c *Store[U, S, E, A, L, D, R]) audit(row A) (store.AuditEntry, error) {
 	r := c.rows.Audit(row)
 	detail, err := store.ParseAuditDetail(c.rows.JSON(r.Detail))
 	if err != nil {
@@ -233,7 +234,7 @@ func (c *Store[U, S, E, A, L, D]) audit(row A) (store.AuditEntry, error) {
 }
 
 // insertAudit appends checked entries.
-func (c *Store[U, S, E, A, L, D]) insertAudit(ctx context.Context, q Queries[U, S, E, A, L, D], entries []store.AuditEntry) error {
+func (c *Store[U, S, E, A, L, D, R]) insertAudit(ctx context.Context, q Queries[U, S, E, A, L, D, R], entries []store.AuditEntry) error {
 	for _, e := range entries {
 		err := q.InsertAuditEntry(ctx, e.At, e.Actor, e.ActorKind, e.Action, e.Subject, e.ReferenceID, e.ClientIP,
 			c.rows.Detail(store.AuditDetailJSON(e.Detail)))

@@ -13,7 +13,7 @@ import (
 
 // CreateWidgetSession stores a new session, with its audit entries in the same transaction;
 // a duplicate ID or Terra session id is store.ErrConflict.
-func (c *Store[U, S, E, A, L, D]) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) error {
+func (c *Store[U, S, E, A, L, D, R]) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) error {
 	s, err := store.CheckWidgetSession(s, c.now())
 	if err != nil {
 		return err
@@ -22,7 +22,7 @@ func (c *Store[U, S, E, A, L, D]) CreateWidgetSession(ctx context.Context, s sto
 	if err != nil {
 		return err
 	}
-	create := func(q Queries[U, S, E, A, L, D]) error {
+	create := func(q Queries[U, S, E, A, L, D, R]) error {
 		return q.CreateWidgetSession(ctx, s.ID, s.TerraSessionID, s.ReferenceID, c.rows.List(s.Providers), s.Language,
 			s.SuccessRedirectURL, s.FailureRedirectURL, s.URL, string(s.Status), s.Provider, s.TerraUserID,
 			s.FailureReason, s.InputKey, s.ReturnUsedAt, s.ExpiresAt, s.CreatedAt, s.UpdatedAt)
@@ -31,7 +31,7 @@ func (c *Store[U, S, E, A, L, D]) CreateWidgetSession(ctx context.Context, s sto
 	if len(entries) == 0 {
 		return c.wrap(ctx, what, create(c.write))
 	}
-	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D]) error {
+	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
 		if err := create(tx); err != nil {
 			return err
 		}
@@ -41,7 +41,7 @@ func (c *Store[U, S, E, A, L, D]) CreateWidgetSession(ctx context.Context, s sto
 }
 
 // WidgetSession returns one session, or store.ErrNotFound.
-func (c *Store[U, S, E, A, L, D]) WidgetSession(ctx context.Context, id string) (store.WidgetSession, error) {
+func (c *Store[U, S, E, A, L, D, R]) WidgetSession(ctx context.Context, id string) (store.WidgetSession, error) {
 	r, err := c.read.GetWidgetSession(ctx, id)
 	if err != nil {
 		return store.WidgetSession{}, c.wrap(ctx, fmt.Sprintf("widget session %q", id), err)
@@ -52,7 +52,7 @@ func (c *Store[U, S, E, A, L, D]) WidgetSession(ctx context.Context, id string) 
 // ReusableWidgetSession returns the end user's newest CREATED session with this input key
 // that expires after liveAfter and whose return URL is unused, or store.ErrNotFound. An
 // empty end user or key matches nothing: a session stored without one answers no request.
-func (c *Store[U, S, E, A, L, D]) ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (store.WidgetSession, error) {
+func (c *Store[U, S, E, A, L, D, R]) ReusableWidgetSession(ctx context.Context, referenceID, inputKey string, liveAfter time.Time) (store.WidgetSession, error) {
 	what := fmt.Sprintf("reusable widget session of %q", referenceID)
 	if referenceID == "" || inputKey == "" {
 		return store.WidgetSession{}, fmt.Errorf("%s: %s: no end user or input key: %w", c.name, what, store.ErrNotFound)
@@ -67,9 +67,9 @@ func (c *Store[U, S, E, A, L, D]) ReusableWidgetSession(ctx context.Context, ref
 // ConsumeWidgetReturn sets the session's return_used_at, once: the conditional update is what
 // makes two concurrent returns (on any instances) see one winner. A second call is
 // store.ErrConflict, an unknown id store.ErrNotFound.
-func (c *Store[U, S, E, A, L, D]) ConsumeWidgetReturn(ctx context.Context, id string, at time.Time) error {
+func (c *Store[U, S, E, A, L, D, R]) ConsumeWidgetReturn(ctx context.Context, id string, at time.Time) error {
 	used := store.StoredTime(at)
-	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D]) error {
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
 		n, err := tx.ConsumeWidgetReturn(ctx, &used, id)
 		if err != nil || n == 1 {
 			return err
@@ -86,7 +86,7 @@ func (c *Store[U, S, E, A, L, D]) ConsumeWidgetReturn(ctx context.Context, id st
 // EXPIRED, with updated_at now, in one statement, and returns them in order of expiry.
 // Sessions with an outcome never change; a session another instance expires at the same
 // moment is returned by one of the two only.
-func (c *Store[U, S, E, A, L, D]) ExpireWidgetSessions(ctx context.Context, now time.Time) ([]store.WidgetSession, error) {
+func (c *Store[U, S, E, A, L, D, R]) ExpireWidgetSessions(ctx context.Context, now time.Time) ([]store.WidgetSession, error) {
 	rows, err := c.write.ExpireWidgetSessions(ctx, store.StoredTime(now))
 	if err != nil {
 		return nil, c.wrap(ctx, "expire widget sessions", err)
@@ -103,7 +103,7 @@ func (c *Store[U, S, E, A, L, D]) ExpireWidgetSessions(ctx context.Context, now 
 }
 
 // TerraUser returns one Terra user, tombstones included, or store.ErrNotFound.
-func (c *Store[U, S, E, A, L, D]) TerraUser(ctx context.Context, userID string) (store.TerraUser, error) {
+func (c *Store[U, S, E, A, L, D, R]) TerraUser(ctx context.Context, userID string) (store.TerraUser, error) {
 	r, err := c.read.GetTerraUser(ctx, userID)
 	if err != nil {
 		return store.TerraUser{}, c.wrap(ctx, fmt.Sprintf("terra user %q", userID), err)
@@ -113,7 +113,7 @@ func (c *Store[U, S, E, A, L, D]) TerraUser(ctx context.Context, userID string) 
 
 // ListTerraUsers returns the end user's Terra users, oldest connection first, leaving out
 // replaced ones always and inactive ones unless includeInactive.
-func (c *Store[U, S, E, A, L, D]) ListTerraUsers(ctx context.Context, referenceID string, includeInactive bool) ([]store.TerraUser, error) {
+func (c *Store[U, S, E, A, L, D, R]) ListTerraUsers(ctx context.Context, referenceID string, includeInactive bool) ([]store.TerraUser, error) {
 	list := c.read.ListActiveTerraUsers
 	if includeInactive {
 		list = c.read.ListTerraUsers
@@ -127,7 +127,7 @@ func (c *Store[U, S, E, A, L, D]) ListTerraUsers(ctx context.Context, referenceI
 
 // ReferenceIDs lists, in byte order, the end users with at least one active Terra user that
 // no reauth replaced.
-func (c *Store[U, S, E, A, L, D]) ReferenceIDs(ctx context.Context) ([]string, error) {
+func (c *Store[U, S, E, A, L, D, R]) ReferenceIDs(ctx context.Context) ([]string, error) {
 	ids, err := c.read.ListReferenceIDs(ctx)
 	if err != nil {
 		return nil, c.wrap(ctx, "reference ids", err)
@@ -138,7 +138,7 @@ func (c *Store[U, S, E, A, L, D]) ReferenceIDs(ctx context.Context) ([]string, e
 // TakeLease is AcquireLease for an engine whose acquire runs its AcquireLease statement (the
 // one statement whose parameters the engines type differently): it checks the request, and
 // reads no row back as a lease another holder has.
-func (c *Store[U, S, E, A, L, D]) TakeLease(ctx context.Context, name, holder string, now, until time.Time, acquire func(until, now time.Time) error) (bool, error) {
+func (c *Store[U, S, E, A, L, D, R]) TakeLease(ctx context.Context, name, holder string, now, until time.Time, acquire func(until, now time.Time) error) (bool, error) {
 	if err := store.CheckLease(name, holder, now, until); err != nil {
 		return false, err
 	}
@@ -153,6 +153,6 @@ func (c *Store[U, S, E, A, L, D]) TakeLease(ctx context.Context, name, holder st
 }
 
 // ReleaseLease gives the lease up if holder has it; otherwise it does nothing.
-func (c *Store[U, S, E, A, L, D]) ReleaseLease(ctx context.Context, name, holder string) error {
+func (c *Store[U, S, E, A, L, D, R]) ReleaseLease(ctx context.Context, name, holder string) error {
 	return c.wrap(ctx, fmt.Sprintf("release lease %q", name), c.write.ReleaseLease(ctx, name, holder))
 }

@@ -12,12 +12,12 @@ import (
 // ApplyWebhook records the delivery in the inbox and applies its event (decided by
 // store.Apply) in one transaction (Apply); a delivery already in the inbox, even one another
 // instance is applying at this moment, changes nothing.
-func (c *Store[U, S, E, A, L, D]) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome, error) {
+func (c *Store[U, S, E, A, L, D, R]) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome, error) {
 	if err := store.CheckDelivery(dl); err != nil {
 		return store.Outcome{}, err
 	}
 	var out store.Outcome
-	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D]) error {
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
 		var err error
 		out, err = c.Apply(ctx, tx, dl)
 		return err
@@ -28,7 +28,7 @@ func (c *Store[U, S, E, A, L, D]) ApplyWebhook(ctx context.Context, dl store.Del
 // ApplyResult is what ApplyWebhook returns once Apply gave out and err and the transaction
 // ended: ErrDuplicate is an Outcome with Duplicate set, the store's refusal stands as it is,
 // and any other error gets its kind and context.
-func (c *Store[U, S, E, A, L, D]) ApplyResult(ctx context.Context, dl store.Delivery, out store.Outcome, err error) (store.Outcome, error) {
+func (c *Store[U, S, E, A, L, D, R]) ApplyResult(ctx context.Context, dl store.Delivery, out store.Outcome, err error) (store.Outcome, error) {
 	switch {
 	case errors.Is(err, ErrDuplicate):
 		return store.Outcome{Duplicate: true}, nil
@@ -46,7 +46,7 @@ func (c *Store[U, S, E, A, L, D]) ApplyResult(ctx context.Context, dl store.Deli
 // (ErrDuplicate): on PostgreSQL, a second instance with the same delivery waits on its unique
 // key, then finds it taken. A delivery whose deciding is refused is a duplicate too when its
 // key is in the inbox, as it would be had the inbox been looked at first.
-func (c *Store[U, S, E, A, L, D]) Apply(ctx context.Context, tx Tx[U, S, E, A, L, D], dl store.Delivery) (store.Outcome, error) {
+func (c *Store[U, S, E, A, L, D, R]) Apply(ctx context.Context, tx Tx[U, S, E, A, L, D, R], dl store.Delivery) (store.Outcome, error) {
 	now := c.now()
 	dec, err := c.decide(ctx, tx, dl, now)
 	if errors.Is(err, store.ErrInvalid) {
@@ -70,6 +70,9 @@ func (c *Store[U, S, E, A, L, D]) Apply(ctx context.Context, tx Tx[U, S, E, A, L
 	if n == 0 {
 		return store.Outcome{}, ErrDuplicate
 	}
+	if err := c.enqueueRelay(ctx, tx, dl.Relay, now); err != nil {
+		return store.Outcome{}, err
+	}
 	return c.save(ctx, tx, dl, dec, now)
 }
 
@@ -82,7 +85,7 @@ type decision struct {
 // decide locks and loads the rows a delivery's event touches and lets store.Apply decide
 // what changes; it writes nothing. The Terra users are locked by id (Tx.LockUsers) before
 // they are read, so that two first events about one user still apply one after the other.
-func (c *Store[U, S, E, A, L, D]) decide(ctx context.Context, tx Tx[U, S, E, A, L, D], dl store.Delivery, now time.Time) (decision, error) {
+func (c *Store[U, S, E, A, L, D, R]) decide(ctx context.Context, tx Tx[U, S, E, A, L, D, R], dl store.Delivery, now time.Time) (decision, error) {
 	userIDs := store.UserIDs(dl.Event)
 	if err := tx.LockUsers(ctx, userIDs); err != nil {
 		return decision{}, fmt.Errorf("lock terra users: %w", err)
@@ -112,7 +115,7 @@ func (c *Store[U, S, E, A, L, D]) decide(ctx context.Context, tx Tx[U, S, E, A, 
 }
 
 // findSession finds (and locks) the session an event is recorded against, or returns nil.
-func (c *Store[U, S, E, A, L, D]) findSession(ctx context.Context, tx Tx[U, S, E, A, L, D], m store.SessionMatch) (*store.WidgetSession, error) {
+func (c *Store[U, S, E, A, L, D, R]) findSession(ctx context.Context, tx Tx[U, S, E, A, L, D, R], m store.SessionMatch) (*store.WidgetSession, error) {
 	for _, id := range m.IDs {
 		for _, get := range []func(context.Context, string) (S, error){tx.LockWidgetSession, tx.GetWidgetSessionByTerraID} {
 			r, err := get(ctx, id)
@@ -141,7 +144,7 @@ func (c *Store[U, S, E, A, L, D]) findSession(ctx context.Context, tx Tx[U, S, E
 
 // save saves what decide decided, with the delivery's audit entries, and returns the rows as
 // saved.
-func (c *Store[U, S, E, A, L, D]) save(ctx context.Context, tx Tx[U, S, E, A, L, D], dl store.Delivery, dec decision, now time.Time) (store.Outcome, error) {
+func (c *Store[U, S, E, A, L, D, R]) save(ctx context.Context, tx Tx[U, S, E, A, L, D, R], dl store.Delivery, dec decision, now time.Time) (store.Outcome, error) {
 	cur, ch := dec.cur, dec.changes
 	var out store.Outcome
 	for _, u := range ch.Users {
@@ -184,13 +187,13 @@ func (c *Store[U, S, E, A, L, D]) save(ctx context.Context, tx Tx[U, S, E, A, L,
 // RecordDeadLetter keeps the delivery as a dead letter (outcome failed, the reason as
 // store.ErrorText cleans it), applying nothing; a delivery already in the inbox, even one
 // another instance is recording at this moment, returns its row unchanged.
-func (c *Store[U, S, E, A, L, D]) RecordDeadLetter(ctx context.Context, dl store.Delivery, reason string) (store.InboxEvent, error) {
+func (c *Store[U, S, E, A, L, D, R]) RecordDeadLetter(ctx context.Context, dl store.Delivery, reason string) (store.InboxEvent, error) {
 	reason, err := store.CheckDeadLetter(dl, reason)
 	if err != nil {
 		return store.InboxEvent{}, err
 	}
 	var r E
-	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D]) error {
+	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
 		var err error
 		r, err = tx.InsertDeadLetter(ctx, dl.DedupeKey, string(store.SourceOf(dl)), dl.TraceID, dl.Event.Type,
 			string(dl.Event.Kind), store.StoredTime(dl.SignedAt), store.StoredTime(dl.ReceivedAt), nonNil(dl.Body), reason)
@@ -208,7 +211,7 @@ func (c *Store[U, S, E, A, L, D]) RecordDeadLetter(ctx context.Context, dl store
 }
 
 // WebhookEvent returns one inbox row, or store.ErrNotFound.
-func (c *Store[U, S, E, A, L, D]) WebhookEvent(ctx context.Context, id int64) (store.InboxEvent, error) {
+func (c *Store[U, S, E, A, L, D, R]) WebhookEvent(ctx context.Context, id int64) (store.InboxEvent, error) {
 	r, err := c.read.GetWebhookEvent(ctx, id)
 	if err != nil {
 		return store.InboxEvent{}, c.wrap(ctx, fmt.Sprintf("webhook event %d", id), err)
@@ -221,7 +224,7 @@ func (c *Store[U, S, E, A, L, D]) WebhookEvent(ctx context.Context, id int64) (s
 // two replays of it the second waits and then finds it replayed. Applying runs in a
 // savepoint, so that when it fails again with store.ErrInvalid what it wrote is undone (and a
 // refused statement no longer aborts the transaction) and the failure is still recorded.
-func (c *Store[U, S, E, A, L, D]) ReplayDeadLetter(ctx context.Context, id int64, dl store.Delivery, audit ...store.AuditEntry) (store.Outcome, error) {
+func (c *Store[U, S, E, A, L, D, R]) ReplayDeadLetter(ctx context.Context, id int64, dl store.Delivery, audit ...store.AuditEntry) (store.Outcome, error) {
 	what := fmt.Sprintf("replay dead letter %d", id)
 	for _, succeeded := range []bool{true, false} {
 		if _, err := store.ReplayAudits(audit, succeeded, c.now()); err != nil {
@@ -230,7 +233,7 @@ func (c *Store[U, S, E, A, L, D]) ReplayDeadLetter(ctx context.Context, id int64
 	}
 	var out store.Outcome
 	var failed error
-	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D]) error {
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
 		out, failed = store.Outcome{}, nil
 		row, err := tx.LockWebhookEvent(ctx, id)
 		if err != nil {
@@ -244,7 +247,7 @@ func (c *Store[U, S, E, A, L, D]) ReplayDeadLetter(ctx context.Context, id int64
 		typ, kind := dl.Event.Type, string(dl.Event.Kind)
 		var appliedAt *time.Time
 		var recorded, reason string
-		err = tx.Savepoint(ctx, func(sp Tx[U, S, E, A, L, D]) error {
+		err = tx.Savepoint(ctx, func(sp Tx[U, S, E, A, L, D, R]) error {
 			dec, err := c.decide(ctx, sp, dl, now)
 			if err != nil {
 				return err

@@ -86,7 +86,7 @@ func Open(ctx context.Context, databaseURL string, opts Options, log *slog.Logge
 		return nil, redact(wrap(ctx, "open", err), secret)
 	}
 	d := &DB{pool: pool, q: pgdb.New(pool), log: log}
-	d.coreStore = core.New(core.Config[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte]{
+	d.coreStore = core.New(core.Config[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte, pgdb.RelayDelivery]{
 		Name:   "postgres",
 		Engine: engine{d},
 		Read:   d.q,

@@ -19,10 +19,10 @@ import (
 // The store's logic is core's, over the rows pgdb generates; PostgreSQL keeps a list as a
 // text array and an audit entry's detail as jsonb.
 type (
-	coreStore   = core.Store[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte]
-	coreTx      = core.Tx[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte]
-	coreQueries = core.Queries[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte]
-	coreRows    = core.Rows[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte]
+	coreStore   = core.Store[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte, pgdb.RelayDelivery]
+	coreTx      = core.Tx[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte, pgdb.RelayDelivery]
+	coreQueries = core.Queries[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte, pgdb.RelayDelivery]
+	coreRows    = core.Rows[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte, pgdb.RelayDelivery]
 )
 
 var rows = coreRows{
@@ -33,6 +33,7 @@ var rows = coreRows{
 	List:    listToRow,
 	Items:   listFromRow,
 	Detail:  func(b []byte) []byte { return b },
+	Relay:   func(r pgdb.RelayDelivery) core.RelayRow { return core.RelayRow(r) },
 	JSON:    func(b []byte) []byte { return b },
 }
 

@@ -136,7 +136,7 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 		rq:         rq,
 		log:        log,
 	}
-	d.coreStore = core.New(core.Config[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string]{
+	d.coreStore = core.New(core.Config[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]{
 		Name:   "sqlite",
 		Engine: engine{d},
 		Read:   rq,

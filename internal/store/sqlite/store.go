@@ -17,10 +17,10 @@ import (
 // The store's logic is core's, over the rows sqlitedb generates; SQLite keeps a list as
 // comma-separated text and an audit entry's detail as JSON text.
 type (
-	coreStore   = core.Store[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string]
-	coreTx      = core.Tx[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string]
-	coreQueries = core.Queries[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string]
-	coreRows    = core.Rows[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string]
+	coreStore   = core.Store[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]
+	coreTx      = core.Tx[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]
+	coreQueries = core.Queries[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]
+	coreRows    = core.Rows[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]
 )
 
 var rows = coreRows{
@@ -31,6 +31,7 @@ var rows = coreRows{
 	List:    store.JoinList,
 	Items:   store.ParseList,
 	Detail:  func(b []byte) string { return string(b) },
+	Relay:   func(r sqlitedb.RelayDelivery) core.RelayRow { return core.RelayRow(r) },
 	JSON:    func(s string) []byte { return []byte(s) },
 }
 

@@ -27,6 +27,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.acquireLeaseStmt, err = db.PrepareContext(ctx, acquireLease); err != nil {
 		return nil, fmt.Errorf("error preparing query AcquireLease: %w", err)
 	}
+	if q.claimRelayDeliveriesStmt, err = db.PrepareContext(ctx, claimRelayDeliveries); err != nil {
+		return nil, fmt.Errorf("error preparing query ClaimRelayDeliveries: %w", err)
+	}
 	if q.consumeWidgetReturnStmt, err = db.PrepareContext(ctx, consumeWidgetReturn); err != nil {
 		return nil, fmt.Errorf("error preparing query ConsumeWidgetReturn: %w", err)
 	}
@@ -39,8 +42,23 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.createWidgetSessionStmt, err = db.PrepareContext(ctx, createWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query CreateWidgetSession: %w", err)
 	}
+	if q.dropDeliveredRelayBodyStmt, err = db.PrepareContext(ctx, dropDeliveredRelayBody); err != nil {
+		return nil, fmt.Errorf("error preparing query DropDeliveredRelayBody: %w", err)
+	}
+	if q.dropExpiredRelayBodiesStmt, err = db.PrepareContext(ctx, dropExpiredRelayBodies); err != nil {
+		return nil, fmt.Errorf("error preparing query DropExpiredRelayBodies: %w", err)
+	}
 	if q.expireWidgetSessionsStmt, err = db.PrepareContext(ctx, expireWidgetSessions); err != nil {
 		return nil, fmt.Errorf("error preparing query ExpireWidgetSessions: %w", err)
+	}
+	if q.finishRelayDeliveryStmt, err = db.PrepareContext(ctx, finishRelayDelivery); err != nil {
+		return nil, fmt.Errorf("error preparing query FinishRelayDelivery: %w", err)
+	}
+	if q.getRelayBodyStmt, err = db.PrepareContext(ctx, getRelayBody); err != nil {
+		return nil, fmt.Errorf("error preparing query GetRelayBody: %w", err)
+	}
+	if q.getRelayDeliveryStmt, err = db.PrepareContext(ctx, getRelayDelivery); err != nil {
+		return nil, fmt.Errorf("error preparing query GetRelayDelivery: %w", err)
 	}
 	if q.getTerraUserStmt, err = db.PrepareContext(ctx, getTerraUser); err != nil {
 		return nil, fmt.Errorf("error preparing query GetTerraUser: %w", err)
@@ -66,6 +84,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.insertDeadLetterStmt, err = db.PrepareContext(ctx, insertDeadLetter); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertDeadLetter: %w", err)
 	}
+	if q.insertRelayDeliveryStmt, err = db.PrepareContext(ctx, insertRelayDelivery); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertRelayDelivery: %w", err)
+	}
+	if q.insertRelayEventStmt, err = db.PrepareContext(ctx, insertRelayEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertRelayEvent: %w", err)
+	}
 	if q.latestWaitingWidgetSessionStmt, err = db.PrepareContext(ctx, latestWaitingWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query LatestWaitingWidgetSession: %w", err)
 	}
@@ -89,6 +113,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.listReferenceIDsStmt, err = db.PrepareContext(ctx, listReferenceIDs); err != nil {
 		return nil, fmt.Errorf("error preparing query ListReferenceIDs: %w", err)
+	}
+	if q.listRelayDeliveriesPageStmt, err = db.PrepareContext(ctx, listRelayDeliveriesPage); err != nil {
+		return nil, fmt.Errorf("error preparing query ListRelayDeliveriesPage: %w", err)
 	}
 	if q.listTerraUsersStmt, err = db.PrepareContext(ctx, listTerraUsers); err != nil {
 		return nil, fmt.Errorf("error preparing query ListTerraUsers: %w", err)
@@ -120,6 +147,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.releaseLeaseStmt, err = db.PrepareContext(ctx, releaseLease); err != nil {
 		return nil, fmt.Errorf("error preparing query ReleaseLease: %w", err)
 	}
+	if q.replayRelayDeliveryStmt, err = db.PrepareContext(ctx, replayRelayDelivery); err != nil {
+		return nil, fmt.Errorf("error preparing query ReplayRelayDelivery: %w", err)
+	}
 	if q.reusableWidgetSessionStmt, err = db.PrepareContext(ctx, reusableWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query ReusableWidgetSession: %w", err)
 	}
@@ -142,6 +172,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing acquireLeaseStmt: %w", cerr)
 		}
 	}
+	if q.claimRelayDeliveriesStmt != nil {
+		if cerr := q.claimRelayDeliveriesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing claimRelayDeliveriesStmt: %w", cerr)
+		}
+	}
 	if q.consumeWidgetReturnStmt != nil {
 		if cerr := q.consumeWidgetReturnStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing consumeWidgetReturnStmt: %w", cerr)
@@ -162,9 +197,34 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing createWidgetSessionStmt: %w", cerr)
 		}
 	}
+	if q.dropDeliveredRelayBodyStmt != nil {
+		if cerr := q.dropDeliveredRelayBodyStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing dropDeliveredRelayBodyStmt: %w", cerr)
+		}
+	}
+	if q.dropExpiredRelayBodiesStmt != nil {
+		if cerr := q.dropExpiredRelayBodiesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing dropExpiredRelayBodiesStmt: %w", cerr)
+		}
+	}
 	if q.expireWidgetSessionsStmt != nil {
 		if cerr := q.expireWidgetSessionsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing expireWidgetSessionsStmt: %w", cerr)
+		}
+	}
+	if q.finishRelayDeliveryStmt != nil {
+		if cerr := q.finishRelayDeliveryStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing finishRelayDeliveryStmt: %w", cerr)
+		}
+	}
+	if q.getRelayBodyStmt != nil {
+		if cerr := q.getRelayBodyStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getRelayBodyStmt: %w", cerr)
+		}
+	}
+	if q.getRelayDeliveryStmt != nil {
+		if cerr := q.getRelayDeliveryStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getRelayDeliveryStmt: %w", cerr)
 		}
 	}
 	if q.getTerraUserStmt != nil {
@@ -207,6 +267,16 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing insertDeadLetterStmt: %w", cerr)
 		}
 	}
+	if q.insertRelayDeliveryStmt != nil {
+		if cerr := q.insertRelayDeliveryStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertRelayDeliveryStmt: %w", cerr)
+		}
+	}
+	if q.insertRelayEventStmt != nil {
+		if cerr := q.insertRelayEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertRelayEventStmt: %w", cerr)
+		}
+	}
 	if q.latestWaitingWidgetSessionStmt != nil {
 		if cerr := q.latestWaitingWidgetSessionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing latestWaitingWidgetSessionStmt: %w", cerr)
@@ -245,6 +315,11 @@ func (q *Queries) Close() error {
 	if q.listReferenceIDsStmt != nil {
 		if cerr := q.listReferenceIDsStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listReferenceIDsStmt: %w", cerr)
+		}
+	}
+	if q.listRelayDeliveriesPageStmt != nil {
+		if cerr := q.listRelayDeliveriesPageStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listRelayDeliveriesPageStmt: %w", cerr)
 		}
 	}
 	if q.listTerraUsersStmt != nil {
@@ -295,6 +370,11 @@ func (q *Queries) Close() error {
 	if q.releaseLeaseStmt != nil {
 		if cerr := q.releaseLeaseStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing releaseLeaseStmt: %w", cerr)
+		}
+	}
+	if q.replayRelayDeliveryStmt != nil {
+		if cerr := q.replayRelayDeliveryStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing replayRelayDeliveryStmt: %w", cerr)
 		}
 	}
 	if q.reusableWidgetSessionStmt != nil {
@@ -357,11 +437,17 @@ type Queries struct {
 	db                                DBTX
 	tx                                *sql.Tx
 	acquireLeaseStmt                  *sql.Stmt
+	claimRelayDeliveriesStmt          *sql.Stmt
 	consumeWidgetReturnStmt           *sql.Stmt
 	countTerraUsersStmt               *sql.Stmt
 	countTerraUsersByReferenceStmt    *sql.Stmt
 	createWidgetSessionStmt           *sql.Stmt
+	dropDeliveredRelayBodyStmt        *sql.Stmt
+	dropExpiredRelayBodiesStmt        *sql.Stmt
 	expireWidgetSessionsStmt          *sql.Stmt
+	finishRelayDeliveryStmt           *sql.Stmt
+	getRelayBodyStmt                  *sql.Stmt
+	getRelayDeliveryStmt              *sql.Stmt
 	getTerraUserStmt                  *sql.Stmt
 	getWebhookEventStmt               *sql.Stmt
 	getWebhookEventByDedupeKeyStmt    *sql.Stmt
@@ -370,6 +456,8 @@ type Queries struct {
 	insertAppliedWebhookEventStmt     *sql.Stmt
 	insertAuditEntryStmt              *sql.Stmt
 	insertDeadLetterStmt              *sql.Stmt
+	insertRelayDeliveryStmt           *sql.Stmt
+	insertRelayEventStmt              *sql.Stmt
 	latestWaitingWidgetSessionStmt    *sql.Stmt
 	listActiveTerraUsersStmt          *sql.Stmt
 	listAuditEntriesStmt              *sql.Stmt
@@ -378,6 +466,7 @@ type Queries struct {
 	listAuditEntriesByReferenceStmt   *sql.Stmt
 	listDeadLettersPageStmt           *sql.Stmt
 	listReferenceIDsStmt              *sql.Stmt
+	listRelayDeliveriesPageStmt       *sql.Stmt
 	listTerraUsersStmt                *sql.Stmt
 	listTerraUsersPageStmt            *sql.Stmt
 	listTerraUsersPageByReferenceStmt *sql.Stmt
@@ -388,6 +477,7 @@ type Queries struct {
 	lockWidgetSessionStmt             *sql.Stmt
 	recordReplayStmt                  *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
+	replayRelayDeliveryStmt           *sql.Stmt
 	reusableWidgetSessionStmt         *sql.Stmt
 	saveTerraUserStmt                 *sql.Stmt
 	updateWidgetSessionOutcomeStmt    *sql.Stmt
@@ -399,11 +489,17 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		db:                                tx,
 		tx:                                tx,
 		acquireLeaseStmt:                  q.acquireLeaseStmt,
+		claimRelayDeliveriesStmt:          q.claimRelayDeliveriesStmt,
 		consumeWidgetReturnStmt:           q.consumeWidgetReturnStmt,
 		countTerraUsersStmt:               q.countTerraUsersStmt,
 		countTerraUsersByReferenceStmt:    q.countTerraUsersByReferenceStmt,
 		createWidgetSessionStmt:           q.createWidgetSessionStmt,
+		dropDeliveredRelayBodyStmt:        q.dropDeliveredRelayBodyStmt,
+		dropExpiredRelayBodiesStmt:        q.dropExpiredRelayBodiesStmt,
 		expireWidgetSessionsStmt:          q.expireWidgetSessionsStmt,
+		finishRelayDeliveryStmt:           q.finishRelayDeliveryStmt,
+		getRelayBodyStmt:                  q.getRelayBodyStmt,
+		getRelayDeliveryStmt:              q.getRelayDeliveryStmt,
 		getTerraUserStmt:                  q.getTerraUserStmt,
 		getWebhookEventStmt:               q.getWebhookEventStmt,
 		getWebhookEventByDedupeKeyStmt:    q.getWebhookEventByDedupeKeyStmt,
@@ -412,6 +508,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		insertAppliedWebhookEventStmt:     q.insertAppliedWebhookEventStmt,
 		insertAuditEntryStmt:              q.insertAuditEntryStmt,
 		insertDeadLetterStmt:              q.insertDeadLetterStmt,
+		insertRelayDeliveryStmt:           q.insertRelayDeliveryStmt,
+		insertRelayEventStmt:              q.insertRelayEventStmt,
 		latestWaitingWidgetSessionStmt:    q.latestWaitingWidgetSessionStmt,
 		listActiveTerraUsersStmt:          q.listActiveTerraUsersStmt,
 		listAuditEntriesStmt:              q.listAuditEntriesStmt,
@@ -420,6 +518,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listAuditEntriesByReferenceStmt:   q.listAuditEntriesByReferenceStmt,
 		listDeadLettersPageStmt:           q.listDeadLettersPageStmt,
 		listReferenceIDsStmt:              q.listReferenceIDsStmt,
+		listRelayDeliveriesPageStmt:       q.listRelayDeliveriesPageStmt,
 		listTerraUsersStmt:                q.listTerraUsersStmt,
 		listTerraUsersPageStmt:            q.listTerraUsersPageStmt,
 		listTerraUsersPageByReferenceStmt: q.listTerraUsersPageByReferenceStmt,
@@ -430,6 +529,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		lockWidgetSessionStmt:             q.lockWidgetSessionStmt,
 		recordReplayStmt:                  q.recordReplayStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
+		replayRelayDeliveryStmt:           q.replayRelayDeliveryStmt,
 		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,
 		saveTerraUserStmt:                 q.saveTerraUserStmt,
 		updateWidgetSessionOutcomeStmt:    q.updateWidgetSessionOutcomeStmt,

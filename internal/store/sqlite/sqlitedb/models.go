@@ -26,6 +26,30 @@ type Lease struct {
 	ExpiresAt time.Time
 }
 
+type RelayDelivery struct {
+	ID                int64
+	EventID           int64
+	Destination       string
+	WebhookID         string
+	EventType         string
+	TraceID           string
+	TerraReference    string
+	OrderingTimestamp string
+	Status            string
+	Attempts          int64
+	NextAttemptAt     *time.Time
+	LastStatusCode    *int64
+	LastError         string
+	DeliveredAt       *time.Time
+	CreatedAt         time.Time
+}
+
+type RelayEvent struct {
+	ID        int64
+	Body      []byte
+	CreatedAt time.Time
+}
+
 type TerraUser struct {
 	UserID            string
 	ReferenceID       string

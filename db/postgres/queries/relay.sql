@@ -1,0 +1,91 @@
+-- name: InsertRelayEvent :one
+-- Keeps an event's body for the relay, in the transaction that records it in the inbox.
+INSERT INTO relay_events (body, created_at)
+VALUES (@body, @created_at)
+RETURNING id;
+
+-- name: InsertRelayDelivery :exec
+-- One delivery of an event to one destination, due at once.
+INSERT INTO relay_deliveries (event_id, destination, webhook_id, event_type, trace_id, terra_reference,
+                              ordering_timestamp, status, next_attempt_at, created_at)
+VALUES (@event_id, @destination, @webhook_id, @event_type, @trace_id, @terra_reference,
+        @ordering_timestamp, 'PENDING', @next_attempt_at, @created_at);
+
+-- name: ClaimRelayDeliveries :many
+-- Claims up to max_rows due deliveries of one destination, soonest first: each attempt is
+-- counted and the delivery is not due again before lease_until. FOR UPDATE SKIP LOCKED lets
+-- instances share the work, and one instance work a delivery at a time.
+UPDATE relay_deliveries
+SET attempts = attempts + 1,
+    next_attempt_at = @lease_until
+WHERE id IN (
+    SELECT d.id FROM relay_deliveries d
+    WHERE d.status = 'PENDING'
+      AND d.destination = @destination
+      AND d.next_attempt_at <= @now
+    ORDER BY d.next_attempt_at, d.id
+    LIMIT @max_rows::bigint
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *;
+
+-- name: GetRelayBody :one
+-- The body of a relay event; NULL once no delivery needs it.
+SELECT body FROM relay_events
+WHERE id = @id;
+
+-- name: FinishRelayDelivery :execrows
+-- Records the end of a claimed attempt: delivered, due again, or failed for good. Only the
+-- attempt that claimed the delivery may (same attempts count, still PENDING): a worker whose
+-- lease ran out and whose delivery another worker claimed changes nothing.
+UPDATE relay_deliveries
+SET status = @status,
+    next_attempt_at = @next_attempt_at,
+    last_status_code = @last_status_code,
+    last_error = @last_error,
+    delivered_at = @delivered_at
+WHERE id = @id
+  AND attempts = @attempts
+  AND status = 'PENDING';
+
+-- name: DropDeliveredRelayBody :exec
+-- Forgets an event's body once every destination has it.
+UPDATE relay_events
+SET body = NULL
+WHERE relay_events.id = @id
+  AND relay_events.body IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = @id AND d.status <> 'DELIVERED');
+
+-- name: DropExpiredRelayBodies :execrows
+-- Forgets the bodies kept since before the retention that no pending delivery needs: those
+-- of dead letters, which then can no longer be replayed.
+UPDATE relay_events
+SET body = NULL
+WHERE relay_events.body IS NOT NULL
+  AND relay_events.created_at < @before
+  AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = relay_events.id AND d.status = 'PENDING');
+
+-- name: GetRelayDelivery :one
+SELECT * FROM relay_deliveries
+WHERE id = @id;
+
+-- name: ReplayRelayDelivery :one
+-- A dead letter goes back to PENDING, due at now, with its attempts counted afresh; any
+-- other delivery is left as it is (no row).
+UPDATE relay_deliveries
+SET status = 'PENDING',
+    attempts = 0,
+    next_attempt_at = @now
+WHERE id = @id
+  AND status = 'FAILED'
+RETURNING *;
+
+-- name: ListRelayDeliveriesPage :many
+-- A page of the delivery log, newest first, below the cursor's id; empty filters match any.
+SELECT * FROM relay_deliveries
+WHERE id < @before_id::bigint
+  AND (@destination::text = '' OR destination = @destination)
+  AND (@status::text = '' OR status = @status)
+  AND (@event_type::text = '' OR event_type = @event_type)
+ORDER BY id DESC
+LIMIT @max_rows::bigint;

@@ -1,0 +1,216 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+)
+
+// RelayRow is a relay_deliveries row; both engines' tables have its columns in this order.
+type RelayRow struct {
+	ID                int64
+	EventID           int64
+	Destination       string
+	WebhookID         string
+	EventType         string
+	TraceID           string
+	TerraReference    string
+	OrderingTimestamp string
+	Status            string
+	Attempts          int64
+	NextAttemptAt     *time.Time
+	LastStatusCode    *int64
+	LastError         string
+	DeliveredAt       *time.Time
+	CreatedAt         time.Time
+}
+
+func (c *Store[U, S, E, A, L, D, R]) relay(row R) store.RelayDelivery {
+	r := c.rows.Relay(row)
+	d := store.RelayDelivery{
+		ID: r.ID, EventID: r.EventID, Destination: r.Destination, WebhookID: r.WebhookID,
+		EventType: r.EventType, TraceID: r.TraceID, Reference: r.TerraReference,
+		OrderingTimestamp: r.OrderingTimestamp, Status: store.RelayStatus(r.Status),
+		Attempts: int(r.Attempts), NextAttemptAt: utcPtr(r.NextAttemptAt), LastError: r.LastError,
+		DeliveredAt: utcPtr(r.DeliveredAt), CreatedAt: utc(r.CreatedAt),
+	}
+	if r.LastStatusCode != nil {
+		code := int(*r.LastStatusCode)
+		d.LastStatusCode = &code
+	}
+	return d
+}
+
+func (c *Store[U, S, E, A, L, D, R]) relays(rows []R) []store.RelayDelivery {
+	out := make([]store.RelayDelivery, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, c.relay(r))
+	}
+	return out
+}
+
+// webhookID is a new Standard Webhooks message id: "msg_" and 128 random bits.
+func webhookID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return "msg_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+// enqueueRelay keeps ev's body and one delivery per destination, due at once, in tx: the
+// transaction that records the delivery in the inbox. Nothing is kept without a destination.
+func (c *Store[U, S, E, A, L, D, R]) enqueueRelay(ctx context.Context, tx Tx[U, S, E, A, L, D, R], ev *store.RelayEvent, now time.Time) error {
+	if ev == nil || len(ev.Destinations) == 0 {
+		return nil
+	}
+	now = store.StoredTime(now)
+	id, err := tx.InsertRelayEvent(ctx, nonNil(ev.Body), now)
+	if err != nil {
+		return fmt.Errorf("insert relay event: %w", err)
+	}
+	for _, dest := range ev.Destinations {
+		err := tx.InsertRelayDelivery(ctx, id, dest, webhookID(), ev.Type, ev.TraceID, ev.Reference, ev.OrderingTimestamp, &now, now)
+		if err != nil {
+			return fmt.Errorf("insert relay delivery to %q: %w", dest, err)
+		}
+	}
+	return nil
+}
+
+// ClaimRelayDeliveries claims due deliveries of one destination (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) ClaimRelayDeliveries(ctx context.Context, destination string, now, leaseUntil time.Time, max int) ([]store.RelayDelivery, error) {
+	if max < 1 {
+		return nil, nil
+	}
+	now, leaseUntil = store.StoredTime(now), store.StoredTime(leaseUntil)
+	var rows []R
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
+		var err error
+		rows, err = tx.ClaimRelayDeliveries(ctx, &leaseUntil, destination, &now, int64(max))
+		return err
+	})
+	if err != nil {
+		return nil, c.wrap(ctx, fmt.Sprintf("claim relay deliveries to %q", destination), err)
+	}
+	return c.relays(rows), nil
+}
+
+// RelayBody returns a relay event's body, or store.ErrNotFound once it is no longer kept.
+func (c *Store[U, S, E, A, L, D, R]) RelayBody(ctx context.Context, eventID int64) ([]byte, error) {
+	body, err := c.read.GetRelayBody(ctx, eventID)
+	if err == nil && body == nil {
+		return nil, fmt.Errorf("%s: relay event %d: body no longer kept: %w", c.name, eventID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, c.wrap(ctx, fmt.Sprintf("relay event %d", eventID), err)
+	}
+	return body, nil
+}
+
+// FinishRelayDelivery records how a claimed attempt ended (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) FinishRelayDelivery(ctx context.Context, d store.RelayDelivery, r store.RelayResult) (bool, error) {
+	var next, delivered *time.Time
+	at := store.StoredTime(r.At)
+	switch r.Status {
+	case store.RelayDelivered:
+		delivered = &at
+	case store.RelayPending:
+		n := store.StoredTime(r.NextAttempt)
+		next = &n
+	case store.RelayFailed:
+	default:
+		return false, fmt.Errorf("%s: finish relay delivery %d: status %q: %w", c.name, d.ID, r.Status, store.ErrInvalid)
+	}
+	var code *int64
+	if r.StatusCode != 0 {
+		n := int64(r.StatusCode)
+		code = &n
+	}
+	var ok bool
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
+		n, err := tx.FinishRelayDelivery(ctx, string(r.Status), next, code, store.ErrorText(r.Error), delivered, d.ID, int64(d.Attempts))
+		if err != nil || n == 0 {
+			return err
+		}
+		ok = true
+		if r.Status == store.RelayDelivered {
+			return tx.DropDeliveredRelayBody(ctx, d.EventID)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, c.wrap(ctx, fmt.Sprintf("finish relay delivery %d", d.ID), err)
+	}
+	return ok, nil
+}
+
+// ReplayRelayDelivery puts a dead letter back to PENDING (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) ReplayRelayDelivery(ctx context.Context, id int64, now time.Time, audit ...store.AuditEntry) (store.RelayDelivery, error) {
+	what := fmt.Sprintf("replay relay delivery %d", id)
+	audit, err := store.ReplayAudits(audit, true, now)
+	if err != nil {
+		return store.RelayDelivery{}, err
+	}
+	now = store.StoredTime(now)
+	var row R
+	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
+		cur, err := tx.GetRelayDelivery(ctx, id)
+		if err != nil {
+			return err
+		}
+		d := c.relay(cur)
+		if d.Status != store.RelayFailed {
+			return fmt.Errorf("status %s, not a dead letter: %w", d.Status, store.ErrConflict)
+		}
+		if body, err := tx.GetRelayBody(ctx, d.EventID); err != nil {
+			return err
+		} else if body == nil {
+			return fmt.Errorf("the event's body is no longer kept (RELAY_RETENTION): %w", store.ErrConflict)
+		}
+		if row, err = tx.ReplayRelayDelivery(ctx, &now, id); err != nil {
+			return err
+		}
+		return c.insertAudit(ctx, tx, audit)
+	})
+	switch {
+	case err != nil && ctx.Err() == nil && errors.Is(err, store.ErrConflict):
+		return store.RelayDelivery{}, fmt.Errorf("%s: %s: %w", c.name, what, err)
+	case err != nil:
+		return store.RelayDelivery{}, c.wrap(ctx, what, err)
+	}
+	return c.relay(row), nil
+}
+
+// ListRelayDeliveries returns a page of the delivery log (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) ListRelayDeliveries(ctx context.Context, f store.RelayFilter, p store.Page) (store.RelayPage, error) {
+	q, err := store.CheckRelayQuery(f, p)
+	if err != nil {
+		return store.RelayPage{}, err
+	}
+	rows, err := c.read.ListRelayDeliveriesPage(ctx, q.BeforeID, q.Destination, string(q.Status), q.EventType, int64(q.Limit))
+	if err != nil {
+		return store.RelayPage{}, c.wrap(ctx, "list relay deliveries", err)
+	}
+	var out store.RelayPage
+	out.Deliveries, out.EndCursor, out.HasNextPage = store.PageOf(c.relays(rows), p, store.RelayCursor)
+	return out, nil
+}
+
+// DropExpiredRelayBodies forgets dead letters' bodies kept since before before (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) DropExpiredRelayBodies(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
+		var err error
+		n, err = tx.DropExpiredRelayBodies(ctx, store.StoredTime(before))
+		return err
+	})
+	if err != nil {
+		return 0, c.wrap(ctx, "drop expired relay bodies", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,353 @@
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/terragate/terragate/internal/store"
+)
+
+func testRelay(t *testing.T, open func(t *testing.T) store.Store) {
+	h := func(fn func(t *testing.T, s *suite)) func(t *testing.T) {
+		return func(t *testing.T) {
+			t.Parallel()
+			fn(t, newSuite(t, open(t)))
+		}
+	}
+	t.Run("Enqueue", h(testRelayEnqueue))
+	t.Run("Duplicates", h(testRelayDuplicates))
+	t.Run("NoDestination", h(testRelayNoDestination))
+	t.Run("RolledBack", h(testRelayRolledBack))
+	t.Run("ClaimLeaseFinish", h(testRelayClaimLeaseFinish))
+	t.Run("Retry", h(testRelayRetry))
+	t.Run("DeadLetterReplay", h(testRelayDeadLetterReplay))
+	t.Run("Retention", h(testRelayRetention))
+	t.Run("List", h(testRelayList))
+	t.Run("ClaimConcurrent", h(testRelayClaimConcurrent))
+}
+
+// relayDelivery is a data event with its body for the relay only, as the webhook handler
+// hands it over: the inbox row keeps nothing of it.
+func relayDelivery(key string, signed time.Time, typ string, body []byte, dests ...string) store.Delivery {
+	d := delivery(key, signed, store.Event{Kind: store.EventIgnored, Type: typ})
+	d.Body = nil
+	d.Relay = &store.RelayEvent{Type: typ, TraceID: d.TraceID, Reference: "ref-" + key, OrderingTimestamp: "2026-07-01T12:00:00Z",
+		Body: body, Destinations: dests}
+	return d
+}
+
+func (s *suite) relayLog(f store.RelayFilter) []store.RelayDelivery {
+	s.t.Helper()
+	var out []store.RelayDelivery
+	p := store.Page{First: store.MaxPageSize}
+	for {
+		page, err := s.s.ListRelayDeliveries(s.ctx, f, p)
+		if err != nil {
+			s.t.Fatalf("ListRelayDeliveries: %v", err)
+		}
+		out = append(out, page.Deliveries...)
+		if !page.HasNextPage {
+			return out
+		}
+		p.After = page.EndCursor
+	}
+}
+
+func (s *suite) claim(dest string, now time.Time, max int) []store.RelayDelivery {
+	s.t.Helper()
+	got, err := s.s.ClaimRelayDeliveries(s.ctx, dest, now, now.Add(time.Minute), max)
+	if err != nil {
+		s.t.Fatalf("ClaimRelayDeliveries(%s): %v", dest, err)
+	}
+	return got
+}
+
+func (s *suite) finish(d store.RelayDelivery, r store.RelayResult) bool {
+	s.t.Helper()
+	ok, err := s.s.FinishRelayDelivery(s.ctx, d, r)
+	if err != nil {
+		s.t.Fatalf("FinishRelayDelivery(%d): %v", d.ID, err)
+	}
+	return ok
+}
+
+// odd is a body no JSON round trip would keep as it is.
+var odd = []byte("{\"type\":\"activity\",  \"data\":[{\"v\":1.50,\"s\":\"\\u00e9\xc3\xa9\"}]}\n\x00")
+
+func testRelayEnqueue(t *testing.T, s *suite) {
+	before := time.Now()
+	s.apply(relayDelivery("k1", at(1), "activity", odd, "a", "b"))
+	log := s.relayLog(store.RelayFilter{})
+	if len(log) != 2 {
+		t.Fatalf("relay log = %+v; want two deliveries", log)
+	}
+	if log[0].WebhookID == "" || log[0].WebhookID == log[1].WebhookID || log[0].EventID != log[1].EventID {
+		t.Errorf("webhook ids %q, %q of events %d, %d; want distinct ids of one event", log[0].WebhookID, log[1].WebhookID, log[0].EventID, log[1].EventID)
+	}
+	for _, d := range log {
+		if d.Status != store.RelayPending || d.Attempts != 0 || d.EventType != "activity" || d.TraceID != "trace-k1" ||
+			d.Reference != "ref-k1" || d.OrderingTimestamp != "2026-07-01T12:00:00Z" || d.NextAttemptAt == nil ||
+			d.NextAttemptAt.After(time.Now()) || d.CreatedAt.Before(before.Add(-time.Second)) || d.LastStatusCode != nil || d.DeliveredAt != nil {
+			t.Errorf("delivery = %+v", d)
+		}
+	}
+	body, err := s.s.RelayBody(s.ctx, log[0].EventID)
+	if err != nil || !bytes.Equal(body, odd) {
+		t.Errorf("RelayBody = %q, %v; want the body byte for byte", body, err)
+	}
+	// The inbox records the data event, but nothing of its body.
+	if inbox := s.inbox(); len(inbox) != 1 || len(inbox[0].Body) != 0 || inbox[0].Type != "activity" {
+		t.Errorf("inbox = %+v; want one row without body", inbox)
+	}
+}
+
+func testRelayDuplicates(t *testing.T, s *suite) {
+	s.apply(relayDelivery("k1", at(1), "sleep", []byte(`{"type":"sleep"}`), "a"))
+	if out := s.apply(relayDelivery("k1", at(1), "sleep", []byte(`{"type":"sleep"}`), "a")); !out.Duplicate {
+		t.Errorf("second delivery: %+v; want a duplicate", out)
+	}
+	if log := s.relayLog(store.RelayFilter{}); len(log) != 1 {
+		t.Errorf("relay log = %+v; want one delivery", log)
+	}
+}
+
+func testRelayNoDestination(t *testing.T, s *suite) {
+	s.apply(relayDelivery("k1", at(1), "sleep", []byte(`{"type":"sleep"}`)))
+	d := delivery("k2", at(2), store.Event{Kind: store.EventIgnored, Type: "daily"})
+	d.Body = nil
+	s.apply(d)
+	if log := s.relayLog(store.RelayFilter{}); len(log) != 0 {
+		t.Errorf("relay log = %+v; want none", log)
+	}
+	if _, err := s.s.RelayBody(s.ctx, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RelayBody(1) = %v; want ErrNotFound: nothing kept", err)
+	}
+	bad := relayDelivery("k3", at(3), "sleep", []byte(`{}`), "a", "a")
+	if _, err := s.s.ApplyWebhook(s.ctx, bad); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("repeated destination: %v; want ErrInvalid", err)
+	}
+}
+
+func testRelayRolledBack(t *testing.T, s *suite) {
+	// A connection event refused once its rows are loaded: neither it nor its relay stays.
+	s.apply(authSuccess("k1", at(1), snap("u1", "alice", "OURA")))
+	bad := delivery("k2", at(5), store.Event{Kind: store.EventReauth, Type: "user_reauth", User: snap("u1", "", ""), OldUser: snap("u1", "", "")})
+	bad.Relay = &store.RelayEvent{Type: "user_reauth", Body: bad.Body, Destinations: []string{"a"}}
+	if _, err := s.s.ApplyWebhook(s.ctx, bad); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("ApplyWebhook: %v; want ErrInvalid", err)
+	}
+	if log := s.relayLog(store.RelayFilter{}); len(log) != 0 {
+		t.Errorf("relay log = %+v; want none", log)
+	}
+	// A connection event keeps its body in the inbox and is relayed too.
+	ok := authSuccess("k3", at(6), snap("u2", "bob", "OURA"))
+	ok.Relay = &store.RelayEvent{Type: "auth", Body: ok.Body, Destinations: []string{"a"}}
+	s.apply(ok)
+	if log := s.relayLog(store.RelayFilter{}); len(log) != 1 || log[0].EventType != "auth" {
+		t.Errorf("relay log = %+v; want the auth event", log)
+	}
+	s.wantState("u2", store.StatusConnected, true)
+}
+
+func testRelayClaimLeaseFinish(t *testing.T, s *suite) {
+	s.apply(relayDelivery("k1", at(1), "activity", odd, "a", "b"))
+	now := time.Now()
+	got := s.claim("a", now, 10)
+	if len(got) != 1 || got[0].Destination != "a" || got[0].Attempts != 1 {
+		t.Fatalf("claim = %+v; want a's delivery, first attempt", got)
+	}
+	if again := s.claim("a", now, 10); len(again) != 0 {
+		t.Errorf("claimed again while leased: %+v", again)
+	}
+	// The lease ran out (its worker died): due again, as a second attempt.
+	later := s.claim("a", now.Add(2*time.Minute), 10)
+	if len(later) != 1 || later[0].Attempts != 2 || later[0].WebhookID != got[0].WebhookID {
+		t.Fatalf("claim after the lease = %+v; want the same delivery, second attempt", later)
+	}
+	if s.finish(got[0], store.RelayResult{Status: store.RelayDelivered, StatusCode: 200, At: now}) {
+		t.Error("the first attempt finished a delivery claimed again since")
+	}
+	if !s.finish(later[0], store.RelayResult{Status: store.RelayDelivered, StatusCode: 204, At: now}) {
+		t.Fatal("the current attempt could not finish")
+	}
+	// b has not got it yet: the body stays.
+	if _, err := s.s.RelayBody(s.ctx, got[0].EventID); err != nil {
+		t.Errorf("RelayBody while b waits: %v", err)
+	}
+	b := s.claim("b", now, 10)
+	if len(b) != 1 || !s.finish(b[0], store.RelayResult{Status: store.RelayDelivered, StatusCode: 200, At: now}) {
+		t.Fatalf("b: %+v", b)
+	}
+	if _, err := s.s.RelayBody(s.ctx, got[0].EventID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RelayBody once every destination has it: %v; want ErrNotFound", err)
+	}
+	for _, d := range s.relayLog(store.RelayFilter{}) {
+		if d.Status != store.RelayDelivered || d.DeliveredAt == nil || d.NextAttemptAt != nil || d.LastStatusCode == nil {
+			t.Errorf("delivered = %+v", d)
+		}
+	}
+	if s.finish(b[0], store.RelayResult{Status: store.RelayFailed, At: now}) {
+		t.Error("a delivered delivery finished again")
+	}
+}
+
+func testRelayRetry(t *testing.T, s *suite) {
+	s.apply(relayDelivery("k1", at(1), "activity", odd, "a"))
+	now := time.Now()
+	got := s.claim("a", now, 1)
+	next := now.Add(5 * time.Second)
+	if !s.finish(got[0], store.RelayResult{Status: store.RelayPending, StatusCode: 503, Error: "503 Service Unavailable", NextAttempt: next, At: now}) {
+		t.Fatal("finish")
+	}
+	if early := s.claim("a", next.Add(-time.Millisecond), 1); len(early) != 0 {
+		t.Errorf("claimed before it was due: %+v", early)
+	}
+	retry := s.claim("a", next, 1)
+	if len(retry) != 1 || retry[0].Attempts != 2 || retry[0].LastStatusCode == nil || *retry[0].LastStatusCode != 503 ||
+		retry[0].LastError != "503 Service Unavailable" || retry[0].WebhookID != got[0].WebhookID {
+		t.Errorf("retry = %+v", retry)
+	}
+}
+
+func testRelayDeadLetterReplay(t *testing.T, s *suite) {
+	s.apply(relayDelivery("k1", at(1), "activity", odd, "a"))
+	now := time.Now()
+	got := s.claim("a", now, 1)
+	if !s.finish(got[0], store.RelayResult{Status: store.RelayFailed, StatusCode: 410, Error: "410 Gone", At: now}) {
+		t.Fatal("finish")
+	}
+	if again := s.claim("a", now.Add(time.Hour), 1); len(again) != 0 {
+		t.Errorf("a dead letter was claimed: %+v", again)
+	}
+	if dead := s.relayLog(store.RelayFilter{Status: store.RelayFailed}); len(dead) != 1 || dead[0].NextAttemptAt != nil {
+		t.Errorf("dead letters = %+v", dead)
+	}
+	entry := store.AuditEntry{At: now, Actor: "svc:ops", ActorKind: store.ActorService, Action: store.ActionRelayReplay,
+		Subject: fmt.Sprint(got[0].ID), Detail: map[string]string{"destination": "a"}}
+	d, err := s.s.ReplayRelayDelivery(s.ctx, got[0].ID, now, entry)
+	if err != nil || d.Status != store.RelayPending || d.Attempts != 0 || d.WebhookID != got[0].WebhookID {
+		t.Fatalf("ReplayRelayDelivery = %+v, %v", d, err)
+	}
+	if c := s.claim("a", now, 1); len(c) != 1 || c[0].Attempts != 1 {
+		t.Errorf("claim after replay = %+v", c)
+	}
+	if _, err := s.s.ReplayRelayDelivery(s.ctx, got[0].ID, now); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("replaying a pending delivery: %v; want ErrConflict", err)
+	}
+	if _, err := s.s.ReplayRelayDelivery(s.ctx, 999, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("replaying an unknown delivery: %v; want ErrNotFound", err)
+	}
+	audit, err := s.s.ListAudit(s.ctx, store.AuditFilter{Action: store.ActionRelayReplay}, store.Page{First: 10})
+	if err != nil || len(audit.Entries) != 1 {
+		t.Errorf("audit = %+v, %v; want the one replay", audit.Entries, err)
+	}
+}
+
+func testRelayRetention(t *testing.T, s *suite) {
+	s.apply(relayDelivery("k1", at(1), "activity", odd, "a"))
+	s.apply(relayDelivery("k2", at(2), "sleep", odd, "a"))
+	now := time.Now()
+	got := s.claim("a", now, 1)
+	s.finish(got[0], store.RelayResult{Status: store.RelayFailed, StatusCode: 500, Error: "500", At: now})
+	// Only the dead letter's body goes: k2 still waits for its delivery.
+	n, err := s.s.DropExpiredRelayBodies(s.ctx, now.Add(time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("DropExpiredRelayBodies = %d, %v; want 1", n, err)
+	}
+	if _, err := s.s.RelayBody(s.ctx, got[0].EventID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("dead letter's body: %v; want ErrNotFound", err)
+	}
+	pending := s.relayLog(store.RelayFilter{Status: store.RelayPending})
+	if len(pending) != 1 {
+		t.Fatalf("pending = %+v", pending)
+	}
+	if _, err := s.s.RelayBody(s.ctx, pending[0].EventID); err != nil {
+		t.Errorf("pending delivery's body: %v", err)
+	}
+	if _, err := s.s.ReplayRelayDelivery(s.ctx, got[0].ID, now); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("replay without a body: %v; want ErrConflict", err)
+	}
+	// The delivery record stays.
+	if log := s.relayLog(store.RelayFilter{}); len(log) != 2 {
+		t.Errorf("relay log = %+v", log)
+	}
+}
+
+func testRelayList(t *testing.T, s *suite) {
+	for i := range 5 {
+		typ := []string{"activity", "sleep"}[i%2]
+		s.apply(relayDelivery(fmt.Sprint("k", i), at(i), typ, odd, "a", "b"))
+	}
+	all := s.relayLog(store.RelayFilter{})
+	if len(all) != 10 || !slices.IsSortedFunc(all, func(x, y store.RelayDelivery) int { return int(y.ID - x.ID) }) {
+		t.Errorf("log = %d deliveries, newest first? %+v", len(all), all)
+	}
+	if got := s.relayLog(store.RelayFilter{Destination: "b", EventType: "sleep"}); len(got) != 2 {
+		t.Errorf("b's sleep = %+v", got)
+	}
+	page, err := s.s.ListRelayDeliveries(s.ctx, store.RelayFilter{}, store.Page{First: 3})
+	if err != nil || len(page.Deliveries) != 3 || !page.HasNextPage {
+		t.Fatalf("first page = %+v, %v", page, err)
+	}
+	next, err := s.s.ListRelayDeliveries(s.ctx, store.RelayFilter{}, store.Page{First: 3, After: page.EndCursor})
+	if err != nil || len(next.Deliveries) != 3 || next.Deliveries[0].ID >= page.Deliveries[2].ID {
+		t.Errorf("second page = %+v, %v", next, err)
+	}
+	for name, tc := range map[string]struct {
+		f store.RelayFilter
+		p store.Page
+	}{
+		"status": {store.RelayFilter{Status: "LOST"}, store.Page{First: 1}},
+		"first":  {store.RelayFilter{}, store.Page{First: 0}},
+		"cursor": {store.RelayFilter{}, store.Page{First: 1, After: "nope"}},
+	} {
+		if _, err := s.s.ListRelayDeliveries(s.ctx, tc.f, tc.p); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("%s: %v; want ErrInvalid", name, err)
+		}
+	}
+}
+
+// Workers claiming side by side never get one delivery twice.
+func testRelayClaimConcurrent(t *testing.T, s *suite) {
+	const n = 40
+	for i := range n {
+		s.apply(relayDelivery(fmt.Sprint("k", i), at(i), "activity", odd, "a"))
+	}
+	now := time.Now()
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				got, err := s.s.ClaimRelayDeliveries(s.ctx, "a", now, now.Add(time.Minute), 3)
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, d := range got {
+					seen[d.ID]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Errorf("claimed %d deliveries; want %d", len(seen), n)
+	}
+	for id, times := range seen {
+		if times != 1 {
+			t.Errorf("delivery %d claimed %d times", id, times)
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/terragate/terragate/internal/connection"
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/sqlite"
+	"github.com/terragate/terragate/internal/terra"
+	"github.com/terragate/terragate/internal/webhook"
+)
+
+// routes is a fixed relay routing: event type -> destinations.
+type routes map[string][]string
+
+func (r routes) Route(typ string) []string { return r[typ] }
+
+func newRelayEnv(t *testing.T, r routes) (store.Store, *httptest.Server) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h, err := webhook.New([]string{secret}, connection.NewMapping(nil, nil).DecodeEvent, st, nil, slog.New(slog.DiscardHandler), webhook.WithRelay(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return st, srv
+}
+
+func postRaw(t *testing.T, url string, body []byte, header map[string]string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("terra-signature", terra.Sign([]byte(secret), time.Now(), body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+func relayLog(t *testing.T, st store.Store) []store.RelayDelivery {
+	t.Helper()
+	p, err := st.ListRelayDeliveries(context.Background(), store.RelayFilter{}, store.Page{First: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Deliveries
+}
+
+// A data event goes through the inbox transaction: recorded (without its body), and
+// enqueued for every destination that wants its type, with Terra's headers; a duplicate
+// relays once.
+func TestDataEventEnqueuedForRelay(t *testing.T) {
+	st, srv := newRelayEnv(t, routes{"activity": {"a", "b"}})
+	body := []byte(`{"type":"activity","user":{"user_id":"u1","provider":"OURA"},"data":[{"x": 1.50}],"version":"2022-03-16"}`)
+	hdr := map[string]string{"X-Terra-Trace-Id": "tr-1", "terra-reference": "ref-9", "x-terra-ordering-timestamp": "1751371200"}
+	for range 2 {
+		if code := postRaw(t, srv.URL, body, hdr); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	log := relayLog(t, st)
+	if len(log) != 2 {
+		t.Fatalf("relay log = %+v; want a and b once", log)
+	}
+	for _, d := range log {
+		if d.EventType != "activity" || d.TraceID != "tr-1" || d.Reference != "ref-9" || d.OrderingTimestamp != "1751371200" {
+			t.Errorf("delivery = %+v", d)
+		}
+	}
+	got, err := st.RelayBody(context.Background(), log[0].EventID)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Errorf("relay body = %q, %v", got, err)
+	}
+	inbox := inboxRows(t, st)
+	if len(inbox) != 1 || len(inbox[0].Body) != 0 || inbox[0].Type != "activity" || inbox[0].Outcome != store.InboxIgnored {
+		t.Errorf("inbox = %+v; want one data event without its body", inbox)
+	}
+}
+
+// With no destination for its type, nothing of a data event's body is kept.
+func TestDataEventWithoutDestinationKeepsNoBody(t *testing.T) {
+	st, srv := newRelayEnv(t, routes{"sleep": {"a"}})
+	body := []byte(`{"type":"activity","user":{"user_id":"u1"},"data":[{"marker":"x"}]}`)
+	if code := postRaw(t, srv.URL, body, nil); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if log := relayLog(t, st); len(log) != 0 {
+		t.Errorf("relay log = %+v; want none", log)
+	}
+	if inbox := inboxRows(t, st); len(inbox) != 1 || len(inbox[0].Body) != 0 {
+		t.Errorf("inbox = %+v; want one row without body", inbox)
+	}
+}
+
+// Connection events are applied as before, keep their body in the inbox, and are relayed to
+// destinations that want them.
+func TestConnectionEventRelayed(t *testing.T) {
+	st, srv := newRelayEnv(t, routes{"auth": {"all"}})
+	body := []byte(`{"type":"auth","status":"success","user":{"user_id":"u-1","provider":"OURA","reference_id":"alice","active":true},"reference_id":"alice","version":"2022-03-16"}`)
+	if code := postRaw(t, srv.URL, body, nil); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if u, err := st.TerraUser(context.Background(), "u-1"); err != nil || u.Status != store.StatusConnected {
+		t.Errorf("user = %+v, %v", u, err)
+	}
+	if inbox := inboxRows(t, st); len(inbox) != 1 || !bytes.Equal(inbox[0].Body, body) {
+		t.Errorf("inbox = %+v", inbox)
+	}
+	if log := relayLog(t, st); len(log) != 1 || log[0].Destination != "all" || log[0].EventType != "auth" {
+		t.Errorf("relay log = %+v", log)
+	}
+}
+
+func inboxRows(t *testing.T, st store.Store) []store.InboxEvent {
+	t.Helper()
+	p, err := st.ListWebhookEvents(context.Background(), store.InboxFilter{}, store.Page{First: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Events
+}
