@@ -69,6 +69,8 @@ type gateway struct {
 	seen *syncBuffer
 	// stop begins the gateway's graceful shutdown, as SIGTERM would.
 	stop func()
+	// exited is closed once run has returned.
+	exited chan struct{}
 }
 
 // setup is what a test may change before the gateway and the emulator start.
@@ -134,7 +136,11 @@ func startGateway(t *testing.T, opts ...option) *gateway {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, g.stdout, g.logs) }()
+	g.exited = make(chan struct{})
+	go func() {
+		done <- run(ctx, nil, func(k string) string { return env[k] }, g.stdout, g.logs)
+		close(g.exited)
+	}()
 	g.url = waitListening(t, g.stdout, done)
 	g.stop = cancel
 

@@ -30,6 +30,7 @@ import (
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/playground"
 	"github.com/terragate/terragate/internal/provider"
+	"github.com/terragate/terragate/internal/relay"
 	"github.com/terragate/terragate/internal/sdktoken"
 	"github.com/terragate/terragate/internal/secheaders"
 	"github.com/terragate/terragate/internal/store"
@@ -58,6 +59,7 @@ type Gateway struct {
 	handler http.Handler
 
 	conns *connection.Service
+	relay *relay.Relay
 
 	demoToken    string
 	shuttingDown atomic.Bool
@@ -161,7 +163,15 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		StateKey:  stateKey(cfg.TerraWebhookSecrets[0]),
 		Redirects: redirects,
 	}, log)
-	hooks, err := webhook.New(cfg.TerraWebhookSecrets, g.conns.DecodeEvent, g.conns, meter, log)
+	g.relay = relay.New(relay.Config{
+		Destinations: cfg.RelayDestinations,
+		Timeout:      cfg.RelayTimeout,
+		Schedule:     cfg.RelayRetrySchedule,
+		Retention:    cfg.RelayRetention,
+	}, s, &http.Client{CheckRedirect: relay.NoRedirects}, meter, log.With("component", "relay"))
+	meter.ObserveRelay(relayBacklog(s, cfg.RelayDestinations))
+	hooks, err := webhook.New(cfg.TerraWebhookSecrets, g.conns.DecodeEvent, g.conns, meter, log,
+		webhook.WithRelay(relay.Routes(cfg.RelayDestinations)))
 	if err != nil {
 		return nil, err
 	}
@@ -273,6 +283,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	background, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { g.conns.Run(background, uuid.NewString(), g.cfg.SyncInterval, sessionExpiryEvery) })
+	wg.Go(func() { g.relay.Run(background) })
 	defer func() {
 		stopBackground()
 		wg.Wait() // before the store closes

@@ -26,7 +26,9 @@ import (
 	"github.com/terragate/terragate/internal/events/pgnotify"
 	"github.com/terragate/terragate/internal/metrics"
 	"github.com/terragate/terragate/internal/redirect"
+	"github.com/terragate/terragate/internal/relay"
 	"github.com/terragate/terragate/internal/sdkref"
+	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/tracing"
 )
@@ -225,4 +227,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// relayBacklog reads each destination's backlog from the store, for the metrics.
+func relayBacklog(st store.Outbox, dests []relay.Destination) func(context.Context) ([]metrics.RelayBacklog, error) {
+	return func(ctx context.Context) ([]metrics.RelayBacklog, error) {
+		out := make([]metrics.RelayBacklog, 0, len(dests))
+		now := time.Now()
+		for _, d := range dests {
+			n, oldest, err := st.PendingRelayDeliveries(ctx, d.Name)
+			if err != nil {
+				return nil, err
+			}
+			b := metrics.RelayBacklog{Destination: d.Name, Pending: n}
+			if n > 0 {
+				b.OldestAge = max(now.Sub(oldest), 0)
+			}
+			out = append(out, b)
+		}
+		return out, nil
+	}
 }

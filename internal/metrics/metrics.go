@@ -80,6 +80,8 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+
+	relay *relayMetrics // set by ObserveRelay
 }
 
 // New returns Metrics on a registry of their own, with the Go runtime and process

@@ -99,6 +99,9 @@ type Outbox interface {
 	ReplayRelayDelivery(ctx context.Context, id int64, now time.Time, audit ...AuditEntry) (RelayDelivery, error)
 	// ListRelayDeliveries returns a page of the delivery log, newest first.
 	ListRelayDeliveries(ctx context.Context, f RelayFilter, p Page) (RelayPage, error)
+	// PendingRelayDeliveries counts destination's PENDING deliveries and says when the
+	// oldest was enqueued (zero when there is none), for the backlog metrics.
+	PendingRelayDeliveries(ctx context.Context, destination string) (count int, oldest time.Time, err error)
 	// DropExpiredRelayBodies forgets the bodies kept since before before that no PENDING
 	// delivery needs (dead letters' bodies), and returns how many.
 	DropExpiredRelayBodies(ctx context.Context, before time.Time) (int64, error)

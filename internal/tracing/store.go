@@ -218,3 +218,9 @@ func (t *tracedStore) DropExpiredRelayBodies(ctx context.Context, before time.Ti
 	defer func() { end(err) }()
 	return t.next.DropExpiredRelayBodies(ctx, before)
 }
+
+func (t *tracedStore) PendingRelayDeliveries(ctx context.Context, destination string) (_ int, _ time.Time, err error) {
+	ctx, end := t.start(ctx, "PendingRelayDeliveries")
+	defer func() { end(err) }()
+	return t.next.PendingRelayDeliveries(ctx, destination)
+}

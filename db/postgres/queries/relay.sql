@@ -89,3 +89,17 @@ WHERE id < @before_id::bigint
   AND (@event_type::text = '' OR event_type = @event_type)
 ORDER BY id DESC
 LIMIT @max_rows::bigint;
+
+-- name: CountPendingRelayDeliveries :one
+-- The backlog of one destination, for the metrics: over relay_deliveries_due.
+SELECT count(*) FROM relay_deliveries
+WHERE status = 'PENDING'
+  AND destination = @destination;
+
+-- name: OldestPendingRelayDelivery :one
+-- When the oldest PENDING delivery of one destination was enqueued, for the metrics.
+SELECT created_at FROM relay_deliveries
+WHERE status = 'PENDING'
+  AND destination = @destination
+ORDER BY id
+LIMIT 1;

@@ -88,3 +88,17 @@ WHERE id < CAST(@before_id AS INTEGER)
   AND (CAST(@event_type AS TEXT) = '' OR event_type = @event_type)
 ORDER BY id DESC
 LIMIT @max_rows;
+
+-- name: CountPendingRelayDeliveries :one
+-- The backlog of one destination, for the metrics: over relay_deliveries_due.
+SELECT count(*) FROM relay_deliveries
+WHERE status = 'PENDING'
+  AND destination = @destination;
+
+-- name: OldestPendingRelayDelivery :one
+-- When the oldest PENDING delivery of one destination was enqueued, for the metrics.
+SELECT created_at FROM relay_deliveries
+WHERE status = 'PENDING'
+  AND destination = @destination
+ORDER BY id
+LIMIT 1;

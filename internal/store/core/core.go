@@ -68,6 +68,8 @@ type Queries[U, S, E, A, L, D, R any] interface {
 	GetRelayDelivery(ctx context.Context, id int64) (R, error)
 	ReplayRelayDelivery(ctx context.Context, now *time.Time, id int64) (R, error)
 	ListRelayDeliveriesPage(ctx context.Context, beforeID int64, destination, status, eventType string, maxRows int64) ([]R, error)
+	CountPendingRelayDeliveries(ctx context.Context, destination string) (int64, error)
+	OldestPendingRelayDelivery(ctx context.Context, destination string) (time.Time, error)
 }
 
 // Tx is an engine's queries inside one write transaction, with what only the engine knows how

@@ -214,3 +214,24 @@ func (c *Store[U, S, E, A, L, D, R]) DropExpiredRelayBodies(ctx context.Context,
 	}
 	return n, nil
 }
+
+// PendingRelayDeliveries reads one destination's backlog (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) PendingRelayDeliveries(ctx context.Context, destination string) (int, time.Time, error) {
+	var n int64
+	var oldest time.Time
+	err := c.e.InReadTx(ctx, func(q Queries[U, S, E, A, L, D, R]) error {
+		var err error
+		if n, err = q.CountPendingRelayDeliveries(ctx, destination); err != nil || n == 0 {
+			return err
+		}
+		oldest, err = q.OldestPendingRelayDelivery(ctx, destination)
+		return err
+	})
+	if err != nil {
+		return 0, time.Time{}, c.wrap(ctx, fmt.Sprintf("relay backlog of %q", destination), err)
+	}
+	if n == 0 {
+		return 0, time.Time{}, nil
+	}
+	return int(n), utc(oldest), nil
+}

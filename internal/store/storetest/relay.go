@@ -29,6 +29,7 @@ func testRelay(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Retention", h(testRelayRetention))
 	t.Run("List", h(testRelayList))
 	t.Run("ClaimConcurrent", h(testRelayClaimConcurrent))
+	t.Run("Backlog", h(testRelayBacklog))
 }
 
 // relayDelivery is a data event with its body for the relay only, as the webhook handler
@@ -349,5 +350,24 @@ func testRelayClaimConcurrent(t *testing.T, s *suite) {
 		if times != 1 {
 			t.Errorf("delivery %d claimed %d times", id, times)
 		}
+	}
+}
+
+func testRelayBacklog(t *testing.T, s *suite) {
+	n, oldest, err := s.s.PendingRelayDeliveries(s.ctx, "a")
+	if err != nil || n != 0 || !oldest.IsZero() {
+		t.Errorf("empty backlog = %d, %v, %v", n, oldest, err)
+	}
+	before := time.Now().Add(-time.Second)
+	s.apply(relayDelivery("k1", at(1), "activity", odd, "a", "b"))
+	s.apply(relayDelivery("k2", at(2), "activity", odd, "a"))
+	got := s.claim("b", time.Now(), 1)
+	s.finish(got[0], store.RelayResult{Status: store.RelayDelivered, At: time.Now()})
+	n, oldest, err = s.s.PendingRelayDeliveries(s.ctx, "a")
+	if err != nil || n != 2 || oldest.Before(before) || oldest.After(time.Now()) {
+		t.Errorf("a's backlog = %d, %v, %v; want 2", n, oldest, err)
+	}
+	if n, _, err := s.s.PendingRelayDeliveries(s.ctx, "b"); err != nil || n != 0 {
+		t.Errorf("b's backlog = %d, %v; want 0", n, err)
 	}
 }

@@ -33,6 +33,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.consumeWidgetReturnStmt, err = db.PrepareContext(ctx, consumeWidgetReturn); err != nil {
 		return nil, fmt.Errorf("error preparing query ConsumeWidgetReturn: %w", err)
 	}
+	if q.countPendingRelayDeliveriesStmt, err = db.PrepareContext(ctx, countPendingRelayDeliveries); err != nil {
+		return nil, fmt.Errorf("error preparing query CountPendingRelayDeliveries: %w", err)
+	}
 	if q.countTerraUsersStmt, err = db.PrepareContext(ctx, countTerraUsers); err != nil {
 		return nil, fmt.Errorf("error preparing query CountTerraUsers: %w", err)
 	}
@@ -141,6 +144,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.lockWidgetSessionStmt, err = db.PrepareContext(ctx, lockWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query LockWidgetSession: %w", err)
 	}
+	if q.oldestPendingRelayDeliveryStmt, err = db.PrepareContext(ctx, oldestPendingRelayDelivery); err != nil {
+		return nil, fmt.Errorf("error preparing query OldestPendingRelayDelivery: %w", err)
+	}
 	if q.recordReplayStmt, err = db.PrepareContext(ctx, recordReplay); err != nil {
 		return nil, fmt.Errorf("error preparing query RecordReplay: %w", err)
 	}
@@ -180,6 +186,11 @@ func (q *Queries) Close() error {
 	if q.consumeWidgetReturnStmt != nil {
 		if cerr := q.consumeWidgetReturnStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing consumeWidgetReturnStmt: %w", cerr)
+		}
+	}
+	if q.countPendingRelayDeliveriesStmt != nil {
+		if cerr := q.countPendingRelayDeliveriesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing countPendingRelayDeliveriesStmt: %w", cerr)
 		}
 	}
 	if q.countTerraUsersStmt != nil {
@@ -362,6 +373,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing lockWidgetSessionStmt: %w", cerr)
 		}
 	}
+	if q.oldestPendingRelayDeliveryStmt != nil {
+		if cerr := q.oldestPendingRelayDeliveryStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing oldestPendingRelayDeliveryStmt: %w", cerr)
+		}
+	}
 	if q.recordReplayStmt != nil {
 		if cerr := q.recordReplayStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing recordReplayStmt: %w", cerr)
@@ -439,6 +455,7 @@ type Queries struct {
 	acquireLeaseStmt                  *sql.Stmt
 	claimRelayDeliveriesStmt          *sql.Stmt
 	consumeWidgetReturnStmt           *sql.Stmt
+	countPendingRelayDeliveriesStmt   *sql.Stmt
 	countTerraUsersStmt               *sql.Stmt
 	countTerraUsersByReferenceStmt    *sql.Stmt
 	createWidgetSessionStmt           *sql.Stmt
@@ -475,6 +492,7 @@ type Queries struct {
 	lockTerraUserStmt                 *sql.Stmt
 	lockWebhookEventStmt              *sql.Stmt
 	lockWidgetSessionStmt             *sql.Stmt
+	oldestPendingRelayDeliveryStmt    *sql.Stmt
 	recordReplayStmt                  *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	replayRelayDeliveryStmt           *sql.Stmt
@@ -491,6 +509,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		acquireLeaseStmt:                  q.acquireLeaseStmt,
 		claimRelayDeliveriesStmt:          q.claimRelayDeliveriesStmt,
 		consumeWidgetReturnStmt:           q.consumeWidgetReturnStmt,
+		countPendingRelayDeliveriesStmt:   q.countPendingRelayDeliveriesStmt,
 		countTerraUsersStmt:               q.countTerraUsersStmt,
 		countTerraUsersByReferenceStmt:    q.countTerraUsersByReferenceStmt,
 		createWidgetSessionStmt:           q.createWidgetSessionStmt,
@@ -527,6 +546,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		lockTerraUserStmt:                 q.lockTerraUserStmt,
 		lockWebhookEventStmt:              q.lockWebhookEventStmt,
 		lockWidgetSessionStmt:             q.lockWidgetSessionStmt,
+		oldestPendingRelayDeliveryStmt:    q.oldestPendingRelayDeliveryStmt,
 		recordReplayStmt:                  q.recordReplayStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		replayRelayDeliveryStmt:           q.replayRelayDeliveryStmt,

@@ -72,6 +72,20 @@ func (q *Queries) ClaimRelayDeliveries(ctx context.Context, leaseUntil *time.Tim
 	return items, nil
 }
 
+const countPendingRelayDeliveries = `-- name: CountPendingRelayDeliveries :one
+SELECT count(*) FROM relay_deliveries
+WHERE status = 'PENDING'
+  AND destination = ?1
+`
+
+// The backlog of one destination, for the metrics: over relay_deliveries_due.
+func (q *Queries) CountPendingRelayDeliveries(ctx context.Context, destination string) (int64, error) {
+	row := q.queryRow(ctx, q.countPendingRelayDeliveriesStmt, countPendingRelayDeliveries, destination)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const dropDeliveredRelayBody = `-- name: DropDeliveredRelayBody :exec
 UPDATE relay_events
 SET body = NULL
@@ -267,6 +281,22 @@ func (q *Queries) ListRelayDeliveriesPage(ctx context.Context, beforeID int64, d
 		return nil, err
 	}
 	return items, nil
+}
+
+const oldestPendingRelayDelivery = `-- name: OldestPendingRelayDelivery :one
+SELECT created_at FROM relay_deliveries
+WHERE status = 'PENDING'
+  AND destination = ?1
+ORDER BY id
+LIMIT 1
+`
+
+// When the oldest PENDING delivery of one destination was enqueued, for the metrics.
+func (q *Queries) OldestPendingRelayDelivery(ctx context.Context, destination string) (time.Time, error) {
+	row := q.queryRow(ctx, q.oldestPendingRelayDeliveryStmt, oldestPendingRelayDelivery, destination)
+	var created_at time.Time
+	err := row.Scan(&created_at)
+	return created_at, err
 }
 
 const replayRelayDelivery = `-- name: ReplayRelayDelivery :one

@@ -1,0 +1,369 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/terragate/terragate/internal/relay"
+	"github.com/terragate/terragate/internal/stdwebhook"
+	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/store/sqlite"
+)
+
+// deadline bounds every wait: a guard against a hang, never a timing assertion.
+const deadline = 20 * time.Second
+
+// received is one request a receiver got.
+type received struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is a real HTTP server on loopback that answers with answer (200 when nil) and
+// hands every request it gets to got.
+type receiver struct {
+	srv    *httptest.Server
+	got    chan received
+	mu     sync.Mutex
+	answer func(n int, w http.ResponseWriter)
+	n      int
+}
+
+func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter)) *receiver {
+	t.Helper()
+	rc := &receiver{got: make(chan received, 100), answer: answer}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.n++
+		n, answer := rc.n, rc.answer
+		rc.mu.Unlock()
+		rc.got <- received{header: r.Header.Clone(), body: body}
+		if answer != nil {
+			answer(n, w)
+		}
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) setAnswer(a func(n int, w http.ResponseWriter)) {
+	rc.mu.Lock()
+	rc.answer = a
+	rc.mu.Unlock()
+}
+
+func (rc *receiver) next(t *testing.T) received {
+	t.Helper()
+	select {
+	case r := <-rc.got:
+		return r
+	case <-time.After(deadline):
+		t.Fatal("receiver got nothing")
+		return received{}
+	}
+}
+
+func dest(t *testing.T, name, rawURL, secret string, events ...string) relay.Destination {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := stdwebhook.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return relay.Destination{Name: name, URL: u, Events: events, Secret: s}
+}
+
+const secret2 = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+
+type harness struct {
+	t     *testing.T
+	st    store.Store
+	path  string
+	dests []relay.Destination
+	logs  *syncBuffer
+	stop  func()
+}
+
+func newHarness(t *testing.T, dests ...relay.Destination) *harness {
+	t.Helper()
+	h := &harness{t: t, path: filepath.Join(t.TempDir(), "relay.db"), dests: dests, logs: &syncBuffer{}}
+	h.open()
+	t.Cleanup(func() {
+		h.stopRelay()
+		h.st.Close()
+	})
+	return h
+}
+
+func (h *harness) open() {
+	st, err := sqlite.Open(context.Background(), h.path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.st = st
+}
+
+// start runs a relay over the store until stopRelay.
+func (h *harness) start(schedule ...time.Duration) {
+	h.t.Helper()
+	if len(schedule) == 0 {
+		schedule = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
+	}
+	r := relay.New(relay.Config{
+		Destinations: h.dests,
+		Timeout:      2 * time.Second,
+		Schedule:     schedule,
+		Retention:    time.Hour,
+		Concurrency:  2,
+		Poll:         20 * time.Millisecond,
+	}, h.st, &http.Client{}, nil, slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	h.stop = func() { cancel(); <-done }
+}
+
+func (h *harness) stopRelay() {
+	if h.stop != nil {
+		h.stop()
+		h.stop = nil
+	}
+}
+
+// event stores a Terra event as the webhook handler does: routed by type.
+func (h *harness) event(key, typ string, body []byte) {
+	h.t.Helper()
+	d := store.Delivery{
+		DedupeKey: "trace:" + key, TraceID: key, Source: store.SourceWebhook, SignedAt: time.Now(), ReceivedAt: time.Now(),
+		Event: store.Event{Kind: store.EventIgnored, Type: typ},
+	}
+	if dests := relay.Routes(h.dests).Route(typ); len(dests) > 0 {
+		d.Relay = &store.RelayEvent{Type: typ, TraceID: key, Reference: "ref-" + key, OrderingTimestamp: "1751371200", Body: body, Destinations: dests}
+	}
+	if _, err := h.st.ApplyWebhook(context.Background(), d); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) deliveries(f store.RelayFilter) []store.RelayDelivery {
+	h.t.Helper()
+	p, err := h.st.ListRelayDeliveries(context.Background(), f, store.Page{First: 100})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p.Deliveries
+}
+
+// waitFor waits until the delivery log has want deliveries matching f.
+func (h *harness) waitFor(f store.RelayFilter, want int) []store.RelayDelivery {
+	h.t.Helper()
+	end := time.Now().Add(deadline)
+	for {
+		got := h.deliveries(f)
+		if len(got) == want {
+			return got
+		}
+		if time.Now().After(end) {
+			h.t.Fatalf("deliveries %+v: %d; want %d", f, len(got), want)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the store until a deadline
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func verify(t *testing.T, secret string, r received) {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(r.body, r.header); err != nil {
+		t.Errorf("the Standard Webhooks library refuses the delivery: %v", err)
+	}
+}
+
+// The body arrives byte for byte, signed the Standard Webhooks way, with Terra's headers;
+// each destination gets only the types it asked for.
+func TestDeliversSignedBodyByteForByte(t *testing.T) {
+	a := newReceiver(t, nil)
+	b := newReceiver(t, nil)
+	h := newHarness(t, dest(t, "a", a.srv.URL+"/hook", secret), dest(t, "b", b.srv.URL, secret2, "sleep"))
+	body := []byte("{\"type\":\"activity\",  \"data\":[{\"v\":1.50,\"s\":\"\\u00e9\xc3\xa9\"}]}\n")
+	h.event("tr-1", "activity", body)
+	h.event("tr-2", "sleep", []byte(`{"type":"sleep"}`))
+	h.start()
+
+	got := map[string]received{}
+	for range 2 {
+		r := a.next(t)
+		got[r.header.Get("terragate-event-type")] = r
+	}
+	r := got["activity"]
+	if !bytes.Equal(r.body, body) {
+		t.Errorf("body = %q; want %q", r.body, body)
+	}
+	verify(t, secret, r)
+	for k, want := range map[string]string{
+		"Content-Type": "application/json", "Terragate-Event-Type": "activity", "Terra-Reference": "ref-tr-1",
+		"X-Terra-Trace-Id": "tr-1", "X-Terra-Ordering-Timestamp": "1751371200",
+	} {
+		if v := r.header.Get(k); v != want {
+			t.Errorf("%s = %q; want %q", k, v, want)
+		}
+	}
+	if !strings.HasPrefix(r.header.Get("webhook-id"), "msg_") {
+		t.Errorf("webhook-id = %q", r.header.Get("webhook-id"))
+	}
+	rb := b.next(t)
+	if rb.header.Get("terragate-event-type") != "sleep" {
+		t.Errorf("b got %q; want only sleep", rb.header.Get("terragate-event-type"))
+	}
+	verify(t, secret2, rb)
+	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 3)
+	if n := len(h.deliveries(store.RelayFilter{Destination: "b"})); n != 1 {
+		t.Errorf("b has %d deliveries; want the sleep event only", n)
+	}
+}
+
+// A failing destination is retried on the schedule with the same webhook-id until it
+// answers 2xx.
+func TestRetriesWithSameWebhookID(t *testing.T) {
+	a := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	h.event("tr-1", "daily", []byte(`{"type":"daily"}`))
+	h.start()
+	ids := map[string]bool{}
+	for range 3 {
+		r := a.next(t)
+		ids[r.header.Get("webhook-id")] = true
+		verify(t, secret, r)
+	}
+	if len(ids) != 1 {
+		t.Errorf("webhook-ids %v; want one across attempts", ids)
+	}
+	d := h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 1)[0]
+	if d.Attempts != 3 {
+		t.Errorf("attempts = %d; want 3", d.Attempts)
+	}
+}
+
+// 410 Gone stops at once: a dead letter, which a replay sends again.
+func TestGoneStopsThenReplay(t *testing.T) {
+	a := newReceiver(t, func(int, http.ResponseWriter) {})
+	a.setAnswer(func(_ int, w http.ResponseWriter) { w.WriteHeader(http.StatusGone) })
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	h.event("tr-1", "body", []byte(`{"type":"body"}`))
+	h.start()
+	first := a.next(t)
+	dead := h.waitFor(store.RelayFilter{Status: store.RelayFailed}, 1)[0]
+	if dead.Attempts != 1 || dead.LastStatusCode == nil || *dead.LastStatusCode != 410 {
+		t.Errorf("dead letter = %+v", dead)
+	}
+	a.setAnswer(nil)
+	if _, err := h.st.ReplayRelayDelivery(context.Background(), dead.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	again := a.next(t)
+	if again.header.Get("webhook-id") != first.header.Get("webhook-id") || !bytes.Equal(again.body, first.body) {
+		t.Errorf("replay sent another message: %v", again.header)
+	}
+	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 1)
+}
+
+// After the schedule the delivery is a dead letter; Retry-After is honoured as a minimum.
+func TestScheduleEndsInDeadLetter(t *testing.T) {
+	a := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	h.event("tr-1", "sleep", []byte(`{"type":"sleep"}`))
+	h.start(10*time.Millisecond, 10*time.Millisecond)
+	for range 3 {
+		a.next(t)
+	}
+	dead := h.waitFor(store.RelayFilter{Status: store.RelayFailed}, 1)[0]
+	if dead.Attempts != 3 || dead.LastError == "" {
+		t.Errorf("dead letter = %+v; want 3 attempts and an error", dead)
+	}
+}
+
+// A destination that hangs holds up no other.
+func TestDeadDestinationStarvesNoOther(t *testing.T) {
+	release := make(chan struct{})
+	dead := newReceiver(t, func(int, http.ResponseWriter) { <-release })
+	t.Cleanup(func() { close(release) })
+	live := newReceiver(t, nil)
+	h := newHarness(t, dest(t, "dead", dead.srv.URL, secret), dest(t, "live", live.srv.URL, secret2))
+	const n = 10
+	for i := range n {
+		h.event(fmt.Sprint("tr-", i), "activity", fmt.Appendf(nil, `{"type":"activity","i":%d}`, i))
+	}
+	h.start()
+	for range n {
+		live.next(t)
+	}
+	h.waitFor(store.RelayFilter{Destination: "live", Status: store.RelayDelivered}, n)
+}
+
+// Stopping the relay mid-delivery loses nothing: the next one delivers it.
+func TestRestartMidRelayLosesNothing(t *testing.T) {
+	block := make(chan struct{})
+	a := newReceiver(t, func(n int, w http.ResponseWriter) {
+		if n == 1 {
+			<-block // the relay stops while this attempt is in flight
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	h.event("tr-1", "activity", []byte(`{"type":"activity"}`))
+	h.start()
+	first := a.next(t)
+	h.stopRelay() // cancels the attempt in flight
+	close(block)
+	h.st.Close()
+	h.open()
+	h.start()
+	second := a.next(t)
+	if second.header.Get("webhook-id") != first.header.Get("webhook-id") {
+		t.Errorf("restart sent another message id")
+	}
+	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 1)
+}
