@@ -82,3 +82,19 @@ func auditEntry(e store.AuditEntry) *model.AuditEntry {
 	slices.SortFunc(out.Detail, func(a, b *model.AuditDetail) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
+
+func relayDelivery(d store.RelayDelivery) *model.RelayDelivery {
+	return &model.RelayDelivery{
+		ID:             strconv.FormatInt(d.ID, 10),
+		Destination:    d.Destination,
+		EventType:      d.EventType,
+		WebhookID:      d.WebhookID,
+		Status:         model.RelayDeliveryStatus(d.Status),
+		Attempts:       d.Attempts,
+		LastStatusCode: d.LastStatusCode,
+		LastError:      optional(d.LastError),
+		NextAttemptAt:  d.NextAttemptAt,
+		DeliveredAt:    d.DeliveredAt,
+		CreatedAt:      d.CreatedAt,
+	}
+}

@@ -76,6 +76,7 @@ type ComplexityRoot struct {
 		CreateSdkToken      func(childComplexity int, actAs *string) int
 		CreateWidgetSession func(childComplexity int, input *model.CreateWidgetSessionInput, actAs *string) int
 		DisconnectUser      func(childComplexity int, userID string, actAs *string) int
+		ReplayRelayDelivery func(childComplexity int, id string) int
 		ReplayWebhookEvent  func(childComplexity int, id string) int
 		SyncConnections     func(childComplexity int, actAs *string) int
 	}
@@ -92,12 +93,37 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		AuditLog       func(childComplexity int, first *int, after *string, actor *string, referenceID *string, action *string) int
-		ConnectedUsers func(childComplexity int, includeInactive *bool, actAs *string) int
-		Providers      func(childComplexity int) int
-		Users          func(childComplexity int, first *int, after *string, referenceID *string, provider *string, status *model.ConnectionStatus) int
-		WebhookEvents  func(childComplexity int, first *int, after *string, typeArg *string, source *string, outcome *string) int
-		WidgetSession  func(childComplexity int, id string, actAs *string) int
+		AuditLog        func(childComplexity int, first *int, after *string, actor *string, referenceID *string, action *string) int
+		ConnectedUsers  func(childComplexity int, includeInactive *bool, actAs *string) int
+		Providers       func(childComplexity int) int
+		RelayDeliveries func(childComplexity int, destination *string, status *model.RelayDeliveryStatus, eventType *string, first *int, after *string) int
+		Users           func(childComplexity int, first *int, after *string, referenceID *string, provider *string, status *model.ConnectionStatus) int
+		WebhookEvents   func(childComplexity int, first *int, after *string, typeArg *string, source *string, outcome *string) int
+		WidgetSession   func(childComplexity int, id string, actAs *string) int
+	}
+
+	RelayDelivery struct {
+		Attempts       func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		DeliveredAt    func(childComplexity int) int
+		Destination    func(childComplexity int) int
+		EventType      func(childComplexity int) int
+		ID             func(childComplexity int) int
+		LastError      func(childComplexity int) int
+		LastStatusCode func(childComplexity int) int
+		NextAttemptAt  func(childComplexity int) int
+		Status         func(childComplexity int) int
+		WebhookID      func(childComplexity int) int
+	}
+
+	RelayDeliveryConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	RelayDeliveryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	SdkToken struct {
@@ -180,6 +206,7 @@ type MutationResolver interface {
 	ReplayWebhookEvent(ctx context.Context, id string) (*model.WebhookEvent, error)
 	DisconnectUser(ctx context.Context, userID string, actAs *string) (*model.TerraUser, error)
 	SyncConnections(ctx context.Context, actAs *string) ([]*model.TerraUser, error)
+	ReplayRelayDelivery(ctx context.Context, id string) (*model.RelayDelivery, error)
 	CreateSdkToken(ctx context.Context, actAs *string) (*model.SdkToken, error)
 	CreateWidgetSession(ctx context.Context, input *model.CreateWidgetSessionInput, actAs *string) (*model.WidgetSession, error)
 }
@@ -189,6 +216,7 @@ type QueryResolver interface {
 	AuditLog(ctx context.Context, first *int, after *string, actor *string, referenceID *string, action *string) (*model.AuditEntryConnection, error)
 	ConnectedUsers(ctx context.Context, includeInactive *bool, actAs *string) ([]*model.TerraUser, error)
 	Providers(ctx context.Context) ([]*model.Provider, error)
+	RelayDeliveries(ctx context.Context, destination *string, status *model.RelayDeliveryStatus, eventType *string, first *int, after *string) (*model.RelayDeliveryConnection, error)
 	WidgetSession(ctx context.Context, id string, actAs *string) (*model.WidgetSession, error)
 }
 type SubscriptionResolver interface {
@@ -365,6 +393,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DisconnectUser(childComplexity, args["userId"].(string), args["actAs"].(*string)), true
+	case "Mutation.replayRelayDelivery":
+		if e.ComplexityRoot.Mutation.ReplayRelayDelivery == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_replayRelayDelivery_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReplayRelayDelivery(childComplexity, args["id"].(string)), true
 	case "Mutation.replayWebhookEvent":
 		if e.ComplexityRoot.Mutation.ReplayWebhookEvent == nil {
 			break
@@ -449,6 +488,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Providers(childComplexity), true
+	case "Query.relayDeliveries":
+		if e.ComplexityRoot.Query.RelayDeliveries == nil {
+			break
+		}
+
+		args, err := ec.field_Query_relayDeliveries_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.RelayDeliveries(childComplexity, args["destination"].(*string), args["status"].(*model.RelayDeliveryStatus), args["eventType"].(*string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.users":
 		if e.ComplexityRoot.Query.Users == nil {
 			break
@@ -482,6 +532,99 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.WidgetSession(childComplexity, args["id"].(string), args["actAs"].(*string)), true
+
+	case "RelayDelivery.attempts":
+		if e.ComplexityRoot.RelayDelivery.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.Attempts(childComplexity), true
+	case "RelayDelivery.createdAt":
+		if e.ComplexityRoot.RelayDelivery.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.CreatedAt(childComplexity), true
+	case "RelayDelivery.deliveredAt":
+		if e.ComplexityRoot.RelayDelivery.DeliveredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.DeliveredAt(childComplexity), true
+	case "RelayDelivery.destination":
+		if e.ComplexityRoot.RelayDelivery.Destination == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.Destination(childComplexity), true
+	case "RelayDelivery.eventType":
+		if e.ComplexityRoot.RelayDelivery.EventType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.EventType(childComplexity), true
+	case "RelayDelivery.id":
+		if e.ComplexityRoot.RelayDelivery.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.ID(childComplexity), true
+	case "RelayDelivery.lastError":
+		if e.ComplexityRoot.RelayDelivery.LastError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.LastError(childComplexity), true
+	case "RelayDelivery.lastStatusCode":
+		if e.ComplexityRoot.RelayDelivery.LastStatusCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.LastStatusCode(childComplexity), true
+	case "RelayDelivery.nextAttemptAt":
+		if e.ComplexityRoot.RelayDelivery.NextAttemptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.NextAttemptAt(childComplexity), true
+	case "RelayDelivery.status":
+		if e.ComplexityRoot.RelayDelivery.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.Status(childComplexity), true
+	case "RelayDelivery.webhookId":
+		if e.ComplexityRoot.RelayDelivery.WebhookID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDelivery.WebhookID(childComplexity), true
+
+	case "RelayDeliveryConnection.edges":
+		if e.ComplexityRoot.RelayDeliveryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDeliveryConnection.Edges(childComplexity), true
+	case "RelayDeliveryConnection.pageInfo":
+		if e.ComplexityRoot.RelayDeliveryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDeliveryConnection.PageInfo(childComplexity), true
+
+	case "RelayDeliveryEdge.cursor":
+		if e.ComplexityRoot.RelayDeliveryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDeliveryEdge.Cursor(childComplexity), true
+	case "RelayDeliveryEdge.node":
+		if e.ComplexityRoot.RelayDeliveryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RelayDeliveryEdge.Node(childComplexity), true
 
 	case "SdkToken.expiresAt":
 		if e.ComplexityRoot.SdkToken.ExpiresAt == nil {
@@ -863,7 +1006,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/admin.graphqls" "schema/connection.graphqls" "schema/schema.graphqls" "schema/sdk.graphqls" "schema/widget.graphqls"
+//go:embed "schema/admin.graphqls" "schema/connection.graphqls" "schema/relay.graphqls" "schema/schema.graphqls" "schema/sdk.graphqls" "schema/widget.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -877,6 +1020,7 @@ func sourceData(filename string) string {
 var sources = []*ast.Source{
 	{Name: "schema/admin.graphqls", Input: sourceData("schema/admin.graphqls"), BuiltIn: false},
 	{Name: "schema/connection.graphqls", Input: sourceData("schema/connection.graphqls"), BuiltIn: false},
+	{Name: "schema/relay.graphqls", Input: sourceData("schema/relay.graphqls"), BuiltIn: false},
 	{Name: "schema/schema.graphqls", Input: sourceData("schema/schema.graphqls"), BuiltIn: false},
 	{Name: "schema/sdk.graphqls", Input: sourceData("schema/sdk.graphqls"), BuiltIn: false},
 	{Name: "schema/widget.graphqls", Input: sourceData("schema/widget.graphqls"), BuiltIn: false},
@@ -973,6 +1117,54 @@ func (ec *executionContext) childFields_Provider(ctx context.Context, field grap
 		return ec.fieldContext_Provider_sdkOnly(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Provider", field.Name)
+}
+
+func (ec *executionContext) childFields_RelayDelivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_RelayDelivery_id(ctx, field)
+	case "destination":
+		return ec.fieldContext_RelayDelivery_destination(ctx, field)
+	case "eventType":
+		return ec.fieldContext_RelayDelivery_eventType(ctx, field)
+	case "webhookId":
+		return ec.fieldContext_RelayDelivery_webhookId(ctx, field)
+	case "status":
+		return ec.fieldContext_RelayDelivery_status(ctx, field)
+	case "attempts":
+		return ec.fieldContext_RelayDelivery_attempts(ctx, field)
+	case "lastStatusCode":
+		return ec.fieldContext_RelayDelivery_lastStatusCode(ctx, field)
+	case "lastError":
+		return ec.fieldContext_RelayDelivery_lastError(ctx, field)
+	case "nextAttemptAt":
+		return ec.fieldContext_RelayDelivery_nextAttemptAt(ctx, field)
+	case "deliveredAt":
+		return ec.fieldContext_RelayDelivery_deliveredAt(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_RelayDelivery_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RelayDelivery", field.Name)
+}
+
+func (ec *executionContext) childFields_RelayDeliveryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_RelayDeliveryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_RelayDeliveryConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RelayDeliveryConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_RelayDeliveryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_RelayDeliveryEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_RelayDeliveryEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RelayDeliveryEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_SdkToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1281,6 +1473,20 @@ func (ec *executionContext) field_Mutation_disconnectUser_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_replayRelayDelivery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_replayWebhookEvent_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1388,6 +1594,52 @@ func (ec *executionContext) field_Query_connectedUsers_args(ctx context.Context,
 		return nil, err
 	}
 	args["actAs"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_relayDeliveries_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "destination",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["destination"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*model.RelayDeliveryStatus, error) {
+			return ec.unmarshalORelayDeliveryStatus2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "eventType",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["eventType"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg4
 	return args, nil
 }
 
@@ -2184,6 +2436,50 @@ func (ec *executionContext) fieldContext_Mutation_syncConnections(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_replayRelayDelivery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_replayRelayDelivery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReplayRelayDelivery(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RelayDelivery) graphql.Marshaler {
+			return ec.marshalNRelayDelivery2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDelivery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_replayRelayDelivery(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RelayDelivery(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_replayRelayDelivery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createSdkToken(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2595,6 +2891,50 @@ func (ec *executionContext) fieldContext_Query_providers(_ context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_relayDeliveries(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_relayDeliveries(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().RelayDeliveries(ctx, fc.Args["destination"].(*string), fc.Args["status"].(*model.RelayDeliveryStatus), fc.Args["eventType"].(*string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RelayDeliveryConnection) graphql.Marshaler {
+			return ec.marshalNRelayDeliveryConnection2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_relayDeliveries(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RelayDeliveryConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_relayDeliveries_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_widgetSession(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2710,6 +3050,378 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Schema(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RelayDelivery_id(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "ID")
+}
+
+func (ec *executionContext) _RelayDelivery_destination(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_destination(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Destination, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_destination(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "String")
+}
+
+func (ec *executionContext) _RelayDelivery_eventType(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_eventType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_eventType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "String")
+}
+
+func (ec *executionContext) _RelayDelivery_webhookId(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_webhookId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WebhookID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_webhookId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "String")
+}
+
+func (ec *executionContext) _RelayDelivery_status(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.RelayDeliveryStatus) graphql.Marshaler {
+			return ec.marshalNRelayDeliveryStatus2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "RelayDeliveryStatus")
+}
+
+func (ec *executionContext) _RelayDelivery_attempts(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_attempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_attempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RelayDelivery_lastStatusCode(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_lastStatusCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastStatusCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_lastStatusCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RelayDelivery_lastError(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_lastError(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastError, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_lastError(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "String")
+}
+
+func (ec *executionContext) _RelayDelivery_nextAttemptAt(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_nextAttemptAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextAttemptAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_nextAttemptAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RelayDelivery_deliveredAt(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_deliveredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeliveredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_deliveredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RelayDelivery_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.RelayDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDelivery_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDelivery_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDelivery", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RelayDeliveryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.RelayDeliveryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDeliveryConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.RelayDeliveryEdge) graphql.Marshaler {
+			return ec.marshalNRelayDeliveryEdge2ᚕᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDeliveryConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RelayDeliveryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RelayDeliveryEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RelayDeliveryConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.RelayDeliveryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDeliveryConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDeliveryConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RelayDeliveryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RelayDeliveryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.RelayDeliveryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDeliveryEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDeliveryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RelayDeliveryEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _RelayDeliveryEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.RelayDeliveryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RelayDeliveryEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RelayDelivery) graphql.Marshaler {
+			return ec.marshalNRelayDelivery2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDelivery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RelayDeliveryEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RelayDeliveryEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RelayDelivery(ctx, field)
 		},
 	}
 	return fc, nil
@@ -5241,6 +5953,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "replayRelayDelivery":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_replayRelayDelivery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createSdkToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createSdkToken(ctx, field)
@@ -5402,6 +6121,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_providers(ctx, field)
 				})
+		case "relayDeliveries":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_relayDeliveries(ctx, field)
+				})
 		case "widgetSession":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -5421,6 +6146,165 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var relayDeliveryImplementors = []string{"RelayDelivery"}
+
+func (ec *executionContext) _RelayDelivery(ctx context.Context, sel ast.SelectionSet, obj *model.RelayDelivery) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, relayDeliveryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RelayDelivery")
+		case "id":
+			out.Values[i] = ec._RelayDelivery_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "destination":
+			out.Values[i] = ec._RelayDelivery_destination(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eventType":
+			out.Values[i] = ec._RelayDelivery_eventType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "webhookId":
+			out.Values[i] = ec._RelayDelivery_webhookId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._RelayDelivery_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "attempts":
+			out.Values[i] = ec._RelayDelivery_attempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastStatusCode":
+			out.Values[i] = ec._RelayDelivery_lastStatusCode(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "lastError":
+			out.Values[i] = ec._RelayDelivery_lastError(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "nextAttemptAt":
+			out.Values[i] = ec._RelayDelivery_nextAttemptAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deliveredAt":
+			out.Values[i] = ec._RelayDelivery_deliveredAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._RelayDelivery_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var relayDeliveryConnectionImplementors = []string{"RelayDeliveryConnection"}
+
+func (ec *executionContext) _RelayDeliveryConnection(ctx context.Context, sel ast.SelectionSet, obj *model.RelayDeliveryConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, relayDeliveryConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RelayDeliveryConnection")
+		case "edges":
+			out.Values[i] = ec._RelayDeliveryConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._RelayDeliveryConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var relayDeliveryEdgeImplementors = []string{"RelayDeliveryEdge"}
+
+func (ec *executionContext) _RelayDeliveryEdge(ctx context.Context, sel ast.SelectionSet, obj *model.RelayDeliveryEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, relayDeliveryEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RelayDeliveryEdge")
+		case "cursor":
+			out.Values[i] = ec._RelayDeliveryEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._RelayDeliveryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -6425,6 +7309,56 @@ func (ec *executionContext) marshalNProvider2ᚖgithubᚗcomᚋterragateᚋterra
 	return ec._Provider(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNRelayDelivery2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDelivery(ctx context.Context, sel ast.SelectionSet, v *model.RelayDelivery) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RelayDelivery!")
+		return graphql.Null
+	}
+	return ec._RelayDelivery(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRelayDeliveryConnection2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryConnection(ctx context.Context, sel ast.SelectionSet, v *model.RelayDeliveryConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RelayDeliveryConnection!")
+		return graphql.Null
+	}
+	return ec._RelayDeliveryConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRelayDeliveryEdge2ᚕᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.RelayDeliveryEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRelayDeliveryEdge2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNRelayDeliveryEdge2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryEdge(ctx context.Context, sel ast.SelectionSet, v *model.RelayDeliveryEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RelayDeliveryEdge!")
+		return graphql.Null
+	}
+	return ec._RelayDeliveryEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNRelayDeliveryStatus2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryStatus(ctx context.Context, v any) (model.RelayDeliveryStatus, error) {
+	var res model.RelayDeliveryStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRelayDeliveryStatus2githubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryStatus(ctx context.Context, sel ast.SelectionSet, v model.RelayDeliveryStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNSdkToken2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐSdkToken(ctx context.Context, sel ast.SelectionSet, v *model.SdkToken) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "SdkToken!")
@@ -6816,6 +7750,22 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalORelayDeliveryStatus2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryStatus(ctx context.Context, v any) (*model.RelayDeliveryStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.RelayDeliveryStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalORelayDeliveryStatus2ᚖgithubᚗcomᚋterragateᚋterragateᚋgraphᚋmodelᚐRelayDeliveryStatus(ctx context.Context, sel ast.SelectionSet, v *model.RelayDeliveryStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

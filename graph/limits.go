@@ -128,5 +128,8 @@ func complexity() ComplexityRoot {
 	c.Query.AuditLog = func(child int, first *int, _ *string, _ *string, _ *string, _ *string) int {
 		return page(first) + child
 	}
+	c.Query.RelayDeliveries = func(child int, _ *string, _ *model.RelayDeliveryStatus, _ *string, first *int, _ *string) int {
+		return page(first) + child
+	}
 	return c
 }

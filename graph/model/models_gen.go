@@ -30,8 +30,8 @@ type AuditEntry struct {
 	ActorKind string `json:"actorKind"`
 	// What: session.created, sdk.token_created, connection.added, connection.removed,
 	// connection.disconnected, connection.unattributed (the detail's reason says why; the
-	// referenceId is the end user the connection's reference claimed), webhook.replay or
-	// admin.read.
+	// referenceId is the end user the connection's reference claimed), webhook.replay,
+	// relay.replay or admin.read.
 	Action string `json:"action"`
 	// What it was done to: a session id, a Terra user id, an inbox id, a query.
 	Subject *string `json:"subject,omitempty"`
@@ -113,6 +113,48 @@ type Provider struct {
 // Reads. Every operation needs a signed-in end user: send `Authorization: Bearer <JWT>`.
 // Fields are defined beside their domain (connection.graphqls, widget.graphqls).
 type Query struct {
+}
+
+// One Terra event relayed to one destination.
+type RelayDelivery struct {
+	// The delivery's id.
+	ID string `json:"id"`
+	// The destination's name in RELAY_DESTINATIONS.
+	Destination string `json:"destination"`
+	// Terra's event type, e.g. activity.
+	EventType string `json:"eventType"`
+	// The Standard Webhooks webhook-id, the same on every attempt: the destination's dedupe key.
+	WebhookID string `json:"webhookId"`
+	// Where it stands.
+	Status RelayDeliveryStatus `json:"status"`
+	// Attempts started since it was enqueued or last replayed.
+	Attempts int `json:"attempts"`
+	// The HTTP status of the last answer, if one came.
+	LastStatusCode *int `json:"lastStatusCode,omitempty"`
+	// Why the last attempt failed (never anything of the body).
+	LastError *string `json:"lastError,omitempty"`
+	// When it is attempted next (PENDING only).
+	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
+	// When the destination took it.
+	DeliveredAt *time.Time `json:"deliveredAt,omitempty"`
+	// When it was enqueued, with the webhook that brought the event.
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// A page of relay deliveries.
+type RelayDeliveryConnection struct {
+	// The deliveries on this page.
+	Edges []*RelayDeliveryEdge `json:"edges"`
+	// Where the page ends.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// One relay delivery on a page.
+type RelayDeliveryEdge struct {
+	// This item's position, usable as `after`.
+	Cursor string `json:"cursor"`
+	// The delivery.
+	Node *RelayDelivery `json:"node"`
 }
 
 // What the app hands to Terra's mobile SDK. Mint it just before connecting: the token is
@@ -347,6 +389,67 @@ func (e *ConnectionStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e ConnectionStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where a relay delivery stands.
+type RelayDeliveryStatus string
+
+const (
+	// Waiting for its next attempt, or being attempted.
+	RelayDeliveryStatusPending RelayDeliveryStatus = "PENDING"
+	// The destination answered 2xx.
+	RelayDeliveryStatusDelivered RelayDeliveryStatus = "DELIVERED"
+	// Given up (410 Gone, or the retry schedule spent): a dead letter, see replayRelayDelivery.
+	RelayDeliveryStatusFailed RelayDeliveryStatus = "FAILED"
+)
+
+var AllRelayDeliveryStatus = []RelayDeliveryStatus{
+	RelayDeliveryStatusPending,
+	RelayDeliveryStatusDelivered,
+	RelayDeliveryStatusFailed,
+}
+
+func (e RelayDeliveryStatus) IsValid() bool {
+	switch e {
+	case RelayDeliveryStatusPending, RelayDeliveryStatusDelivered, RelayDeliveryStatusFailed:
+		return true
+	}
+	return false
+}
+
+func (e RelayDeliveryStatus) String() string {
+	return string(e)
+}
+
+func (e *RelayDeliveryStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = RelayDeliveryStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid RelayDeliveryStatus", str)
+	}
+	return nil
+}
+
+func (e RelayDeliveryStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *RelayDeliveryStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e RelayDeliveryStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

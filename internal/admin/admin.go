@@ -1,5 +1,6 @@
 // Package admin serves what only the app's own backends (service callers) may do: list
-// every connection, the webhook inbox and the audit log, and replay a dead letter. It owns
+// every connection, the webhook inbox, the relay's delivery log and the audit log, and
+// replay a dead letter (of the inbox or of the relay). It owns
 // the audit policy of those acts: each read is recorded before it runs, and a replay is
 // recorded with its outcome in the transaction that stores it.
 package admin
@@ -57,6 +58,30 @@ func (s *Service) AuditLog(ctx context.Context, f store.AuditFilter, p store.Pag
 		return store.AuditPage{}, err
 	}
 	return s.store.ListAudit(ctx, f, p)
+}
+
+// RelayDeliveries lists the relay's delivery log, newest first, filtered, a page at a time.
+func (s *Service) RelayDeliveries(ctx context.Context, f store.RelayFilter, p store.Page) (store.RelayPage, error) {
+	if err := s.read(ctx, "relayDeliveries", "destination", f.Destination, "status", string(f.Status), "eventType", f.EventType); err != nil {
+		return store.RelayPage{}, err
+	}
+	return s.store.ListRelayDeliveries(ctx, f, p)
+}
+
+// ReplayRelay puts the relay dead letter id back to PENDING, due at once, audited with its
+// outcome in the transaction that does it.
+func (s *Service) ReplayRelay(ctx context.Context, id string) (store.RelayDelivery, error) {
+	if _, err := auth.RequireService(ctx); err != nil {
+		return store.RelayDelivery{}, err
+	}
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n < 1 {
+		return store.RelayDelivery{}, &store.ArgumentError{Arg: "id", Reason: "want a delivery id from relayDeliveries"}
+	}
+	now := s.now().UTC()
+	by := audit.By(ctx)
+	by.At, by.Action, by.Subject = now, store.ActionRelayReplay, id
+	return s.store.ReplayRelayDelivery(ctx, n, now, by)
 }
 
 // Replay applies the dead letter id (an inbox id from WebhookEvents) again, decoded anew by
