@@ -367,3 +367,27 @@ func TestRestartMidRelayLosesNothing(t *testing.T) {
 	}
 	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 1)
 }
+
+// Nothing of a payload reaches the logs or the delivery log's errors, even when the
+// destination echoes it back in its error answer.
+func TestNoHealthDataInLogsOrErrors(t *testing.T) {
+	const marker = "MARKER-hr-61bpm"
+	a := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, "cannot parse "+marker)
+	})
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	h.event("tr-1", "activity", []byte(`{"type":"activity","data":[{"note":"`+marker+`"}]}`))
+	h.start(10*time.Millisecond, 10*time.Millisecond)
+	for range 3 {
+		a.next(t)
+	}
+	dead := h.waitFor(store.RelayFilter{Status: store.RelayFailed}, 1)[0]
+	h.stopRelay()
+	if strings.Contains(dead.LastError, marker) || strings.Contains(h.logs.String(), marker) {
+		t.Errorf("health data leaked: error %q, logs %s", dead.LastError, h.logs.String())
+	}
+	if !strings.Contains(h.logs.String(), "dead letter") {
+		t.Errorf("the dead letter was not logged: %s", h.logs.String())
+	}
+}
