@@ -62,6 +62,7 @@ func (e *Emulator) routes() {
 	e.mux.Handle("/widget/api/session", e.api(legacyErrors, widget))
 
 	e.mux.HandleFunc("GET /widget/session/{id}", e.widgetPage)
+	e.mux.HandleFunc("POST /widget/session/{id}/disconnect", e.disconnectAnswer)
 	e.mux.HandleFunc("GET /widget/session/{id}/{provider}", e.consentPage)
 	e.mux.HandleFunc("POST /widget/session/{id}/{provider}", e.consentAnswer)
 
@@ -175,6 +176,8 @@ type sessionParams struct {
 	referenceID *string
 	successURL  string
 	failureURL  string
+	// showDisconnect lets the end user remove a connection of theirs from the widget.
+	showDisconnect bool
 }
 
 func (e *Emulator) legacyWidgetSession(w http.ResponseWriter, r *http.Request, c *call) {
@@ -246,8 +249,7 @@ func parseSessionParams(body []byte) (sessionParams, error) {
 		return strings.TrimSpace(s), nil
 	}
 	if raw, ok := fields["show_disconnect"]; ok && string(raw) != "null" {
-		var b bool
-		if json.Unmarshal(raw, &b) != nil {
+		if json.Unmarshal(raw, &p.showDisconnect) != nil {
 			return p, fmt.Errorf("show_disconnect must be a boolean")
 		}
 	}

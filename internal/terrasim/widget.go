@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,6 +177,15 @@ type pageData struct {
 	Providers []provider
 	Provider  provider
 	Back      string
+	// Connected are the end user's connections the widget offers to disconnect
+	// (show_disconnect).
+	Connected []connected
+}
+
+// connected is one of the end user's connections, as the widget shows it.
+type connected struct {
+	UserID string
+	Name   string
 }
 
 var pages = template.Must(template.New("layout").Parse(`<!doctype html>
@@ -209,7 +219,11 @@ form{display:grid;gap:.5rem;margin-top:1rem}
 var (
 	listPage = template.Must(template.Must(pages.Clone()).Parse(`{{define "content"}}<nav aria-label="Providers"><ul>
 {{range .Providers}}<li><a class="provider" href="{{$.SessionID}}/{{.Code}}">{{.Name}}</a></li>
-{{end}}</ul></nav>{{end}}`))
+{{end}}</ul></nav>
+{{if .Connected}}<h2>Connected</h2>
+{{range .Connected}}<form method="post" action="{{$.SessionID}}/disconnect"><input type="hidden" name="user_id" value="{{.UserID}}">
+<button type="submit">Disconnect {{.Name}}</button></form>
+{{end}}{{end}}{{end}}`))
 	consentPage = template.Must(template.Must(pages.Clone()).Parse(`{{define "content"}}<form method="post">
 <button class="allow" type="submit" name="decision" value="allow">Allow</button>
 <button type="submit" name="decision" value="deny">Deny</button>
@@ -261,8 +275,55 @@ func (e *Emulator) widgetPage(w http.ResponseWriter, r *http.Request) {
 	e.render(w, http.StatusOK, listPage, pageData{
 		Lang: lang(s), Title: "Connect a device", Heading: "Connect a device",
 		Text:      "Choose the service that holds your health and fitness data.",
-		SessionID: s.id, Providers: s.offered(),
+		SessionID: s.id, Providers: s.offered(), Connected: e.disconnectable(s),
 	})
+}
+
+// disconnectable lists the session's end user's connections when the session was created
+// with show_disconnect: the widget then lets them remove one.
+func (e *Emulator) disconnectable(s session) []connected {
+	if !s.params.showDisconnect || s.params.referenceID == nil {
+		return nil
+	}
+	var out []connected
+	for _, u := range e.Users() {
+		if u.ReferenceID != nil && *u.ReferenceID == *s.params.referenceID {
+			name := u.Provider
+			if p, ok := lookupProvider(cloudProviders, u.Provider); ok {
+				name = p.Name
+			} else if p, ok := lookupProvider(sdkProviders, u.Provider); ok {
+				name = p.Name
+			}
+			out = append(out, connected{UserID: u.UserID, Name: name})
+		}
+	}
+	slices.SortFunc(out, func(a, b connected) int { return strings.Compare(a.Name+a.UserID, b.Name+b.UserID) })
+	return out
+}
+
+// disconnectAnswer removes one of the end user's connections from the widget, as Terra's
+// widget does for a session created with show_disconnect: a deauth webhook follows.
+func (e *Emulator) disconnectAnswer(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	s, err := e.openSession(r.PathValue("id"))
+	if err != nil {
+		e.sessionError(w, err)
+		return
+	}
+	userID := r.PostFormValue("user_id")
+	for _, c := range e.disconnectable(s) {
+		if c.UserID == userID {
+			if err := e.Deauth(userID); err != nil {
+				break
+			}
+			e.render(w, http.StatusOK, messagePage, pageData{Lang: lang(s), Title: "Disconnected",
+				Heading: "Disconnected from " + c.Name, Text: "The app no longer receives data from " + c.Name + ". You can close this tab.", Back: s.id})
+			return
+		}
+	}
+	// Not one of this end user's connections, or already gone: nothing is disconnected.
+	e.render(w, http.StatusNotFound, messagePage, pageData{Lang: lang(s), Title: "Not connected", Heading: "Not connected",
+		Text: "That connection is not one this session can disconnect."})
 }
 
 func (e *Emulator) offeredProvider(r *http.Request) (session, provider, error) {

@@ -315,3 +315,69 @@ func TestPublicURL(t *testing.T) {
 		t.Errorf("url %s", u)
 	}
 }
+
+// A session created with show_disconnect lists the end user's connections, and only theirs,
+// each with a Disconnect button that removes it at Terra (a deauth webhook follows); a
+// session without it offers nothing of the kind.
+func TestWidgetShowDisconnect(t *testing.T) {
+	e := newEnv(t, terrasim.Config{})
+	oura, err := e.emu.Connect("OURA", "u-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := e.emu.Connect("GARMIN", "u-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(body string) string {
+		t.Helper()
+		resp, out := e.call(t, "POST", "/v2/auth/generateWidgetSession", body, creds())
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("session: %d %s", resp.StatusCode, out)
+		}
+		return decode(t, out)["url"].(string)
+	}
+	disconnectButton := regexp.MustCompile(`name="user_id" value="([^"]+)">\s*<button type="submit">Disconnect ([^<]+)</button>`)
+
+	if _, page := get(t, create(`{"reference_id":"u-1"}`)); strings.Contains(page, "Disconnect") {
+		t.Fatalf("a session without show_disconnect offers to disconnect:\n%s", page)
+	}
+	sessionURL := create(`{"reference_id":"u-1","show_disconnect":true}`)
+	_, page := get(t, sessionURL)
+	found := disconnectButton.FindAllStringSubmatch(page, -1)
+	if len(found) != 1 || found[0][1] != oura.UserID || found[0][2] != "Oura" {
+		t.Fatalf("disconnect buttons %q, want only u-1's Oura:\n%s", found, page)
+	}
+
+	post := func(userID string) int {
+		t.Helper()
+		resp, err := noRedirect.PostForm(sessionURL+"/disconnect", url.Values{"user_id": {userID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(stranger.UserID); code != http.StatusNotFound {
+		t.Errorf("disconnecting another end user's connection: %d, want 404", code)
+	}
+	if code := post(oura.UserID); code != http.StatusOK {
+		t.Fatalf("disconnect: %d", code)
+	}
+	var left []string
+	for _, u := range e.emu.Users() {
+		left = append(left, u.UserID)
+	}
+	if len(left) != 1 || left[0] != stranger.UserID {
+		t.Errorf("users left %v, want only the stranger's %s", left, stranger.UserID)
+	}
+	deauths := 0
+	for _, d := range e.emu.Deliveries() {
+		if d.Type == terra.EventDeauth {
+			deauths++
+		}
+	}
+	if deauths != 1 {
+		t.Errorf("%d deauth webhooks, want 1", deauths)
+	}
+}
