@@ -77,6 +77,11 @@ func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession, aud
 	if err != nil {
 		return err
 	}
+	// The index learns of the session first, so that a lookup while it is written asks the
+	// database, as it would without the index.
+	if s := w.Session(); s.Status == store.SessionCreated && s.ReturnUsedAt == nil && s.ReferenceID != "" && s.InputKey != "" {
+		d.live.add(s.ReferenceID, s.InputKey, s.ExpiresAt)
+	}
 	p := &pending{ctx: ctx, session: &w, done: make(chan result, 1)}
 	if err := d.enqueue(p); err != nil {
 		return d.SessionWriteResult(ctx, w, err)

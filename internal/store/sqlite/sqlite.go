@@ -47,6 +47,9 @@ type DB struct {
 	wq              *sqlitedb.Queries
 	rq              *sqlitedb.Queries
 	log             *slog.Logger
+	// live answers ReusableWidgetSession without a read when there is no such session
+	// (live.go).
+	live *liveSessions
 
 	// The group commit of ApplyWebhook and CreateWidgetSession (batch.go): the writes
 	// queued, whether Close has been called, whether a batch is being applied (busy) and
@@ -139,6 +142,7 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 		wq:         wq,
 		rq:         rq,
 		log:        log,
+		live:       newLiveSessions(),
 	}
 	d.coreStore = core.New(core.Config[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string]{
 		Name:   "sqlite",
@@ -154,6 +158,9 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 			return d.afterApply()
 		},
 	})
+	if err := d.loadLiveSessions(ctx); err != nil {
+		return nil, errors.Join(err, ckpt.Close(), rq.Close(), wq.Close(), read.Close(), write.Close())
+	}
 	d.stopCheckpoints = d.checkpoints(checkpointEvery)
 	d.startBatcher()
 	if err := d.Ping(ctx); err != nil {

@@ -90,6 +90,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listReferenceIDsStmt, err = db.PrepareContext(ctx, listReferenceIDs); err != nil {
 		return nil, fmt.Errorf("error preparing query ListReferenceIDs: %w", err)
 	}
+	if q.listReusableWidgetSessionKeysStmt, err = db.PrepareContext(ctx, listReusableWidgetSessionKeys); err != nil {
+		return nil, fmt.Errorf("error preparing query ListReusableWidgetSessionKeys: %w", err)
+	}
 	if q.listTerraUsersStmt, err = db.PrepareContext(ctx, listTerraUsers); err != nil {
 		return nil, fmt.Errorf("error preparing query ListTerraUsers: %w", err)
 	}
@@ -247,6 +250,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listReferenceIDsStmt: %w", cerr)
 		}
 	}
+	if q.listReusableWidgetSessionKeysStmt != nil {
+		if cerr := q.listReusableWidgetSessionKeysStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listReusableWidgetSessionKeysStmt: %w", cerr)
+		}
+	}
 	if q.listTerraUsersStmt != nil {
 		if cerr := q.listTerraUsersStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listTerraUsersStmt: %w", cerr)
@@ -378,6 +386,7 @@ type Queries struct {
 	listAuditEntriesByReferenceStmt   *sql.Stmt
 	listDeadLettersPageStmt           *sql.Stmt
 	listReferenceIDsStmt              *sql.Stmt
+	listReusableWidgetSessionKeysStmt *sql.Stmt
 	listTerraUsersStmt                *sql.Stmt
 	listTerraUsersPageStmt            *sql.Stmt
 	listTerraUsersPageByReferenceStmt *sql.Stmt
@@ -420,6 +429,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listAuditEntriesByReferenceStmt:   q.listAuditEntriesByReferenceStmt,
 		listDeadLettersPageStmt:           q.listDeadLettersPageStmt,
 		listReferenceIDsStmt:              q.listReferenceIDsStmt,
+		listReusableWidgetSessionKeysStmt: q.listReusableWidgetSessionKeysStmt,
 		listTerraUsersStmt:                q.listTerraUsersStmt,
 		listTerraUsersPageStmt:            q.listTerraUsersPageStmt,
 		listTerraUsersPageByReferenceStmt: q.listTerraUsersPageByReferenceStmt,
