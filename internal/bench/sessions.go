@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,11 @@ type Sessions struct {
 	proxy   *http.Server
 	proxyTo string
 	pprof   string // the gateway's METRICS_ADDR when it serves the profiler
+
+	inProcessOnce  sync.Once
+	inProcess      http.Handler
+	closeInProcess func()
+	inProcessErr   error
 
 	mu     sync.Mutex
 	tokens []string
@@ -60,8 +67,11 @@ func (r *Runner) NewSessions(ctx context.Context) (*Sessions, error) {
 	return s, nil
 }
 
-// Close stops the gateway and the proxy.
+// Close stops the gateway, the proxy and the in-process handler.
 func (s *Sessions) Close() error {
+	if s.closeInProcess != nil {
+		s.closeInProcess()
+	}
 	_ = s.proxy.Close()
 	return s.gw.Stop()
 }
@@ -139,6 +149,27 @@ var createSession = []byte(`{"query":"mutation($in: CreateWidgetSessionInput) { 
 // ThroughGateway creates the session through terragate, as an app does.
 func (s *Sessions) ThroughGateway(ctx context.Context, i int) error {
 	return postGraphQL(ctx, s.r.client, s.gw.URL, s.token(i), createSession, "createWidgetSession")
+}
+
+// InProcess creates the session through terragate's whole handler chain in this process,
+// built on first use over a SQLite file of its own, with no network in front of it (Terra
+// is still called over loopback): for allocations per request, alongside Direct's.
+func (s *Sessions) InProcess(ctx context.Context, i int) error {
+	s.inProcessOnce.Do(func() {
+		s.inProcess, s.closeInProcess, s.inProcessErr = GraphQLHandler(ctx, s.r.sqliteURL("sessions-inprocess"), s.r.Emu.URL)
+	})
+	if s.inProcessErr != nil {
+		return s.inProcessErr
+	}
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/graphql", bytes.NewReader(createSession))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.token(i))
+	rec := httptest.NewRecorder()
+	s.inProcess.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), `"errors"`) {
+		return fmt.Errorf("in-process GraphQL answered %d %.300s", rec.Code, rec.Body.String())
+	}
+	return nil
 }
 
 // postGraphQL posts one operation and checks it answered data for field without errors.
