@@ -114,8 +114,11 @@ func BenchmarkCreateWidgetSession(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	b.Run("direct", func(b *testing.B) { serial(b, r, s.Direct) })
+	b.Run("direct", func(b *testing.B) { b.ReportAllocs(); serial(b, r, s.Direct) })
 	b.Run("terragate", func(b *testing.B) { s.Prepare(b.N); serial(b, r, s.ThroughGateway) })
+	// Allocations of the generator's client and the emulator included: less Direct's, the
+	// gateway's own.
+	b.Run("inprocess", func(b *testing.B) { s.Prepare(b.N); b.ReportAllocs(); serial(b, r, s.InProcess) })
 	b.Run("reverseproxy-parallel", func(b *testing.B) { parallel(b, r, s.Proxied) })
 	b.Run("terragate-parallel", func(b *testing.B) { s.Prepare(b.N); parallel(b, r, s.ThroughGateway) })
 }

@@ -206,6 +206,24 @@ func rss(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
+// CPU is the processor time the process has used so far, user and system, from /proc (in
+// clock ticks of 10 ms, Linux's USER_HZ).
+func (g *Gateway) CPU() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces; the fields after it do not.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, errors.Join(err1, err2)
+}
+
 // Metric reads one sample from the process's /metrics: name with its labels exactly as
 // Prometheus prints them, e.g. `go_memstats_heap_inuse_bytes` or
 // `terragate_graphql_subscriptions_open`.

@@ -37,6 +37,12 @@ type Config struct {
 	Postgres string
 	// Dir holds the SQLite files and the binary.
 	Dir string
+	// Profile, when set, is a directory where the createWidgetSession scenario writes CPU
+	// and allocation profiles of its gateway under the last throughput round.
+	Profile string
+	// Bin, when set, is a terragate binary to run instead of building this tree's: the
+	// same load against two builds, run by turns, compares them.
+	Bin string
 }
 
 // DefaultConfig is the full run the README reports.
@@ -69,9 +75,12 @@ type Runner struct {
 
 // NewRunner builds terragate and starts the emulator. Close releases them.
 func NewRunner(ctx context.Context, cfg Config) (*Runner, error) {
-	bin, err := Build(ctx, cfg.Dir)
-	if err != nil {
-		return nil, err
+	bin := cfg.Bin
+	if bin == "" {
+		var err error
+		if bin, err = Build(ctx, cfg.Dir); err != nil {
+			return nil, err
+		}
 	}
 	emu, err := StartEmulator()
 	if err != nil {

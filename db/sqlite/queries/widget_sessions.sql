@@ -73,3 +73,13 @@ SET status = 'EXPIRED',
 WHERE status = 'CREATED'
   AND expires_at <= @now
 RETURNING *;
+
+-- name: ListReusableWidgetSessionKeys :many
+-- What the SQLite engine's index of live sessions starts from: every session that
+-- ReusableWidgetSession could still hand out once its expiry is far enough away.
+SELECT reference_id, input_key, expires_at FROM widget_sessions
+WHERE status = 'CREATED'
+  AND expires_at > @live_after
+  AND return_used_at IS NULL
+  AND reference_id <> ''
+  AND input_key <> '';

@@ -50,6 +50,8 @@ func run(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "comma-separated scenario groups to run: "+strings.Join(bench.Groups(), ", "))
 	quick := fs.Bool("quick", false, "tiny sizes and durations: checks every scenario runs, measures nothing")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown")
+	fs.StringVar(&cfg.Bin, "bin", "", "terragate binary to measure (default: build this tree)")
+	fs.StringVar(&cfg.Profile, "profile", "", "directory for CPU and allocation profiles of the gateway under createWidgetSession's last throughput round")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -14,30 +14,60 @@ import (
 // CreateWidgetSession stores a new session, with its audit entries in the same transaction;
 // a duplicate ID or Terra session id is store.ErrConflict.
 func (c *Store[U, S, E, A, L, D, R]) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) error {
-	s, err := store.CheckWidgetSession(s, c.now())
+	w, err := c.CheckSessionWrite(s, audit...)
 	if err != nil {
 		return err
+	}
+	if len(w.audit) == 0 {
+		return c.SessionWriteResult(ctx, w, w.Insert(ctx, c.write))
+	}
+	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error { return w.Insert(ctx, tx) })
+	return c.SessionWriteResult(ctx, w, err)
+}
+
+// SessionWrite is a checked new widget session and its audit entries, ready to be inserted in
+// a write transaction: the engine's own (CreateWidgetSession), or one shared with other
+// writes (SQLite's group commit).
+type SessionWrite[U, S, E, A, L, D, R any] struct {
+	c       *Store[U, S, E, A, L, D, R]
+	session store.WidgetSession
+	audit   []store.AuditEntry
+}
+
+// CheckSessionWrite checks a session about to be created and its audit entries, and fills
+// their defaults.
+func (c *Store[U, S, E, A, L, D, R]) CheckSessionWrite(s store.WidgetSession, audit ...store.AuditEntry) (SessionWrite[U, S, E, A, L, D, R], error) {
+	s, err := store.CheckWidgetSession(s, c.now())
+	if err != nil {
+		return SessionWrite[U, S, E, A, L, D, R]{}, err
 	}
 	entries, err := store.CheckAudits(audit, c.now())
 	if err != nil {
+		return SessionWrite[U, S, E, A, L, D, R]{}, err
+	}
+	return SessionWrite[U, S, E, A, L, D, R]{c: c, session: s, audit: entries}, nil
+}
+
+// Session is the session as it is stored.
+func (w SessionWrite[U, S, E, A, L, D, R]) Session() store.WidgetSession { return w.session }
+
+// Insert writes the session and its audit entries with q, which must be a transaction when
+// there are audit entries.
+func (w SessionWrite[U, S, E, A, L, D, R]) Insert(ctx context.Context, q Queries[U, S, E, A, L, D, R]) error {
+	s := w.session
+	err := q.CreateWidgetSession(ctx, s.ID, s.TerraSessionID, s.ReferenceID, w.c.rows.List(s.Providers), s.Language,
+		s.SuccessRedirectURL, s.FailureRedirectURL, s.URL, string(s.Status), s.Provider, s.TerraUserID,
+		s.FailureReason, s.InputKey, s.ReturnUsedAt, s.ExpiresAt, s.CreatedAt, s.UpdatedAt)
+	if err != nil {
 		return err
 	}
-	create := func(q Queries[U, S, E, A, L, D, R]) error {
-		return q.CreateWidgetSession(ctx, s.ID, s.TerraSessionID, s.ReferenceID, c.rows.List(s.Providers), s.Language,
-			s.SuccessRedirectURL, s.FailureRedirectURL, s.URL, string(s.Status), s.Provider, s.TerraUserID,
-			s.FailureReason, s.InputKey, s.ReturnUsedAt, s.ExpiresAt, s.CreatedAt, s.UpdatedAt)
-	}
-	what := fmt.Sprintf("create widget session %q", s.ID)
-	if len(entries) == 0 {
-		return c.wrap(ctx, what, create(c.write))
-	}
-	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
-		if err := create(tx); err != nil {
-			return err
-		}
-		return c.insertAudit(ctx, tx, entries)
-	})
-	return c.wrap(ctx, what, err)
+	return w.c.insertAudit(ctx, q, w.audit)
+}
+
+// SessionWriteResult is what CreateWidgetSession returns for w when inserting it, and
+// committing, ended with err.
+func (c *Store[U, S, E, A, L, D, R]) SessionWriteResult(ctx context.Context, w SessionWrite[U, S, E, A, L, D, R], err error) error {
+	return c.wrap(ctx, fmt.Sprintf("create widget session %q", w.session.ID), err)
 }
 
 // WidgetSession returns one session, or store.ErrNotFound.

@@ -9,16 +9,18 @@ import (
 
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/core"
+	"github.com/terragate/terragate/internal/store/sqlite/sqlitedb"
 )
 
-// Group commit for ApplyWebhook. Most of what a delivery costs SQLite's one writer is its
-// commit: every page it dirtied (the inbox row, terra_users and its indexes, audit_log and
-// its indexes) goes to the WAL again on every commit. So deliveries that arrive while the
-// writer is busy share one transaction, and one that fails is undone alone (applyBatch says
-// how); all are answered after the one COMMIT, so that none is acknowledged before it is
-// durable. A lone delivery is not held back to fill a batch.
+// Group commit for ApplyWebhook and CreateWidgetSession. Most of what a delivery or a new
+// session costs SQLite's one writer is its commit: every page it dirtied (the inbox row or
+// the session, terra_users, audit_log and their indexes) goes to the WAL again on every
+// commit. So writes that arrive while the writer is busy share one transaction, and one that
+// fails is undone alone (applyBatch says how); all are answered after the one COMMIT, so
+// that none is acknowledged before it is durable. A lone write is not held back to fill a
+// batch.
 
-// maxBatch caps the deliveries of one transaction, which bounds how long the first of them
+// maxBatch caps the writes of one transaction, which bounds how long the first of them
 // waits for the last (a few hundred µs each) and for how long other writes are held off.
 const maxBatch = 64
 
@@ -54,11 +56,46 @@ func (d *DB) ApplyWebhook(ctx context.Context, dl store.Delivery) (store.Outcome
 // errPanicked is the failure of a delivery whose applying panicked; its caller re-panics.
 var errPanicked = errors.New("panic while applying")
 
-// pending is one ApplyWebhook call queued for the batcher.
+// pending is one ApplyWebhook or CreateWidgetSession call queued for the batcher: a
+// delivery, or a session when session is set.
 type pending struct {
-	ctx  context.Context
-	dl   store.Delivery
-	done chan result // buffered, so the batcher never waits for a caller that gave up
+	ctx     context.Context
+	dl      store.Delivery
+	session *sessionWrite
+	done    chan result // buffered, so the batcher never waits for a caller that gave up
+}
+
+// sessionWrite is a checked session with its audit entries.
+type sessionWrite = core.SessionWrite[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]
+
+// CreateWidgetSession stores a new session with its audit entries (core's
+// CreateWidgetSession) in a transaction it may share with other writes waiting at the same
+// time; it returns once that transaction has committed. A caller whose ctx ends meanwhile
+// gets ctx's error, and its session may still be kept.
+func (d *DB) CreateWidgetSession(ctx context.Context, s store.WidgetSession, audit ...store.AuditEntry) error {
+	w, err := d.CheckSessionWrite(s, audit...)
+	if err != nil {
+		return err
+	}
+	// The index learns of the session first, so that a lookup while it is written asks the
+	// database, as it would without the index.
+	if s := w.Session(); s.Status == store.SessionCreated && s.ReturnUsedAt == nil && s.ReferenceID != "" && s.InputKey != "" {
+		d.live.add(s.ReferenceID, s.InputKey, s.ExpiresAt)
+	}
+	p := &pending{ctx: ctx, session: &w, done: make(chan result, 1)}
+	if err := d.enqueue(p); err != nil {
+		return d.SessionWriteResult(ctx, w, err)
+	}
+	var r result
+	select {
+	case r = <-p.done:
+	case <-ctx.Done():
+		return d.SessionWriteResult(ctx, w, ctx.Err())
+	}
+	if r.panicked != nil {
+		panic(r.panicked.v)
+	}
+	return d.SessionWriteResult(ctx, w, r.err)
 }
 
 // result is what the batcher answers one caller.
@@ -89,8 +126,10 @@ func (d *DB) stopBatcher() {
 	<-d.stopped
 }
 
-// enqueue queues p for the batcher. A caller that gives up stays in the queue, and the
-// batcher skips it: that costs it a context check.
+// enqueue queues p. When no batch is being applied, the caller applies the queue's first
+// batch (p among it) itself, in its own goroutine: a write to an idle writer waits for no
+// other goroutine to wake up. What queued meanwhile is handed to the batcher. A caller that
+// gives up stays in the queue, and the batch skips it: that costs it a context check.
 func (d *DB) enqueue(p *pending) error {
 	d.mu.Lock()
 	if d.closed {
@@ -98,9 +137,31 @@ func (d *DB) enqueue(p *pending) error {
 		return errClosed
 	}
 	d.queue = append(d.queue, p)
+	if d.busy {
+		d.mu.Unlock()
+		return nil
+	}
+	d.busy = true
+	batch := d.take(make([]*pending, 0, min(len(d.queue), maxBatch)))
 	d.mu.Unlock()
-	d.signal()
+	d.applyBatch(batch)
+	d.mu.Lock()
+	handOver := len(d.queue) > 0 || d.closed
+	d.handed, d.busy = handOver, handOver
+	d.mu.Unlock()
+	if handOver {
+		d.signal()
+	}
 	return nil
+}
+
+// take moves the queue's first maxBatch writes into batch; d.mu is held.
+func (d *DB) take(batch []*pending) []*pending {
+	batch = append(batch[:0], d.queue[:min(len(d.queue), maxBatch)]...)
+	rest := copy(d.queue, d.queue[len(batch):])
+	clear(d.queue[rest:])
+	d.queue = d.queue[:rest]
+	return batch
 }
 
 // signal wakes the batcher; one wake-up stands for any number of deliveries.
@@ -118,19 +179,31 @@ func (d *DB) queued() int {
 	return len(d.queue)
 }
 
-// batcher takes whatever deliveries are queued, up to maxBatch, and applies them in one
-// transaction, until the store is closed and the queue empty.
+// batcher applies what queued while a caller applied a batch (enqueue hands it over),
+// whatever is queued at a time, up to maxBatch, in one transaction, until the queue is empty;
+// and ends once the store is closed and the queue empty.
 func (d *DB) batcher() {
 	defer close(d.stopped)
 	batch := make([]*pending, 0, maxBatch)
 	for range d.wake {
+		d.mu.Lock()
+		if !d.handed {
+			// Close's wake-up while a caller applies a batch: that caller hands over.
+			done := d.closed && !d.busy
+			d.mu.Unlock()
+			if done {
+				return
+			}
+			continue
+		}
+		d.mu.Unlock()
 		for {
 			d.mu.Lock()
-			batch = append(batch[:0], d.queue[:min(len(d.queue), maxBatch)]...)
-			rest := copy(d.queue, d.queue[len(batch):])
-			clear(d.queue[rest:])
-			d.queue = d.queue[:rest]
+			batch = d.take(batch)
 			closed := d.closed
+			if len(batch) == 0 {
+				d.handed, d.busy = false, false
+			}
 			d.mu.Unlock()
 			if len(batch) == 0 {
 				if closed {
@@ -187,7 +260,7 @@ func (d *DB) applyBatch(batch []*pending) {
 						return err // the transaction cannot go on
 					}
 				}
-				if r := results[i]; r.panicked == nil && (r.err == nil || errors.Is(r.err, core.ErrDuplicate)) {
+				if r := results[i]; p.session != nil || r.panicked == nil && (r.err == nil || errors.Is(r.err, core.ErrDuplicate)) {
 					continue
 				}
 				// A delivery already in the inbox is a duplicate, whatever deciding it did
@@ -213,8 +286,8 @@ func (d *DB) applyBatch(batch []*pending) {
 		}
 	} else if d.afterCommit != nil {
 		applied := 0
-		for _, r := range results {
-			if r.err == nil && r.panicked == nil {
+		for i, r := range results {
+			if r.err == nil && r.panicked == nil && batch[i].session == nil {
 				applied++
 			}
 		}
@@ -274,12 +347,21 @@ func (d *DB) applyRecovered(q writeTx, p *pending) (r result, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			// The caller's re-panic has the caller's stack; this one shows where it was.
-			d.log.ErrorContext(p.ctx, "sqlite: panic while applying a delivery",
-				"type", p.dl.Event.Type, "trace_id", p.dl.TraceID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			what := []any{"type", p.dl.Event.Type, "trace_id", p.dl.TraceID}
+			if p.session != nil {
+				what = []any{"session_id", p.session.Session().ID}
+			}
+			d.log.ErrorContext(p.ctx, "sqlite: panic while applying a write",
+				append(what, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))...)
 			r, err = result{panicked: &panicValue{v}}, errPanicked
 		}
 	}()
-	out, err := d.Apply(context.WithoutCancel(p.ctx), q, p.dl)
+	var out store.Outcome
+	if p.session != nil {
+		err = p.session.Insert(context.WithoutCancel(p.ctx), q)
+	} else {
+		out, err = d.Apply(context.WithoutCancel(p.ctx), q, p.dl)
+	}
 	if err == nil {
 		err = p.ctx.Err()
 	}

@@ -622,3 +622,60 @@ func BenchmarkApplyWebhookSerial(b *testing.B) {
 		}
 	}
 }
+
+// TestBatchSessions: new widget sessions queued behind a busy writer share its next commit
+// with a delivery; each is answered only once committed, with its audit entry in the same
+// transaction, and one that conflicts is undone alone, audit entry included.
+func TestBatchSessions(t *testing.T) {
+	d := open(t, filepath.Join(t.TempDir(), "terragate.db"))
+	release := hold(t, d)
+	exp := time.Now().UTC().Add(15 * time.Minute)
+	session := func(id, terraID string) store.WidgetSession {
+		return store.WidgetSession{ID: id, TerraSessionID: terraID, ReferenceID: "alice", InputKey: "k", URL: "https://w/" + id, ExpiresAt: exp}
+	}
+	created := make(map[string]chan error)
+	for _, s := range []store.WidgetSession{session("s1", "t1"), session("s2", "t1"), session("s3", "t3")} {
+		n := d.queued()
+		c := make(chan error, 1)
+		created[s.ID] = c
+		go func() {
+			c <- d.CreateWidgetSession(t.Context(), s, store.AuditEntry{Actor: "alice", ActorKind: store.ActorUser, Action: store.ActionSessionCreated, Subject: s.ID})
+		}()
+		waitQueued(t, d, n+1)
+	}
+	res := queue(t, d, t.Context(), connect("k1", "u1"))
+	for id, c := range created {
+		select {
+		case err := <-c:
+			t.Fatalf("session %s answered (%v) before its commit", id, err)
+		default:
+		}
+	}
+	if r := release(); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r := <-res[0]; r.err != nil {
+		t.Fatal(r.err)
+	}
+	for id, want := range map[string]error{"s1": nil, "s2": store.ErrConflict, "s3": nil} {
+		if err := <-created[id]; !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("CreateWidgetSession(%s) = %v; want %v", id, err, want)
+		}
+		_, err := d.WidgetSession(t.Context(), id)
+		if stored := err == nil; stored != (want == nil) {
+			t.Errorf("session %s stored: %v (%v)", id, stored, err)
+		}
+	}
+	page, err := d.ListAudit(t.Context(), store.AuditFilter{Action: store.ActionSessionCreated}, store.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for _, e := range page.Entries {
+		subjects = append(subjects, e.Subject)
+	}
+	slices.Sort(subjects)
+	if !slices.Equal(subjects, []string{"s1", "s3"}) {
+		t.Errorf("audit entries for %v; want s1 and s3", subjects)
+	}
+}

@@ -4,9 +4,9 @@
 // SQLite allows one writer at a time, and a second writing connection meets SQLITE_BUSY
 // even in WAL mode, so all writes go through a pool of exactly one connection whose
 // transactions begin IMMEDIATE; callers queue in database/sql instead of failing. Webhook
-// deliveries, the bulk of the writes, queue instead for one goroutine that commits those
-// waiting together (batch.go). Reads use a separate read-only pool, which WAL lets run beside
-// the writer.
+// deliveries and new widget sessions, the bulk of the writes, queue instead for a group
+// commit that commits those waiting together (batch.go). Reads use a separate read-only
+// pool, which WAL lets run beside the writer.
 package sqlite
 
 import (
@@ -47,12 +47,19 @@ type DB struct {
 	wq              *sqlitedb.Queries
 	rq              *sqlitedb.Queries
 	log             *slog.Logger
+	// live answers ReusableWidgetSession without a read when there is no such session
+	// (live.go).
+	live *liveSessions
 
-	// ApplyWebhook's batcher (batch.go): the deliveries queued for it, whether Close has
-	// been called (both under mu), its wake-up, and stopped, closed once it has ended.
+	// The group commit of ApplyWebhook and CreateWidgetSession (batch.go): the writes
+	// queued, whether Close has been called, whether a batch is being applied (busy) and
+	// whether by the batcher (handed), all under mu; the batcher's wake-up, and stopped,
+	// closed once it has ended.
 	mu      sync.Mutex
 	queue   []*pending
 	closed  bool
+	busy    bool
+	handed  bool
 	wake    chan struct{}
 	stopped chan struct{}
 
@@ -135,6 +142,7 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 		wq:         wq,
 		rq:         rq,
 		log:        log,
+		live:       newLiveSessions(),
 	}
 	d.coreStore = core.New(core.Config[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]{
 		Name:   "sqlite",
@@ -150,6 +158,9 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 			return d.afterApply()
 		},
 	})
+	if err := d.loadLiveSessions(ctx); err != nil {
+		return nil, errors.Join(err, ckpt.Close(), rq.Close(), wq.Close(), read.Close(), write.Close())
+	}
 	d.stopCheckpoints = d.checkpoints(checkpointEvery)
 	d.startBatcher()
 	if err := d.Ping(ctx); err != nil {

@@ -120,6 +120,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.listRelayDeliveriesPageStmt, err = db.PrepareContext(ctx, listRelayDeliveriesPage); err != nil {
 		return nil, fmt.Errorf("error preparing query ListRelayDeliveriesPage: %w", err)
 	}
+	if q.listReusableWidgetSessionKeysStmt, err = db.PrepareContext(ctx, listReusableWidgetSessionKeys); err != nil {
+		return nil, fmt.Errorf("error preparing query ListReusableWidgetSessionKeys: %w", err)
+	}
 	if q.listTerraUsersStmt, err = db.PrepareContext(ctx, listTerraUsers); err != nil {
 		return nil, fmt.Errorf("error preparing query ListTerraUsers: %w", err)
 	}
@@ -333,6 +336,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing listRelayDeliveriesPageStmt: %w", cerr)
 		}
 	}
+	if q.listReusableWidgetSessionKeysStmt != nil {
+		if cerr := q.listReusableWidgetSessionKeysStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing listReusableWidgetSessionKeysStmt: %w", cerr)
+		}
+	}
 	if q.listTerraUsersStmt != nil {
 		if cerr := q.listTerraUsersStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing listTerraUsersStmt: %w", cerr)
@@ -484,6 +492,7 @@ type Queries struct {
 	listDeadLettersPageStmt           *sql.Stmt
 	listReferenceIDsStmt              *sql.Stmt
 	listRelayDeliveriesPageStmt       *sql.Stmt
+	listReusableWidgetSessionKeysStmt *sql.Stmt
 	listTerraUsersStmt                *sql.Stmt
 	listTerraUsersPageStmt            *sql.Stmt
 	listTerraUsersPageByReferenceStmt *sql.Stmt
@@ -538,6 +547,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		listDeadLettersPageStmt:           q.listDeadLettersPageStmt,
 		listReferenceIDsStmt:              q.listReferenceIDsStmt,
 		listRelayDeliveriesPageStmt:       q.listRelayDeliveriesPageStmt,
+		listReusableWidgetSessionKeysStmt: q.listReusableWidgetSessionKeysStmt,
 		listTerraUsersStmt:                q.listTerraUsersStmt,
 		listTerraUsersPageStmt:            q.listTerraUsersPageStmt,
 		listTerraUsersPageByReferenceStmt: q.listTerraUsersPageByReferenceStmt,

@@ -211,6 +211,46 @@ func (q *Queries) LatestWaitingWidgetSession(ctx context.Context, referenceID st
 	return i, err
 }
 
+const listReusableWidgetSessionKeys = `-- name: ListReusableWidgetSessionKeys :many
+SELECT reference_id, input_key, expires_at FROM widget_sessions
+WHERE status = 'CREATED'
+  AND expires_at > ?1
+  AND return_used_at IS NULL
+  AND reference_id <> ''
+  AND input_key <> ''
+`
+
+type ListReusableWidgetSessionKeysRow struct {
+	ReferenceID string
+	InputKey    string
+	ExpiresAt   time.Time
+}
+
+// What the SQLite engine's index of live sessions starts from: every session that
+// ReusableWidgetSession could still hand out once its expiry is far enough away.
+func (q *Queries) ListReusableWidgetSessionKeys(ctx context.Context, liveAfter time.Time) ([]ListReusableWidgetSessionKeysRow, error) {
+	rows, err := q.query(ctx, q.listReusableWidgetSessionKeysStmt, listReusableWidgetSessionKeys, liveAfter)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListReusableWidgetSessionKeysRow
+	for rows.Next() {
+		var i ListReusableWidgetSessionKeysRow
+		if err := rows.Scan(&i.ReferenceID, &i.InputKey, &i.ExpiresAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockWidgetSession = `-- name: LockWidgetSession :one
 SELECT id, reference_id, providers, language, success_redirect_url, failure_redirect_url, url, status, provider, terra_user_id, failure_reason, expires_at, created_at, updated_at, terra_session_id, input_key, return_used_at FROM widget_sessions
 WHERE id = ?1
