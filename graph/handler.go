@@ -95,8 +95,15 @@ func NewHandler(r *Resolver, opts Options) http.Handler {
 		KeepAlive:   opts.KeepAlive,
 	}))
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(documentIDs{transport.GET{}})
-	srv.AddTransport(documentIDs{transport.POST{}})
+	if opts.TrustedDocuments != nil {
+		// Only trusted documents are named by id; without them no request pays for
+		// looking for one.
+		srv.AddTransport(documentIDs{transport.GET{}})
+		srv.AddTransport(documentIDs{transport.POST{}})
+	} else {
+		srv.AddTransport(transport.GET{})
+		srv.AddTransport(transport.POST{})
+	}
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](queryCacheSize))
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})

@@ -114,6 +114,9 @@ func documentIDOf(r *http.Request) string {
 	if err != nil {
 		return ""
 	}
+	if !bytes.Contains(body, []byte(`"documentId"`)) {
+		return "" // most bodies carry a query: no need to decode them twice
+	}
 	var req struct {
 		DocumentID string `json:"documentId"`
 	}
