@@ -458,8 +458,6 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestNewVerifierJWKS(t *testing.T) {
 	k := testKeys()
-	closed := newJWKSServer(t, defaultJWKS()...)
-	closed.Close()
 	slow := newJWKSServer(t, defaultJWKS()...)
 	slow.delay.Store(int64(5 * time.Second))
 	failing := newJWKSServer(t)
@@ -471,6 +469,11 @@ func TestNewVerifierJWKS(t *testing.T) {
 	huge.setBody(`{"keys":[` + strings.Repeat(`{"kty":"RSA"},`, maxJWKSSize/10) + `{}]}`)
 	onlyUnusable := newJWKSServer(t, rsaJWK("weak", k.weakRSA), ecJWK("p384", k.ec384), rsaJWK("enc", k.rsa1, "use", "enc"))
 	ok := newJWKSServer(t, defaultJWKS()...)
+	// Closed last: a server started after it could be given its port, and then the
+	// "unreachable" cases would reach that server (seen with the slow one, which serves
+	// keys after 5 s).
+	closed := newJWKSServer(t, defaultJWKS()...)
+	closed.Close()
 
 	tests := []struct {
 		name string
