@@ -126,10 +126,13 @@ func (d *DB) stopBatcher() {
 	<-d.stopped
 }
 
-// enqueue queues p. When no batch is being applied, the caller applies the queue's first
-// batch (p among it) itself, in its own goroutine: a write to an idle writer waits for no
-// other goroutine to wake up. What queued meanwhile is handed to the batcher. A caller that
-// gives up stays in the queue, and the batch skips it: that costs it a context check.
+// enqueue queues p. When no batch is being applied, the queue's first batch (p among it) is
+// applied at once on a goroutine of its own, which the caller's scheduler runs next: a write
+// to an idle writer waits for no parked goroutine to wake up. It is not applied on the
+// caller's goroutine because the caller must be free to give up at its deadline (the
+// webhook answers 503 within a second) while the writer waits for a lock held elsewhere.
+// What queued meanwhile is handed to the batcher. A caller that gives up stays in the
+// queue, and the batch skips it: that costs it a context check.
 func (d *DB) enqueue(p *pending) error {
 	d.mu.Lock()
 	if d.closed {
@@ -144,14 +147,16 @@ func (d *DB) enqueue(p *pending) error {
 	d.busy = true
 	batch := d.take(make([]*pending, 0, min(len(d.queue), maxBatch)))
 	d.mu.Unlock()
-	d.applyBatch(batch)
-	d.mu.Lock()
-	handOver := len(d.queue) > 0 || d.closed
-	d.handed, d.busy = handOver, handOver
-	d.mu.Unlock()
-	if handOver {
-		d.signal()
-	}
+	go func() {
+		d.applyBatch(batch)
+		d.mu.Lock()
+		handOver := len(d.queue) > 0 || d.closed
+		d.handed, d.busy = handOver, handOver
+		d.mu.Unlock()
+		if handOver {
+			d.signal()
+		}
+	}()
 	return nil
 }
 
