@@ -33,6 +33,7 @@ type Terra interface {
 	UserInfo(ctx context.Context, userID string) (terra.UserInfo, error)
 	DeauthenticateUser(ctx context.Context, userID string) error
 	SubscriptionsPage(ctx context.Context, page, perPage int) (terra.SubscriptionsPage, error)
+	RequestHistory(ctx context.Context, typ, userID string, start, end time.Time) error
 }
 
 // Service applies connection changes and publishes them.
