@@ -9,16 +9,11 @@ import (
 	"time"
 
 	"github.com/terragate/terragate/internal/store"
+	"github.com/terragate/terragate/internal/terra"
 )
-
-// HistoryTypes are the data types Terra answers history requests for.
-var HistoryTypes = []string{"activity", "sleep", "body", "daily", "nutrition", "menstruation", "athlete"}
 
 // DefaultBackfillTypes are asked for when a request names none.
 var DefaultBackfillTypes = []string{"activity", "sleep", "daily", "body"}
-
-// MaxBackfillDays is the longest range Terra accepts in one history request.
-const MaxBackfillDays = 1825
 
 // BackfillRequest asks Terra for a connection's history, delivered through the webhooks.
 type BackfillRequest struct {
@@ -29,7 +24,7 @@ type BackfillRequest struct {
 	UserID   string // the connection (Terra user)
 	// Since and Until bound the range; a zero Until is now.
 	Since, Until time.Time
-	// Types are HistoryTypes; none means DefaultBackfillTypes.
+	// Types are terra.HistoryTypes; none means DefaultBackfillTypes.
 	Types []string
 }
 
@@ -42,16 +37,16 @@ func (r *BackfillRequest) check(now time.Time) error {
 	if !r.Since.Before(r.Until) {
 		return &store.ArgumentError{Arg: "since", Reason: "must be before until"}
 	}
-	if r.Until.Sub(r.Since) > MaxBackfillDays*24*time.Hour {
-		return &store.ArgumentError{Arg: "since", Reason: fmt.Sprintf("the range may span at most %d days", MaxBackfillDays)}
+	if r.Until.Sub(r.Since) > terra.MaxHistoryDays*24*time.Hour {
+		return &store.ArgumentError{Arg: "since", Reason: fmt.Sprintf("the range may span at most %d days", terra.MaxHistoryDays)}
 	}
 	if len(r.Types) == 0 {
 		r.Types = DefaultBackfillTypes
 	}
 	var types []string
 	for _, t := range r.Types {
-		if !slices.Contains(HistoryTypes, t) {
-			return &store.ArgumentError{Arg: "types", Reason: fmt.Sprintf("%q is not one of %s", t, strings.Join(HistoryTypes, ", "))}
+		if !slices.Contains(terra.HistoryTypes, t) {
+			return &store.ArgumentError{Arg: "types", Reason: fmt.Sprintf("%q is not one of %s", t, strings.Join(terra.HistoryTypes, ", "))}
 		}
 		if !slices.Contains(types, t) {
 			types = append(types, t)

@@ -3,6 +3,8 @@ package connection_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +76,37 @@ func TestRequestBackfill(t *testing.T) {
 	}
 	if asked() != before {
 		t.Error("bad input reached Terra")
+	}
+}
+
+// With BACKFILL_DAYS set, a new connection's auth records its backfill; a repeated auth
+// keeps the first one.
+func TestApplyWebhookRecordsBackfill(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	svc := connection.New(e.tc, e.store, e.bus, nil, nil, slog.New(slog.DiscardHandler), connection.WithBackfill(30, []string{"daily", "sleep"}, nil))
+	auth := func(key string) {
+		now := time.Now()
+		_, err := svc.ApplyWebhook(ctx, store.Delivery{DedupeKey: key, SignedAt: now, ReceivedAt: now,
+			Event: store.Event{Kind: store.EventAuthSuccess, Type: "auth", ReferenceID: "alice",
+				User: &store.UserSnapshot{UserID: "u-new", ReferenceID: "alice", Provider: "OURA"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	auth("k1")
+	b, err := e.store.GetBackfill(ctx, "u-new")
+	if err != nil || strings.Join(b.Types, ",") != "daily,sleep" || b.Until.Sub(b.Since) != 30*24*time.Hour {
+		t.Fatalf("backfill %+v, %v", b, err)
+	}
+	auth("k2")
+	if b2, _ := e.store.GetBackfill(ctx, "u-new"); !b2.CreatedAt.Equal(b.CreatedAt) || !b2.Since.Equal(b.Since) {
+		t.Errorf("a repeated auth changed the backfill: %+v, was %+v", b2, b)
+	}
+	// Without the setting nothing is recorded.
+	e.svc.ApplyWebhook(ctx, store.Delivery{DedupeKey: "k3", SignedAt: time.Now(), ReceivedAt: time.Now(),
+		Event: store.Event{Kind: store.EventAuthSuccess, Type: "auth", User: &store.UserSnapshot{UserID: "u-other", Provider: "OURA"}}})
+	if _, err := e.store.GetBackfill(ctx, "u-other"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("recorded without BACKFILL_DAYS: %v", err)
 	}
 }

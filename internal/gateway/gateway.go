@@ -20,6 +20,7 @@ import (
 	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/admin"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/backfill"
 	"github.com/terragate/terragate/internal/buildinfo"
 	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/config"
@@ -60,6 +61,8 @@ type Gateway struct {
 
 	conns *connection.Service
 	relay *relay.Relay
+	// backfills works the history asked for new connections; nil when BACKFILL_DAYS is 0.
+	backfills *backfill.Worker
 
 	demoToken    string
 	shuttingDown atomic.Bool
@@ -157,7 +160,13 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	}, terraHTTPClient(traced), log)
 	catalog := provider.NewCatalog(tc, cfg.ProvidersTTL, log)
 	refs := sdkReferenceKeys(cfg.TerraWebhookSecrets)
-	g.conns = connection.New(tc, s, bus, connection.NewMapping(refs, catalog.SDKOnly), meter, log)
+	var backfillReady func()
+	if cfg.BackfillDays > 0 {
+		g.backfills = backfill.New(tc, s, log.With("component", "backfill"), backfill.Options{})
+		backfillReady = g.backfills.Notify
+	}
+	g.conns = connection.New(tc, s, bus, connection.NewMapping(refs, catalog.SDKOnly), meter, log,
+		connection.WithBackfill(cfg.BackfillDays, cfg.BackfillTypes, backfillReady))
 	widgets := widget.NewService(tc, s, g.conns, widget.Config{
 		PublicURL: cfg.PublicURL,
 		StateKey:  stateKey(cfg.TerraWebhookSecrets[0]),
@@ -284,6 +293,9 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.conns.Run(background, uuid.NewString(), g.cfg.SyncInterval, sessionExpiryEvery) })
 	wg.Go(func() { g.relay.Run(background) })
+	if g.backfills != nil {
+		wg.Go(func() { g.backfills.Run(background) })
+	}
 	defer func() {
 		stopBackground()
 		wg.Wait() // before the store closes
