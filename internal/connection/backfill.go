@@ -58,9 +58,9 @@ func (r *BackfillRequest) check(now time.Time) error {
 
 // RequestBackfill asks Terra for the history of one connection, one request per type, the
 // data following as webhooks (to_webhook). Bad input is refused before Terra is asked;
-// someone else's connection is ErrNotFound, as an unknown one is. by is the caller's audit
-// entry: a connection.backfill_requested entry is stored before Terra is asked, so that no
-// request goes unrecorded.
+// someone else's connection is ErrNotFound, as an unknown one (or one Terra no longer
+// knows) is. by is the caller's audit entry: a connection.backfill_requested entry is
+// stored before Terra is asked, so that no request goes unrecorded.
 func (s *Service) RequestBackfill(ctx context.Context, r BackfillRequest, by store.AuditEntry) error {
 	if err := r.check(s.now().UTC()); err != nil {
 		return err
@@ -97,6 +97,9 @@ func (s *Service) RequestBackfill(ctx context.Context, r BackfillRequest, by sto
 	}
 	for _, typ := range r.Types {
 		if err := s.terra.RequestHistory(ctx, typ, u.UserID, r.Since, r.Until); err != nil {
+			if terra.IsNotFound(err) {
+				return ErrNotFound // gone at Terra: as unknown as any other
+			}
 			return fmt.Errorf("request %s history: %w", typ, err)
 		}
 	}

@@ -77,6 +77,14 @@ func TestRequestBackfill(t *testing.T) {
 	if asked() != before {
 		t.Error("bad input reached Terra")
 	}
+
+	// A connection Terra no longer knows is as unknown as any other.
+	if err := e.emu.Deauth(garmin.UserID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RequestBackfill(ctx, connection.BackfillRequest{Owner: "alice", UserID: garmin.UserID, Since: since, Until: until}, user); !errors.Is(err, connection.ErrNotFound) {
+		t.Errorf("gone at Terra: %v", err)
+	}
 }
 
 // With BACKFILL_DAYS set, a new connection's auth records its backfill; a repeated auth
