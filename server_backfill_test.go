@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,5 +53,38 @@ func TestAutomaticBackfill(t *testing.T) {
 	waitAsked(bob)
 	if n := asked(alice); n["/v2/sleep"] != 1 || n["/v2/daily"] != 1 {
 		t.Errorf("history asked for alice %v, want each type once", n)
+	}
+}
+
+// The demo relays every event to its own receiver page, which lists what it got, verified
+// the Standard Webhooks way.
+func TestDemoRelay(t *testing.T) {
+	base, bearer, _ := startDemo(t)
+	g := &gateway{t: t, url: base, seen: &syncBuffer{}}
+	tok := g.sdkToken(bearer, nil)
+	body := `{"token":"` + tok.Token + `","provider":"APPLE","reference_id":"` + tok.ReferenceID + `"}`
+	resp, err := http.Post(base+"/demo/phone", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("demo phone: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/demo/relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(page), "<td>auth</td>") && strings.Contains(string(page), "verified") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay page %d:\n%s", resp.StatusCode, page)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
