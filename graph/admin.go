@@ -10,6 +10,7 @@ import (
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/connection"
 	"github.com/terragate/terragate/internal/store"
 )
 
@@ -33,6 +34,20 @@ func (r *Resolver) caller(ctx context.Context, actAs *string) (context.Context, 
 		}
 	}
 	return ctx, u, err
+}
+
+// backfillCaller says whose connections a requestBackfill may name: a service acting for
+// no one may name any (charged to its own key), everyone else only the end user's own.
+func (r *Resolver) backfillCaller(ctx context.Context, actAs *string, req *connection.BackfillRequest) (context.Context, string, error) {
+	if actAs == nil {
+		if c, err := auth.Caller(ctx); err == nil && c.Service {
+			req.AnyOwner = true
+			return ctx, c.ID, nil
+		}
+	}
+	ctx, u, err := r.caller(ctx, actAs)
+	req.Owner = u.ID
+	return ctx, u.ID, err
 }
 
 func page(first *int, after *string) store.Page {

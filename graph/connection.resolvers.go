@@ -7,10 +7,12 @@ package graph
 
 import (
 	"context"
+	"time"
 
 	"github.com/terragate/terragate/graph/model"
 	"github.com/terragate/terragate/internal/audit"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/connection"
 )
 
 // DisconnectUser is the resolver for the disconnectUser field.
@@ -43,6 +45,25 @@ func (r *mutationResolver) SyncConnections(ctx context.Context, actAs *string) (
 		return nil, err
 	}
 	return terraUsers(users), nil
+}
+
+// RequestBackfill is the resolver for the requestBackfill field.
+func (r *mutationResolver) RequestBackfill(ctx context.Context, userID string, since time.Time, until *time.Time, types []string, actAs *string) (bool, error) {
+	req := connection.BackfillRequest{UserID: userID, Since: since, Types: types}
+	if until != nil {
+		req.Until = *until
+	}
+	ctx, key, err := r.backfillCaller(ctx, actAs, &req)
+	if err != nil {
+		return false, err
+	}
+	if err := charge(key, r.TerraLimit); err != nil {
+		return false, err
+	}
+	if err := r.Connections.RequestBackfill(ctx, req, audit.By(ctx)); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // ConnectedUsers is the resolver for the connectedUsers field.

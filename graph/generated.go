@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -78,6 +79,7 @@ type ComplexityRoot struct {
 		DisconnectUser      func(childComplexity int, userID string, actAs *string) int
 		ReplayRelayDelivery func(childComplexity int, id string) int
 		ReplayWebhookEvent  func(childComplexity int, id string) int
+		RequestBackfill     func(childComplexity int, userID string, since time.Time, until *time.Time, types []string, actAs *string) int
 		SyncConnections     func(childComplexity int, actAs *string) int
 	}
 
@@ -206,6 +208,7 @@ type MutationResolver interface {
 	ReplayWebhookEvent(ctx context.Context, id string) (*model.WebhookEvent, error)
 	DisconnectUser(ctx context.Context, userID string, actAs *string) (*model.TerraUser, error)
 	SyncConnections(ctx context.Context, actAs *string) ([]*model.TerraUser, error)
+	RequestBackfill(ctx context.Context, userID string, since time.Time, until *time.Time, types []string, actAs *string) (bool, error)
 	ReplayRelayDelivery(ctx context.Context, id string) (*model.RelayDelivery, error)
 	CreateSdkToken(ctx context.Context, actAs *string) (*model.SdkToken, error)
 	CreateWidgetSession(ctx context.Context, input *model.CreateWidgetSessionInput, actAs *string) (*model.WidgetSession, error)
@@ -415,6 +418,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ReplayWebhookEvent(childComplexity, args["id"].(string)), true
+	case "Mutation.requestBackfill":
+		if e.ComplexityRoot.Mutation.RequestBackfill == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_requestBackfill_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RequestBackfill(childComplexity, args["userId"].(string), args["since"].(time.Time), args["until"].(*time.Time), args["types"].([]string), args["actAs"].(*string)), true
 	case "Mutation.syncConnections":
 		if e.ComplexityRoot.Mutation.SyncConnections == nil {
 			break
@@ -1501,6 +1515,52 @@ func (ec *executionContext) field_Mutation_replayWebhookEvent_args(ctx context.C
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_requestBackfill_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "since",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["since"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "until",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["until"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "types",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["types"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "actAs",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["actAs"] = arg4
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_syncConnections_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2430,6 +2490,50 @@ func (ec *executionContext) fieldContext_Mutation_syncConnections(ctx context.Co
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_syncConnections_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_requestBackfill(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_requestBackfill(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RequestBackfill(ctx, fc.Args["userId"].(string), fc.Args["since"].(time.Time), fc.Args["until"].(*time.Time), fc.Args["types"].([]string), fc.Args["actAs"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_requestBackfill(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_requestBackfill_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -5949,6 +6053,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "syncConnections":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_syncConnections(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requestBackfill":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_requestBackfill(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++

@@ -29,7 +29,8 @@ type AuditEntry struct {
 	// user, service, system or terra.
 	ActorKind string `json:"actorKind"`
 	// What: session.created, sdk.token_created, connection.added, connection.removed,
-	// connection.disconnected, connection.unattributed (the detail's reason says why; the
+	// connection.disconnected, connection.backfill_requested (the detail names the types and
+	// the range), connection.unattributed (the detail's reason says why; the
 	// referenceId is the end user the connection's reference claimed), webhook.replay,
 	// relay.replay or admin.read.
 	Action string `json:"action"`

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,6 +121,12 @@ type Config struct {
 	RelayTimeout       time.Duration   // RELAY_TIMEOUT: how long a destination has to answer 2xx
 	RelayRetrySchedule []time.Duration // RELAY_RETRY_SCHEDULE: waits before each retry
 	RelayRetention     time.Duration   // RELAY_RETENTION: how long a dead letter's body is kept
+
+	// BackfillDays is BACKFILL_DAYS: how many days of history terragate asks Terra for when
+	// a new connection arrives (0: none).
+	BackfillDays int
+	// BackfillTypes is BACKFILL_TYPES: the Terra data types of that history.
+	BackfillTypes []string
 }
 
 // setting describes one configuration value: its environment name, which is also its flag
@@ -258,6 +265,32 @@ func settings() []setting {
 			c.RelayRetrySchedule, err = relay.ParseSchedule(v)
 			return err
 		}},
+		{env: "BACKFILL_DAYS", usage: "days of history asked of Terra for each new connection, delivered through the webhooks (0: none)", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 36500 {
+				return fmt.Errorf("want a number of days from 0 to 36500, got %q", v)
+			}
+			c.BackfillDays = n
+			return nil
+		}},
+		{env: "BACKFILL_TYPES", usage: "Terra data types of that history, comma-separated: " + strings.Join(terra.HistoryTypes, ","), set: func(c *Config, v string) error {
+			var types []string
+			for typ := range strings.SplitSeq(v, ",") {
+				typ = strings.TrimSpace(typ)
+				if typ == "" || slices.Contains(types, typ) {
+					continue
+				}
+				if !slices.Contains(terra.HistoryTypes, typ) {
+					return fmt.Errorf("%q is not one of %s", typ, strings.Join(terra.HistoryTypes, ","))
+				}
+				types = append(types, typ)
+			}
+			if len(types) == 0 {
+				return fmt.Errorf("want at least one of %s", strings.Join(terra.HistoryTypes, ","))
+			}
+			c.BackfillTypes = types
+			return nil
+		}},
 		{env: "RELAY_RETENTION", usage: "how long a dead relay delivery keeps the event's body for a replay, e.g. 168h", set: duration(func(c *Config) *time.Duration { return &c.RelayRetention }, false)},
 		{env: "LOG_LEVEL", usage: "debug, info, warn or error", set: str(func(c *Config) *string { return &c.LogLevel })},
 		{env: "LOG_FORMAT", usage: "json or text", set: str(func(c *Config) *string { return &c.LogFormat })},
@@ -342,6 +375,7 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		// Svix's schedule, which Standard Webhooks consumers expect.
 		RelayRetrySchedule: []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour},
 		RelayRetention:     168 * time.Hour,
+		BackfillTypes:      []string{"activity", "sleep", "daily", "body"},
 	}
 	var errs []error
 	for _, s := range settings() {
@@ -541,6 +575,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("relay_timeout", c.RelayTimeout),
 		slog.Any("relay_retry_schedule", c.RelayRetrySchedule),
 		slog.Duration("relay_retention", c.RelayRetention),
+		slog.Int("backfill_days", c.BackfillDays),
+		slog.Any("backfill_types", c.BackfillTypes),
 	)
 }
 

@@ -433,3 +433,27 @@ func TestRelay(t *testing.T) {
 		t.Errorf("https destination in production: %v", err)
 	}
 }
+
+func TestBackfill(t *testing.T) {
+	with := func(extra map[string]string) map[string]string {
+		m := maps.Clone(required)
+		maps.Copy(m, extra)
+		return m
+	}
+	c, err := Load(nil, env(required), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BackfillDays != 0 || strings.Join(c.BackfillTypes, ",") != "activity,sleep,daily,body" {
+		t.Errorf("defaults: %d %v", c.BackfillDays, c.BackfillTypes)
+	}
+	c, err = Load(nil, env(with(map[string]string{"BACKFILL_DAYS": "3650", "BACKFILL_TYPES": " sleep, nutrition "})), io.Discard)
+	if err != nil || c.BackfillDays != 3650 || strings.Join(c.BackfillTypes, ",") != "sleep,nutrition" {
+		t.Errorf("parsed: %d %v %v", c.BackfillDays, c.BackfillTypes, err)
+	}
+	for k, v := range map[string]string{"BACKFILL_DAYS": "-1", "BACKFILL_TYPES": "steps"} {
+		if _, err := Load(nil, env(with(map[string]string{k: v})), io.Discard); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: %v", k, v, err)
+		}
+	}
+}

@@ -33,6 +33,7 @@ type Terra interface {
 	UserInfo(ctx context.Context, userID string) (terra.UserInfo, error)
 	DeauthenticateUser(ctx context.Context, userID string) error
 	SubscriptionsPage(ctx context.Context, page, perPage int) (terra.SubscriptionsPage, error)
+	RequestHistory(ctx context.Context, typ, userID string, start, end time.Time) error
 }
 
 // Service applies connection changes and publishes them.
@@ -48,15 +49,37 @@ type Service struct {
 	mapping *Mapping
 	log     *slog.Logger
 	now     func() time.Time
+	// backfillDays and backfillTypes are the history asked for each new connection
+	// (WithBackfill); zero days: none.
+	backfillDays  int
+	backfillTypes []string
+	backfillReady func() // told when an auth may have recorded a backfill
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithBackfill makes every new connection's first auth record a backfill of the last days
+// days of types, for the backfill worker to ask Terra for (BACKFILL_DAYS, BACKFILL_TYPES);
+// ready, when not nil, is called after such an auth is applied, so that the worker need not
+// wait for its next look.
+func WithBackfill(days int, types []string, ready func()) Option {
+	return func(s *Service) {
+		s.backfillDays, s.backfillTypes, s.backfillReady = days, slices.Clone(types), ready
+	}
 }
 
 // New returns a Service that reads Terra's terms through mapping (nil: one that verifies
 // no mobile SDK reference, so SDK connections belong to nobody).
-func New(t Terra, st store.Store, bus events.Bus, mapping *Mapping, m *metrics.Metrics, log *slog.Logger) *Service {
+func New(t Terra, st store.Store, bus events.Bus, mapping *Mapping, m *metrics.Metrics, log *slog.Logger, opts ...Option) *Service {
 	if mapping == nil {
 		mapping = NewMapping(nil, nil)
 	}
-	return &Service{terra: t, store: st, bus: bus, mapping: mapping, metrics: m, log: log, now: time.Now}
+	s := &Service{terra: t, store: st, bus: bus, mapping: mapping, metrics: m, log: log, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // DecodeEvent reads a webhook body Terra signed and says what it means for the store
@@ -69,7 +92,15 @@ func (s *Service) DecodeEvent(body []byte) (store.Event, error) {
 // has the store's signature so the webhook handler can use either.
 func (s *Service) ApplyWebhook(ctx context.Context, d store.Delivery) (store.Outcome, error) {
 	d.Audit = s.auditFor(store.SourceOf(d), d.Event)
+	if s.backfillDays > 0 && len(s.backfillTypes) > 0 && d.Event.Kind == store.EventAuthSuccess {
+		// The store records it only for a connection it did not have.
+		until := s.now().UTC()
+		d.Backfill = &store.BackfillPlan{Types: s.backfillTypes, Since: until.AddDate(0, 0, -s.backfillDays), Until: until}
+	}
 	out, err := s.apply(ctx, d)
+	if err == nil && !out.Duplicate && d.Backfill != nil && s.backfillReady != nil {
+		s.backfillReady()
+	}
 	if err == nil && !out.Duplicate && unattributedNew(d.Event, out) {
 		// The reference stays out of the log: it names an end user. The audit has it.
 		s.log.WarnContext(ctx, "connection stored for no end user: its reference_id is not one terragate issued",

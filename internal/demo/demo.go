@@ -49,11 +49,14 @@ The mobile SDK path (Apple Health), with the demo playing the phone:
   6. Run connectedUsers again: Apple Health is listed. With a plain reference_id
      ("%[3]s") the connection is listed for nobody.
 
+Every event is also relayed, signed the Standard Webhooks way, to a stand-in for your
+backend (unless RELAY_DESTINATIONS names your own): %[1]s%[6]s lists what it received.
+
 Or with curl:
   curl -s %[1]s/graphql -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
     -d '{"query":"{ connectedUsers { userId provider status } }"}'
 
-`, publicURL, token, User, ReturnPath, PhonePath)
+`, publicURL, token, User, ReturnPath, PhonePath, RelayPath)
 }
 
 var returnPage = template.Must(template.New("return").Parse(`<!doctype html>

@@ -7,6 +7,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +22,7 @@ import (
 	"github.com/terragate/terragate/graph"
 	"github.com/terragate/terragate/internal/admin"
 	"github.com/terragate/terragate/internal/auth"
+	"github.com/terragate/terragate/internal/backfill"
 	"github.com/terragate/terragate/internal/buildinfo"
 	"github.com/terragate/terragate/internal/clientip"
 	"github.com/terragate/terragate/internal/config"
@@ -33,6 +36,7 @@ import (
 	"github.com/terragate/terragate/internal/relay"
 	"github.com/terragate/terragate/internal/sdktoken"
 	"github.com/terragate/terragate/internal/secheaders"
+	"github.com/terragate/terragate/internal/stdwebhook"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/engine"
 	"github.com/terragate/terragate/internal/terra"
@@ -60,6 +64,8 @@ type Gateway struct {
 
 	conns *connection.Service
 	relay *relay.Relay
+	// backfills works the history asked for new connections; nil when BACKFILL_DAYS is 0.
+	backfills *backfill.Worker
 
 	demoToken    string
 	shuttingDown atomic.Bool
@@ -95,9 +101,13 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	})
 
 	mux := http.NewServeMux()
-	var emu *terrasim.Emulator // demo mode's Terra
+	var emu *terrasim.Emulator        // demo mode's Terra
+	var demoRelay *demo.RelayReceiver // demo mode's relay destination, if it has its own
 	if g.cfg.Demo {
-		emu = g.setUpDemo(self)
+		emu, demoRelay, err = g.setUpDemo(self)
+		if err != nil {
+			return nil, err
+		}
 		g.onClose(emu.Close)
 		mux.Handle(emulatorPrefix+"/", http.StripPrefix(emulatorPrefix, emu))
 	}
@@ -157,7 +167,13 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	}, terraHTTPClient(traced), log)
 	catalog := provider.NewCatalog(tc, cfg.ProvidersTTL, log)
 	refs := sdkReferenceKeys(cfg.TerraWebhookSecrets)
-	g.conns = connection.New(tc, s, bus, connection.NewMapping(refs, catalog.SDKOnly), meter, log)
+	var backfillReady func()
+	if cfg.BackfillDays > 0 {
+		g.backfills = backfill.New(tc, s, log.With("component", "backfill"), backfill.Options{})
+		backfillReady = g.backfills.Notify
+	}
+	g.conns = connection.New(tc, s, bus, connection.NewMapping(refs, catalog.SDKOnly), meter, log,
+		connection.WithBackfill(cfg.BackfillDays, cfg.BackfillTypes, backfillReady))
 	widgets := widget.NewService(tc, s, g.conns, widget.Config{
 		PublicURL: cfg.PublicURL,
 		StateKey:  stateKey(cfg.TerraWebhookSecrets[0]),
@@ -234,6 +250,10 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	mux.Handle("GET /readyz", g.readiness(s, busReady))
 	if cfg.Demo {
 		mux.Handle("GET "+demo.ReturnPath, secheaders.HTML(http.HandlerFunc(demo.ReturnPage)))
+		if demoRelay != nil {
+			mux.Handle("POST "+demo.RelayPath, demoRelay)
+			mux.Handle("GET "+demo.RelayPath, secheaders.HTML(demoRelay))
+		}
 		mux.Handle(demo.PhonePath, cors.Handler(allowMethods(demo.PhoneHandler(emu.SDKConnect), http.MethodPost)))
 		mux.Handle(demo.TokenPath, cors.Handler(allowMethods(demo.TokenHandler([]byte(cfg.AuthJWTSecret), cfg.AuthIssuer, cfg.AuthAudience, demoTokenTTL), http.MethodPost)))
 		g.demoToken, err = auth.Issue([]byte(cfg.AuthJWTSecret), auth.IssueOptions{Subject: demo.User, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience, TTL: demoTokenTTL})
@@ -284,6 +304,9 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.conns.Run(background, uuid.NewString(), g.cfg.SyncInterval, sessionExpiryEvery) })
 	wg.Go(func() { g.relay.Run(background) })
+	if g.backfills != nil {
+		wg.Go(func() { g.backfills.Run(background) })
+	}
 	defer func() {
 		stopBackground()
 		wg.Wait() // before the store closes
@@ -337,8 +360,24 @@ func (g *Gateway) readiness(st store.Store, busReady func() bool) http.Handler {
 
 // setUpDemo fills in what a demo needs and returns the emulator that plays Terra: missing
 // secrets are generated, and the emulator's own credentials are used for Terra calls.
-func (g *Gateway) setUpDemo(self string) *terrasim.Emulator {
+func (g *Gateway) setUpDemo(self string) (*terrasim.Emulator, *demo.RelayReceiver, error) {
 	cfg := &g.cfg
+	var receiver *demo.RelayReceiver
+	if len(cfg.RelayDestinations) == 0 {
+		// Relay every event to the demo's own receiver page, as to an app's backend.
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		secret := stdwebhook.SecretPrefix + base64.StdEncoding.EncodeToString(key)
+		r, err := demo.NewRelayReceiver(secret)
+		if err != nil {
+			return nil, nil, err
+		}
+		dest, err := relay.ParseDestinations(`[{"name":"demo","url":"` + self + demo.RelayPath + `","secret":"` + secret + `"}]`)
+		if err != nil {
+			return nil, nil, err
+		}
+		receiver, cfg.RelayDestinations = r, dest
+	}
 	if cfg.AuthJWTSecret == "" {
 		cfg.AuthJWTSecret = randomSecret()
 	}
@@ -359,5 +398,5 @@ func (g *Gateway) setUpDemo(self string) *terrasim.Emulator {
 		WebhookSecret: cfg.TerraWebhookSecrets[0],
 		PublicURL:     cfg.PublicURL + emulatorPrefix,
 		Logger:        g.log.With("component", "terra-emulator"),
-	})
+	}), receiver, nil
 }

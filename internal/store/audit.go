@@ -63,6 +63,10 @@ const (
 	// ActionRelayReplay is a relay dead letter put back to PENDING on a service's request;
 	// Subject is the delivery, Detail's ReplayOutcomeKey says it succeeded.
 	ActionRelayReplay = "relay.replay"
+	// ActionBackfillRequested is history asked of Terra for one connection (Subject), by
+	// an end user, a service or terragate itself for a new connection; Detail names the
+	// types and the range.
+	ActionBackfillRequested = "connection.backfill_requested"
 )
 
 // The outcome of a replay, in the Detail of its ActionWebhookReplay entry.
@@ -100,7 +104,7 @@ func ValidAuditAction(action string) bool {
 	switch action {
 	case ActionSessionCreated, ActionConnectionAdded, ActionConnectionRemoved,
 		ActionConnectionDisconnected, ActionAdminRead, ActionWebhookReplay,
-		ActionConnectionUnattributed, ActionSDKTokenCreated, ActionRelayReplay:
+		ActionConnectionUnattributed, ActionSDKTokenCreated, ActionRelayReplay, ActionBackfillRequested:
 		return true
 	}
 	return false

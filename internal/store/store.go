@@ -185,6 +185,32 @@ type Delivery struct {
 	// delivery, so that a relay delivery exists if and only if the event was stored. The
 	// inbox row keeps Body; the relay keeps Relay.Body (a data event's inbox row keeps none).
 	Relay *RelayEvent
+	// Backfill, when set, is recorded for each Terra user the delivery connects for the
+	// first time (an auth event for a user not stored before), in the same transaction:
+	// history to ask Terra for once, by a background worker (ClaimBackfill). A user that
+	// has a backfill keeps it, so a repeated auth asks nothing again.
+	Backfill *BackfillPlan
+}
+
+// BackfillPlan is the history to ask Terra for about a new connection.
+type BackfillPlan struct {
+	Types        []string // Terra data types (activity, sleep, ...)
+	Since, Until time.Time
+}
+
+// Backfill is a connection's recorded backfill and how far it got.
+type Backfill struct {
+	UserID       string
+	Types        []string
+	Since, Until time.Time
+	// Step counts the Terra requests already made, in the order the worker makes them.
+	Step int
+	// Attempts counts claims; FinishBackfill must name the claim's.
+	Attempts      int
+	NextAttemptAt time.Time
+	LastError     string
+	DoneAt        *time.Time
+	CreatedAt     time.Time
 }
 
 // DeliverySource is where an event came from.
@@ -272,6 +298,17 @@ type Store interface {
 	// ErrInvalid). The log is append-only: nothing changes or removes an entry, and the
 	// database refuses UPDATE and DELETE on it.
 	AppendAudit(ctx context.Context, e AuditEntry) error
+
+	// ClaimBackfill claims the pending backfill due soonest, if any (ok false otherwise): it
+	// is not due again for lease, so that one instance works it at a time and a crashed
+	// worker's is picked up again once the lease ends.
+	ClaimBackfill(ctx context.Context, lease time.Duration) (b Backfill, ok bool, err error)
+	// FinishBackfill records how far a claimed backfill got: Step, LastError, and DoneAt
+	// when done, else NextAttemptAt. A claim whose lease another claim replaced is
+	// ErrConflict, and nothing is written.
+	FinishBackfill(ctx context.Context, b Backfill) error
+	// GetBackfill returns a connection's backfill, or ErrNotFound.
+	GetBackfill(ctx context.Context, userID string) (Backfill, error)
 	// ListAudit returns a page of the audit entries matching the filter, newest first (by
 	// At, then ID). A malformed cursor or a page size outside 1..MaxPageSize is ErrInvalid.
 	ListAudit(ctx context.Context, f AuditFilter, p Page) (AuditPage, error)

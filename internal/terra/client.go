@@ -312,6 +312,27 @@ func (c *Client) DeauthenticateUser(ctx context.Context, userID string) error {
 	return err
 }
 
+// RequestHistory asks Terra for one type of a user's data (activity, sleep, body, daily,
+// nutrition, menstruation or athlete) over [start, end), delivered to the webhook
+// destination (to_webhook=true): this call only gets Terra's acknowledgement. Terra allows
+// at most 1,825 days a request and about 6,000 requested days per user an hour; over
+// that it answers 429, an *APIError whose RetryAfter says how long to wait. An unknown
+// user gives an error for which IsNotFound is true.
+func (c *Client) RequestHistory(ctx context.Context, typ, userID string, start, end time.Time) error {
+	const op = "requestHistory"
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+
+	q := url.Values{
+		"user_id":    {userID},
+		"start_date": {strconv.FormatInt(start.Unix(), 10)},
+		"end_date":   {strconv.FormatInt(end.Unix(), 10)},
+		"to_webhook": {"true"},
+	}
+	_, _, err := c.do(ctx, op, epHistory, http.MethodGet, c.cfg.BaseURL+"/"+url.PathEscape(typ)+"?"+q.Encode(), nil)
+	return err
+}
+
 // Integrations lists the providers Terra offers.
 func (c *Client) Integrations(ctx context.Context) (Integrations, error) {
 	const op = "integrations"

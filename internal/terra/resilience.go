@@ -57,9 +57,10 @@ const (
 	epDeauth        = "deauthenticateUser"
 	epIntegrations  = "integrations"
 	epAuthToken     = "generateAuthToken"
+	epHistory       = "history" // the data endpoints (activity, sleep, ...) share one
 )
 
-var endpoints = []string{epLegacyWidget, epWidget, epUserInfo, epSubscriptions, epDeauth, epIntegrations, epAuthToken}
+var endpoints = []string{epLegacyWidget, epWidget, epUserInfo, epSubscriptions, epDeauth, epIntegrations, epAuthToken, epHistory}
 
 // answer is what one HTTP exchange with Terra produced.
 type answer struct {
@@ -114,7 +115,7 @@ func newBreakers(timeout time.Duration, changed func(endpoint, state string), lo
 
 // CircuitStates reports each endpoint's circuit ("closed", "open" or "half-open") by
 // endpoint name (generateWidgetSession, widgetSession, userInfo, subscriptions,
-// deauthenticateUser, integrations), for metrics. It is empty when the breaker is disabled.
+// deauthenticateUser, integrations, generateAuthToken, history), for metrics. It is empty when the breaker is disabled.
 func (c *Client) CircuitStates() map[string]string {
 	out := make(map[string]string, len(c.breakers))
 	for name, b := range c.breakers {

@@ -369,7 +369,7 @@ func TestCircuitBreaker(t *testing.T) {
 			t.Errorf("a refused call reported as an answer: %v", err)
 		}
 		states := f.client.CircuitStates()
-		if states["integrations"] != "open" || states["subscriptions"] != "closed" || len(states) != 7 {
+		if states["integrations"] != "open" || states["subscriptions"] != "closed" || len(states) != 8 {
 			t.Errorf("states %v", states)
 		}
 		// Other endpoints keep working.
@@ -407,7 +407,7 @@ func TestCircuitBreaker(t *testing.T) {
 			}
 		})
 		mu.Lock()
-		if len(got) != 7 || !strings.Contains(strings.Join(got, ","), "integrations closed") {
+		if len(got) != 8 || !strings.Contains(strings.Join(got, ","), "integrations closed") {
 			t.Errorf("at start: %v, want each endpoint closed", got)
 		}
 		got = nil

@@ -116,3 +116,9 @@ var EventTypes = []string{
 
 // IsConnectionEvent reports whether t is one of the connection events terragate applies.
 func IsConnectionEvent(t string) bool { return isConnectionEvent(t) }
+
+// HistoryTypes are the data types Terra answers history requests for (RequestHistory).
+var HistoryTypes = []string{"activity", "sleep", "body", "daily", "nutrition", "menstruation", "athlete"}
+
+// MaxHistoryDays is the longest range Terra accepts in one history request.
+const MaxHistoryDays = 1825

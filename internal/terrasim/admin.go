@@ -133,6 +133,26 @@ func (e *Emulator) adminRoutes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
 	})
+	handle("POST "+p+"/backfill", func(w http.ResponseWriter, r *http.Request, body []byte) {
+		var in struct {
+			UserID string `json:"user_id"`
+			Type   string `json:"type"`
+			Days   int    `json:"days"`
+		}
+		if !decodeAdmin(w, r, body, &in) {
+			return
+		}
+		ref, err := e.Backfill(in.UserID, in.Type, in.Days)
+		var rl rateLimited
+		switch {
+		case errors.As(err, &rl):
+			writeError(w, r, legacyErrors, http.StatusTooManyRequests, err.Error())
+		case err != nil:
+			adminError(w, r, err)
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"status": "success", "reference": ref})
+		}
+	})
 	handle("POST "+p+"/complete", func(w http.ResponseWriter, r *http.Request, body []byte) {
 		var in struct {
 			SessionID string `json:"session_id"`

@@ -45,6 +45,9 @@ func (e *Emulator) routes() {
 		{http.MethodGet, "/integrations", true, e.integrations},
 		{http.MethodPost, "/auth/generateAuthToken", false, e.generateAuthToken},
 	}
+	for _, typ := range DataTypes {
+		api = append(api, endpoint{http.MethodGet, "/" + typ, false, e.dataRequest(typ)})
+	}
 	bases := []struct {
 		prefix string
 		style  errStyle

@@ -125,6 +125,7 @@ type Emulator struct {
 	requests   []Request
 	faults     map[string][]*Fault
 	deliveries []*Delivery
+	grants     map[string][]dataGrant // requested days per user in the rolling hour
 }
 
 type userRecord struct {

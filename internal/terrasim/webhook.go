@@ -45,13 +45,19 @@ func (e *Emulator) Deliveries() []Delivery {
 // emitLocked records an event and starts its delivery in the background. e.mu is held,
 // which also keeps wg.Add ordered before Close's Wait.
 func (e *Emulator) emitLocked(payload map[string]any) {
+	e.emitTracedLocked(payload, uuid.NewString(), uuid.NewString())
+}
+
+// emitTracedLocked is emitLocked with the X-Terra-Trace-Id and terra-reference given:
+// data events answer a request's reference, and chunks carry <id>:chunk:<n>.
+func (e *Emulator) emitTracedLocked(payload map[string]any, traceID, reference string) {
 	body, err := json.Marshal(payload)
 	if err != nil {
 		e.log.Error("terrasim: encode event", "err", err)
 		return
 	}
 	typ, _ := payload["type"].(string)
-	d := &Delivery{Type: typ, TraceID: uuid.NewString(), Reference: uuid.NewString(), Payload: body}
+	d := &Delivery{Type: typ, TraceID: traceID, Reference: reference, Payload: body}
 	e.deliveries = append(e.deliveries, d)
 	switch {
 	case e.closed:

@@ -159,6 +159,24 @@ func (t *tracedStore) AppendAudit(ctx context.Context, e store.AuditEntry) (err 
 	return t.next.AppendAudit(ctx, e)
 }
 
+func (t *tracedStore) ClaimBackfill(ctx context.Context, lease time.Duration) (_ store.Backfill, _ bool, err error) {
+	ctx, end := t.start(ctx, "ClaimBackfill")
+	defer func() { end(err) }()
+	return t.next.ClaimBackfill(ctx, lease)
+}
+
+func (t *tracedStore) FinishBackfill(ctx context.Context, b store.Backfill) (err error) {
+	ctx, end := t.start(ctx, "FinishBackfill")
+	defer func() { end(err) }()
+	return t.next.FinishBackfill(ctx, b)
+}
+
+func (t *tracedStore) GetBackfill(ctx context.Context, userID string) (_ store.Backfill, err error) {
+	ctx, end := t.start(ctx, "GetBackfill")
+	defer func() { end(err) }()
+	return t.next.GetBackfill(ctx, userID)
+}
+
 func (t *tracedStore) ListAudit(ctx context.Context, f store.AuditFilter, p store.Page) (_ store.AuditPage, err error) {
 	ctx, end := t.start(ctx, "ListAudit")
 	defer func() { end(err) }()

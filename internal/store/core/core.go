@@ -58,6 +58,8 @@ type Queries[U, S, E, A, L, D, R any] interface {
 
 	ReleaseLease(ctx context.Context, name, holder string) error
 
+	InsertBackfill(ctx context.Context, userID, types string, since, until, createdAt time.Time) error
+
 	InsertRelayEvent(ctx context.Context, body []byte, createdAt time.Time) (int64, error)
 	InsertRelayDelivery(ctx context.Context, eventID int64, destination, webhookID, eventType, traceID, terraReference, orderingTimestamp string, nextAttemptAt *time.Time, createdAt time.Time) error
 	ClaimRelayDeliveries(ctx context.Context, leaseUntil *time.Time, destination string, now *time.Time, maxRows int64) ([]R, error)

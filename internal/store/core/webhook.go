@@ -159,6 +159,9 @@ func (c *Store[U, S, E, A, L, D, R]) save(ctx context.Context, tx Tx[U, S, E, A,
 	}
 	out.Session = cur.Session
 	out.Before = cur.Users
+	if err := c.recordBackfills(ctx, tx, dl, out, now); err != nil {
+		return store.Outcome{}, err
+	}
 	if s := ch.Session; s != nil {
 		r, err := tx.UpdateWidgetSessionOutcome(ctx, string(s.Status), s.Provider, s.TerraUserID, s.FailureReason,
 			store.StoredTime(s.UpdatedAt), s.ID)

@@ -36,6 +36,7 @@ import (
 // is safe for concurrent use.
 type DB struct {
 	*coreStore // the store's logic, written once for every engine
+	*core.Backfills[pgdb.Backfill]
 
 	pool *pgxpool.Pool
 	q    *pgdb.Queries
@@ -86,6 +87,7 @@ func Open(ctx context.Context, databaseURL string, opts Options, log *slog.Logge
 		return nil, redact(wrap(ctx, "open", err), secret)
 	}
 	d := &DB{pool: pool, q: pgdb.New(pool), log: log}
+	d.Backfills = core.NewBackfills("postgres", d.q, backfillRow, engine{d}.Classify, nil)
 	d.coreStore = core.New(core.Config[pgdb.TerraUser, pgdb.WidgetSession, pgdb.WebhookEvent, pgdb.AuditLog, []string, []byte, pgdb.RelayDelivery]{
 		Name:   "postgres",
 		Engine: engine{d},

@@ -37,6 +37,7 @@ import (
 // is safe for concurrent use.
 type DB struct {
 	*coreStore // the store's logic, written once for every engine
+	*core.Backfills[sqlitedb.Backfill]
 
 	write *sql.DB // exactly one connection: SQLite has one writer
 	read  *sql.DB
@@ -144,6 +145,7 @@ func OpenWith(ctx context.Context, path string, opts Options, log *slog.Logger) 
 		log:        log,
 		live:       newLiveSessions(),
 	}
+	d.Backfills = core.NewBackfills("sqlite", wq, backfillRow, engine{d}.Classify, nil)
 	d.coreStore = core.New(core.Config[sqlitedb.TerraUser, sqlitedb.WidgetSession, sqlitedb.WebhookEvent, sqlitedb.AuditLog, string, string, sqlitedb.RelayDelivery]{
 		Name:   "sqlite",
 		Engine: engine{d},

@@ -114,3 +114,7 @@ func (d *DB) AcquireLease(ctx context.Context, name, holder string, now, until t
 		return err
 	})
 }
+
+func backfillRow(r sqlitedb.Backfill) store.Backfill {
+	return core.BackfillOf(r.UserID, r.Types, r.Since, r.Until, r.Step, r.Attempts, r.NextAttemptAt, r.LastError, r.DoneAt, r.CreatedAt)
+}

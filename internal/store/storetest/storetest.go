@@ -120,6 +120,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("ReplayAudited", h(testDeadLetterReplayAudited))
 	})
 	t.Run("Relay", func(t *testing.T) { testRelay(t, open) })
+	t.Run("Backfill", func(t *testing.T) { testBackfill(t, open) })
 	t.Run("Admin", func(t *testing.T) {
 		t.Run("UsersPage", h(testUsersPage))
 		t.Run("UsersPageInvalid", h(testUsersPageInvalid))

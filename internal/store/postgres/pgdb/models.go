@@ -20,6 +20,19 @@ type AuditLog struct {
 	Detail      []byte
 }
 
+type Backfill struct {
+	UserID        string
+	Types         string
+	Since         time.Time
+	Until         time.Time
+	Step          int64
+	Attempts      int64
+	NextAttemptAt time.Time
+	LastError     string
+	DoneAt        *time.Time
+	CreatedAt     time.Time
+}
+
 type Lease struct {
 	Name      string
 	Holder    string

@@ -27,6 +27,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.acquireLeaseStmt, err = db.PrepareContext(ctx, acquireLease); err != nil {
 		return nil, fmt.Errorf("error preparing query AcquireLease: %w", err)
 	}
+	if q.claimBackfillStmt, err = db.PrepareContext(ctx, claimBackfill); err != nil {
+		return nil, fmt.Errorf("error preparing query ClaimBackfill: %w", err)
+	}
 	if q.claimRelayDeliveriesStmt, err = db.PrepareContext(ctx, claimRelayDeliveries); err != nil {
 		return nil, fmt.Errorf("error preparing query ClaimRelayDeliveries: %w", err)
 	}
@@ -54,8 +57,14 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.expireWidgetSessionsStmt, err = db.PrepareContext(ctx, expireWidgetSessions); err != nil {
 		return nil, fmt.Errorf("error preparing query ExpireWidgetSessions: %w", err)
 	}
+	if q.finishBackfillStmt, err = db.PrepareContext(ctx, finishBackfill); err != nil {
+		return nil, fmt.Errorf("error preparing query FinishBackfill: %w", err)
+	}
 	if q.finishRelayDeliveryStmt, err = db.PrepareContext(ctx, finishRelayDelivery); err != nil {
 		return nil, fmt.Errorf("error preparing query FinishRelayDelivery: %w", err)
+	}
+	if q.getBackfillStmt, err = db.PrepareContext(ctx, getBackfill); err != nil {
+		return nil, fmt.Errorf("error preparing query GetBackfill: %w", err)
 	}
 	if q.getRelayBodyStmt, err = db.PrepareContext(ctx, getRelayBody); err != nil {
 		return nil, fmt.Errorf("error preparing query GetRelayBody: %w", err)
@@ -83,6 +92,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.insertAuditEntryStmt, err = db.PrepareContext(ctx, insertAuditEntry); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertAuditEntry: %w", err)
+	}
+	if q.insertBackfillStmt, err = db.PrepareContext(ctx, insertBackfill); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertBackfill: %w", err)
 	}
 	if q.insertDeadLetterStmt, err = db.PrepareContext(ctx, insertDeadLetter); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertDeadLetter: %w", err)
@@ -181,6 +193,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing acquireLeaseStmt: %w", cerr)
 		}
 	}
+	if q.claimBackfillStmt != nil {
+		if cerr := q.claimBackfillStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing claimBackfillStmt: %w", cerr)
+		}
+	}
 	if q.claimRelayDeliveriesStmt != nil {
 		if cerr := q.claimRelayDeliveriesStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing claimRelayDeliveriesStmt: %w", cerr)
@@ -226,9 +243,19 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing expireWidgetSessionsStmt: %w", cerr)
 		}
 	}
+	if q.finishBackfillStmt != nil {
+		if cerr := q.finishBackfillStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing finishBackfillStmt: %w", cerr)
+		}
+	}
 	if q.finishRelayDeliveryStmt != nil {
 		if cerr := q.finishRelayDeliveryStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing finishRelayDeliveryStmt: %w", cerr)
+		}
+	}
+	if q.getBackfillStmt != nil {
+		if cerr := q.getBackfillStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getBackfillStmt: %w", cerr)
 		}
 	}
 	if q.getRelayBodyStmt != nil {
@@ -274,6 +301,11 @@ func (q *Queries) Close() error {
 	if q.insertAuditEntryStmt != nil {
 		if cerr := q.insertAuditEntryStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertAuditEntryStmt: %w", cerr)
+		}
+	}
+	if q.insertBackfillStmt != nil {
+		if cerr := q.insertBackfillStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertBackfillStmt: %w", cerr)
 		}
 	}
 	if q.insertDeadLetterStmt != nil {
@@ -461,6 +493,7 @@ type Queries struct {
 	db                                DBTX
 	tx                                *sql.Tx
 	acquireLeaseStmt                  *sql.Stmt
+	claimBackfillStmt                 *sql.Stmt
 	claimRelayDeliveriesStmt          *sql.Stmt
 	consumeWidgetReturnStmt           *sql.Stmt
 	countPendingRelayDeliveriesStmt   *sql.Stmt
@@ -470,7 +503,9 @@ type Queries struct {
 	dropDeliveredRelayBodyStmt        *sql.Stmt
 	dropExpiredRelayBodiesStmt        *sql.Stmt
 	expireWidgetSessionsStmt          *sql.Stmt
+	finishBackfillStmt                *sql.Stmt
 	finishRelayDeliveryStmt           *sql.Stmt
+	getBackfillStmt                   *sql.Stmt
 	getRelayBodyStmt                  *sql.Stmt
 	getRelayDeliveryStmt              *sql.Stmt
 	getTerraUserStmt                  *sql.Stmt
@@ -480,6 +515,7 @@ type Queries struct {
 	getWidgetSessionByTerraIDStmt     *sql.Stmt
 	insertAppliedWebhookEventStmt     *sql.Stmt
 	insertAuditEntryStmt              *sql.Stmt
+	insertBackfillStmt                *sql.Stmt
 	insertDeadLetterStmt              *sql.Stmt
 	insertRelayDeliveryStmt           *sql.Stmt
 	insertRelayEventStmt              *sql.Stmt
@@ -516,6 +552,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		db:                                tx,
 		tx:                                tx,
 		acquireLeaseStmt:                  q.acquireLeaseStmt,
+		claimBackfillStmt:                 q.claimBackfillStmt,
 		claimRelayDeliveriesStmt:          q.claimRelayDeliveriesStmt,
 		consumeWidgetReturnStmt:           q.consumeWidgetReturnStmt,
 		countPendingRelayDeliveriesStmt:   q.countPendingRelayDeliveriesStmt,
@@ -525,7 +562,9 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		dropDeliveredRelayBodyStmt:        q.dropDeliveredRelayBodyStmt,
 		dropExpiredRelayBodiesStmt:        q.dropExpiredRelayBodiesStmt,
 		expireWidgetSessionsStmt:          q.expireWidgetSessionsStmt,
+		finishBackfillStmt:                q.finishBackfillStmt,
 		finishRelayDeliveryStmt:           q.finishRelayDeliveryStmt,
+		getBackfillStmt:                   q.getBackfillStmt,
 		getRelayBodyStmt:                  q.getRelayBodyStmt,
 		getRelayDeliveryStmt:              q.getRelayDeliveryStmt,
 		getTerraUserStmt:                  q.getTerraUserStmt,
@@ -535,6 +574,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		getWidgetSessionByTerraIDStmt:     q.getWidgetSessionByTerraIDStmt,
 		insertAppliedWebhookEventStmt:     q.insertAppliedWebhookEventStmt,
 		insertAuditEntryStmt:              q.insertAuditEntryStmt,
+		insertBackfillStmt:                q.insertBackfillStmt,
 		insertDeadLetterStmt:              q.insertDeadLetterStmt,
 		insertRelayDeliveryStmt:           q.insertRelayDeliveryStmt,
 		insertRelayEventStmt:              q.insertRelayEventStmt,
