@@ -143,9 +143,9 @@ func testMigrate(t *testing.T, url string) {
 	}
 
 	wantRefused()
-	run("status", "pending", "00007_relay.sql")
+	run("status", "pending", "00008_relay_pieces.sql")
 	run("up", "applied 00001_init.sql", "applied 00003_leases.sql", "applied 00004_audit.sql", "applied 00005_dead_letters.sql",
-		"applied 00006_terra_users_list_order.sql", "applied 00007_relay.sql")
+		"applied 00006_terra_users_list_order.sql", "applied 00007_relay.sql", "applied 00008_relay_pieces.sql")
 	run("up", "no pending migrations")
 	s, err := Open(ctx, url, Options{}, nil)
 	if err != nil {
@@ -154,7 +154,7 @@ func testMigrate(t *testing.T, url string) {
 	if err := s.Ready(ctx); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
-	run("down", "rolled back 00007_relay.sql")
+	run("down", "rolled back 00008_relay_pieces.sql")
 	if err := s.Ready(ctx); !errors.Is(err, store.ErrSchemaOutdated) {
 		t.Errorf("Ready after migrate down: %v; want ErrSchemaOutdated", err)
 	}
