@@ -190,3 +190,23 @@ func TestLargeBodyWithoutDestinationKeepsNothing(t *testing.T) {
 		t.Errorf("inbox = %d rows; want one without body", len(inbox))
 	}
 }
+
+// A body over the limit without a Content-Length (chunked) is cut while it is read: 413,
+// and nothing stored.
+func TestChunkedBodyOverMaxBytesRefused(t *testing.T) {
+	st, srv := newStreamEnv(t, routes{"activity": {"a"}}, 2<<20)
+	body := dataBody(3<<20, 7)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, io.MultiReader(bytes.NewReader(body))) // no length known
+	req.Header.Set("terra-signature", terra.Sign([]byte(secret), time.Now(), body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("answer = %d %s; want 413 JSON", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if len(relayLog(t, st)) != 0 || len(inboxRows(t, st)) != 0 {
+		t.Error("something was stored")
+	}
+}

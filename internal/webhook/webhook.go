@@ -131,6 +131,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
 		return
 	}
+	if r.ContentLength > h.maxBytes {
+		// Said up front: refused before reading (and staging) any of it.
+		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes (WEBHOOK_MAX_BYTES)", h.maxBytes))
+		return
+	}
 	v := terra.NewVerifier(h.secrets, r.Header)
 	in, err := h.read(http.MaxBytesReader(w, r.Body, h.maxBytes), v)
 	if in.spool != nil {
