@@ -192,3 +192,68 @@ func BenchmarkStartup(b *testing.B) {
 	b.StopTimer()
 	reportQuantiles(b, ready)
 }
+
+// BenchmarkLargeBodies ingests four 30 MiB chunks of one request at once, each relayed to
+// two destinations, and reports how far the gateway's peak RSS rose above its resident
+// memory before (issue 13: under 64 MiB) and the time to acknowledge a chunk, alone (under
+// 2 s on loopback) and four at once.
+func BenchmarkLargeBodies(b *testing.B) {
+	r := benchRunner(b)
+	engines := map[string]string{"sqlite": r.sqliteURL("bench-large")}
+	if r.Cfg.Postgres != "" && pgtest.Ping(context.Background(), r.Cfg.Postgres) == nil {
+		url, drop, err := pgtest.CreateSchema(r.Cfg.Postgres, "bench_")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = drop() }()
+		engines["postgres"] = url
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		url, ok := engines[name]
+		if !ok {
+			continue
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			l, err := r.StartLargeBodies(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			before, err := l.GW.RSS()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var alone, together []time.Duration
+			b.ResetTimer()
+			for range b.N {
+				one, err := l.Ingest(ctx, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				alone = append(alone, one...)
+				if err := l.Relayed(ctx, 1); err != nil {
+					b.Fatal(err)
+				}
+				four, err := l.Ingest(ctx, 4)
+				if err != nil {
+					b.Fatal(err)
+				}
+				together = append(together, four...)
+				if err := l.Relayed(ctx, 4); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			peak, err := l.GW.PeakRSS()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(before)/(1<<20), "rss-before-MiB")
+			b.ReportMetric(float64(peak-before)/(1<<20), "peak-rss-rise-MiB")
+			b.ReportMetric(float64(slices.Max(alone).Milliseconds()), "ack-1x30MiB-max-ms")
+			b.ReportMetric(float64(slices.Max(together).Milliseconds()), "ack-4x30MiB-max-ms")
+		})
+	}
+}

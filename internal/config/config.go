@@ -79,6 +79,7 @@ type Config struct {
 	ProvidersTTL    time.Duration // PROVIDERS_TTL: how long Terra's provider list is cached
 
 	MaxBodyBytes           int64               // MAX_BODY_BYTES: largest GraphQL request body
+	WebhookMaxBytes        int64               // WEBHOOK_MAX_BYTES: largest Terra webhook body
 	BodyIdleTimeout        time.Duration       // BODY_IDLE_TIMEOUT: longest wait for the next byte of a request body
 	GraphQLBodyTimeout     time.Duration       // GRAPHQL_BODY_TIMEOUT: longest a whole /graphql request body may take
 	RateLimitUser          limit.Rate          // RATE_LIMIT_USER, e.g. 120/m
@@ -201,6 +202,14 @@ func settings() []setting {
 				return fmt.Errorf("want a number of bytes from 1024 to 67108864, got %q", v)
 			}
 			c.MaxBodyBytes = n
+			return nil
+		}},
+		{env: "WEBHOOK_MAX_BYTES", usage: "largest Terra webhook body, in bytes (streamed, never held whole); larger ones get 413", set: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1<<20 || n > 1<<34 {
+				return fmt.Errorf("want a number of bytes from 1048576 to 17179869184, got %q", v)
+			}
+			c.WebhookMaxBytes = n
 			return nil
 		}},
 		{env: "BODY_IDLE_TIMEOUT", usage: "a request body that sends nothing for this long is cut with 408, e.g. 10s", set: duration(func(c *Config) *time.Duration { return &c.BodyIdleTimeout }, false)},
@@ -355,6 +364,7 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		ProvidersTTL:    time.Hour,
 		Playground:      true,
 		MaxBodyBytes:    1 << 20,
+		WebhookMaxBytes: 64 << 20,
 		// Terra and well-behaved clients send a body without pausing; a pause this long is
 		// a connection being held open.
 		BodyIdleTimeout:    10 * time.Second,
@@ -550,6 +560,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("service_api_keys", len(c.ServiceAPIKeys)),
 		slog.String("env", c.Env),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
+		slog.Int64("webhook_max_bytes", c.WebhookMaxBytes),
 		slog.Duration("body_idle_timeout", c.BodyIdleTimeout),
 		slog.Duration("graphql_body_timeout", c.GraphQLBodyTimeout),
 		slog.String("rate_limit_user", c.RateLimitUser.String()),

@@ -457,3 +457,21 @@ func TestBackfill(t *testing.T) {
 		}
 	}
 }
+
+func TestWebhookMaxBytes(t *testing.T) {
+	c, err := Load(nil, env(required), io.Discard)
+	if err != nil || c.WebhookMaxBytes != 64<<20 {
+		t.Fatalf("default: %d, %v; want 67108864", c.WebhookMaxBytes, err)
+	}
+	m := maps.Clone(required)
+	m["WEBHOOK_MAX_BYTES"] = "33554432"
+	if c, err = Load(nil, env(m), io.Discard); err != nil || c.WebhookMaxBytes != 32<<20 {
+		t.Errorf("33554432: %d, %v", c.WebhookMaxBytes, err)
+	}
+	for _, v := range []string{"1000", "big", "-1"} {
+		m["WEBHOOK_MAX_BYTES"] = v
+		if _, err := Load(nil, env(m), io.Discard); err == nil || !strings.Contains(err.Error(), "WEBHOOK_MAX_BYTES") {
+			t.Errorf("%s: %v", v, err)
+		}
+	}
+}

@@ -68,8 +68,9 @@ type Metrics struct {
 	terraOps      *capped
 	endpoints     *capped
 
-	webhooks    *prometheus.CounterVec
-	deliveryLag prometheus.Histogram
+	webhooks     *prometheus.CounterVec
+	webhookBytes prometheus.Counter
+	deliveryLag  prometheus.Histogram
 
 	subscriptions     prometheus.Gauge
 	unlistedDocuments prometheus.Counter
@@ -125,6 +126,10 @@ func New() *Metrics {
 			Namespace: namespace, Subsystem: "webhook", Name: "events_total",
 			Help: "Terra webhook deliveries by event type and outcome (applied, unchanged, duplicate, ignored, refused, error).",
 		}, []string{"type", "outcome"}),
+		webhookBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "webhook", Name: "ingested_bytes_total",
+			Help: "Bytes of Terra webhook bodies read whose signature verified (duplicates included).",
+		}),
 		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "webhook", Name: "delivery_lag_seconds",
 			Help: "Inbox lag: time from Terra signing a webhook delivery to terragate applying it, once per applied delivery " +
@@ -169,7 +174,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.gqlRequests, m.gqlDuration,
 		m.terraRequests, m.terraDuration, m.circuit,
-		m.webhooks, m.deliveryLag,
+		m.webhooks, m.webhookBytes, m.deliveryLag,
 		m.subscriptions, m.unlistedDocuments,
 		m.sessionsCreated, m.sessionsCompleted,
 		m.httpRequests, m.httpDuration,
@@ -301,6 +306,14 @@ const (
 )
 
 var webhookOutcomes = []string{WebhookApplied, WebhookUnchanged, WebhookDuplicate, WebhookIgnored, WebhookRefused, WebhookError}
+
+// WebhookBytes counts n bytes of a verified webhook body.
+func (m *Metrics) WebhookBytes(n int64) {
+	if m == nil {
+		return
+	}
+	m.webhookBytes.Add(float64(n))
+}
 
 // Webhook records one webhook delivery. eventType is Terra's event type ("" when the body
 // was never decoded, as for a refused signature); types outside a fixed list become

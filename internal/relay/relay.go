@@ -26,6 +26,8 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/terragate/terragate/internal/metrics"
+	"github.com/terragate/terragate/internal/spool"
+	"github.com/terragate/terragate/internal/stdwebhook"
 	"github.com/terragate/terragate/internal/store"
 )
 
@@ -240,22 +242,12 @@ func outcomeOf(res store.RelayResult) string {
 // send makes one attempt and says how it ended. The error text never holds anything of the
 // body: only the status, or what went wrong with the connection.
 func (w *worker) send(ctx context.Context, d store.RelayDelivery) store.RelayResult {
-	body, err := w.r.st.RelayBody(ctx, d.EventID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.RelayResult{Status: store.RelayFailed, Error: "the event's body is no longer kept"}
-	}
-	if err != nil {
-		return w.retry(d, 0, "reading the event failed", 0)
-	}
 	actx, cancel := context.WithTimeout(ctx, w.r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, w.dest.URL.String(), bytes.NewReader(body))
-	if err != nil {
-		return store.RelayResult{Status: store.RelayFailed, Error: "bad destination URL"}
+	req, res, ok := w.request(actx, d)
+	if !ok {
+		return res
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "terragate-relay")
-	w.dest.Secret.SetHeaders(req.Header, d.WebhookID, w.r.now(), body)
 	req.Header.Set("terragate-event-type", d.EventType)
 	for name, v := range map[string]string{
 		"terra-reference": d.Reference, "x-terra-trace-id": d.TraceID, "x-terra-ordering-timestamp": d.OrderingTimestamp,
@@ -290,6 +282,53 @@ func (w *worker) send(ctx context.Context, d store.RelayDelivery) store.RelayRes
 	default:
 		return w.retry(d, 0, transportError(err, w.r.cfg.Timeout), 0)
 	}
+}
+
+// request builds one attempt's request, signed for this attempt, or says how the attempt
+// ended when it cannot be built. A small body is sent from memory; a large one (kept in
+// pieces) is streamed from the store twice, piece by piece: once to sign it (the signature
+// covers the attempt's timestamp, so it is made per attempt) and once as the request body.
+// Memory stays at one piece whatever the body's size; the cost is reading the pieces twice.
+func (w *worker) request(ctx context.Context, d store.RelayDelivery) (*http.Request, store.RelayResult, bool) {
+	pieces, err := w.r.st.RelayPieces(ctx, d.EventID)
+	if err != nil {
+		return nil, w.retry(d, 0, "reading the event failed", 0), false
+	}
+	now := w.r.now()
+	var body io.Reader
+	var sign func(h http.Header) error
+	if pieces == 0 {
+		b, err := w.r.st.RelayBody(ctx, d.EventID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, store.RelayResult{Status: store.RelayFailed, Error: "the event's body is no longer kept"}, false
+		}
+		if err != nil {
+			return nil, w.retry(d, 0, "reading the event failed", 0), false
+		}
+		body = bytes.NewReader(b)
+		sign = func(h http.Header) error { w.dest.Secret.SetHeaders(h, d.WebhookID, now, b); return nil }
+	} else {
+		get := func(seq int) ([]byte, error) { return w.r.st.RelayPiece(ctx, d.EventID, seq) }
+		body = spool.NewReader(pieces, get)
+		sign = func(h http.Header) error {
+			sig, err := w.dest.Secret.SignReader(d.WebhookID, now, spool.NewReader(pieces, get))
+			if err != nil {
+				return err
+			}
+			stdwebhook.SetSignedHeaders(h, d.WebhookID, now, sig)
+			return nil
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.dest.URL.String(), body)
+	if err != nil {
+		return nil, store.RelayResult{Status: store.RelayFailed, Error: "bad destination URL"}, false
+	}
+	if err := sign(req.Header); err != nil {
+		return nil, w.retry(d, 0, "reading the event failed", 0), false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "terragate-relay")
+	return req, store.RelayResult{}, true
 }
 
 // retry is a failed attempt: due again after the schedule's next wait (at least retryAfter),

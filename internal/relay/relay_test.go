@@ -18,6 +18,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/terragate/terragate/internal/relay"
+	"github.com/terragate/terragate/internal/spool"
 	"github.com/terragate/terragate/internal/stdwebhook"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/sqlite"
@@ -389,5 +390,42 @@ func TestNoHealthDataInLogsOrErrors(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "dead letter") {
 		t.Errorf("the dead letter was not logged: %s", h.logs.String())
+	}
+}
+
+// A body kept in pieces is streamed from the store, byte for byte, signed over the whole
+// body, then dropped with its pieces once delivered.
+func TestDeliversBodyKeptInPieces(t *testing.T) {
+	a := newReceiver(t, nil)
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	body := bytes.Repeat([]byte(`{"bpm":61,"t":"2026-07-01T00:00:00Z"},`), 100_000) // 3.8 MB: four pieces
+	sp, err := spool.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if _, err := sp.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	d := store.Delivery{
+		DedupeKey: "trace:big", TraceID: "big", Source: store.SourceWebhook, SignedAt: time.Now(), ReceivedAt: time.Now(),
+		Event: store.Event{Kind: store.EventIgnored, Type: "activity"},
+		Relay: &store.RelayEvent{Type: "activity", TraceID: "big", Pieces: sp, Destinations: []string{"a"}},
+	}
+	if _, err := h.st.ApplyWebhook(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	got := a.next(t)
+	if !bytes.Equal(got.body, body) {
+		t.Errorf("relayed %d bytes; want %d byte for byte", len(got.body), len(body))
+	}
+	verify(t, secret, got)
+	done := h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 1)
+	if n, err := h.st.RelayPieces(context.Background(), done[0].EventID); err != nil || n != 0 {
+		t.Errorf("pieces after delivery: %d, %v; want none kept", n, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -62,6 +63,28 @@ func (s Secret) Sign(id string, t time.Time, body []byte) string {
 	mac.Write([]byte{'.'})
 	mac.Write(body)
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// SignReader is Sign over a body read from r, for bodies too large to hold: the HMAC is
+// computed as the body streams by.
+func (s Secret) SignReader(id string, t time.Time, r io.Reader) (string, error) {
+	mac := hmac.New(sha256.New, s.key)
+	mac.Write([]byte(id))
+	mac.Write([]byte{'.'})
+	mac.Write([]byte(strconv.FormatInt(t.Unix(), 10)))
+	mac.Write([]byte{'.'})
+	if _, err := io.Copy(mac, r); err != nil {
+		return "", err
+	}
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+// SetSignedHeaders sets the three Standard Webhooks headers of one attempt on h, with a
+// signature made by SignReader for the same id and t.
+func SetSignedHeaders(h http.Header, id string, t time.Time, signature string) {
+	h.Set(HeaderID, id)
+	h.Set(HeaderTimestamp, strconv.FormatInt(t.Unix(), 10))
+	h.Set(HeaderSignature, signature)
 }
 
 // SetHeaders sets the three Standard Webhooks headers of one attempt on h.

@@ -1,6 +1,7 @@
 package stdwebhook_test
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
 	"testing"
@@ -82,5 +83,19 @@ func TestSecretNeverPrinted(t *testing.T) {
 		if strings.Contains(out, "MfKQ") {
 			t.Errorf("secret printed: %q", out)
 		}
+	}
+}
+
+// SignReader, over a body streamed by, signs as Sign does over the body in memory.
+func TestSignReaderMatchesSign(t *testing.T) {
+	s, err := stdwebhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte(`{"x":1}`), 50_000)
+	at := time.Unix(1751371200, 0)
+	got, err := s.SignReader("msg_1", at, bytes.NewReader(body))
+	if err != nil || got != s.Sign("msg_1", at, body) {
+		t.Errorf("SignReader = %q, %v; want %q", got, err, s.Sign("msg_1", at, body))
 	}
 }

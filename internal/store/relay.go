@@ -31,8 +31,18 @@ type RelayEvent struct {
 	TraceID           string // X-Terra-Trace-Id, when sent
 	Reference         string // terra-reference, when sent
 	OrderingTimestamp string // x-terra-ordering-timestamp, when sent
-	Body              []byte // byte for byte
+	Body              []byte // byte for byte (a small body; nil when Pieces holds it)
+	Pieces            Pieces // a large body, in pieces; nil for a small one
 	Destinations      []string
+}
+
+// Pieces is a large body already cut into bounded pieces (internal/spool), which the store
+// keeps as they are and gives back one at a time (Outbox.RelayPiece).
+type Pieces interface {
+	// Count is the number of pieces.
+	Count() int
+	// Each hands every piece, in order, to fn; the slice may be reused after fn returns.
+	Each(fn func(piece []byte) error) error
 }
 
 // RelayDelivery is one event to one destination, as the delivery log keeps it: never its
@@ -88,6 +98,12 @@ type Outbox interface {
 	ClaimRelayDeliveries(ctx context.Context, destination string, now, leaseUntil time.Time, max int) ([]RelayDelivery, error)
 	// RelayBody returns the body of a relay event, or ErrNotFound once it is no longer kept.
 	RelayBody(ctx context.Context, eventID int64) ([]byte, error)
+	// RelayPieces says how many pieces a relay event's body is kept in (RelayEvent.Pieces):
+	// 0 when it is kept inline (RelayBody) or no longer kept.
+	RelayPieces(ctx context.Context, eventID int64) (int, error)
+	// RelayPiece returns piece seq (from 0) of a relay event's body, or ErrNotFound once the
+	// body is no longer kept.
+	RelayPiece(ctx context.Context, eventID int64, seq int) ([]byte, error)
 	// FinishRelayDelivery records how the claimed attempt d ended, and forgets the event's
 	// body once every destination has it. It reports false (and changes nothing) when d is
 	// no longer that attempt's: its lease ran out and it was claimed again, or replayed.

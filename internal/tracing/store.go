@@ -213,6 +213,17 @@ func (t *tracedStore) RelayBody(ctx context.Context, eventID int64) (_ []byte, e
 	return t.next.RelayBody(ctx, eventID)
 }
 
+func (t *tracedStore) RelayPieces(ctx context.Context, eventID int64) (_ int, err error) {
+	ctx, end := t.start(ctx, "RelayPieces")
+	defer func() { end(err) }()
+	return t.next.RelayPieces(ctx, eventID)
+}
+
+// RelayPiece is not traced: a large body reads a piece per MiB, and its send is traced.
+func (t *tracedStore) RelayPiece(ctx context.Context, eventID int64, seq int) ([]byte, error) {
+	return t.next.RelayPiece(ctx, eventID, seq)
+}
+
 func (t *tracedStore) FinishRelayDelivery(ctx context.Context, d store.RelayDelivery, r store.RelayResult) (_ bool, err error) {
 	ctx, end := t.start(ctx, "FinishRelayDelivery")
 	defer func() { end(err) }()

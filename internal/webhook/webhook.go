@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -28,15 +27,30 @@ import (
 // second.
 const StoreDeadline = 900 * time.Millisecond
 
-// MaxBody is the largest webhook body accepted. Connection events are a few hundred bytes;
-// data events can be larger, and those over the cap are refused with 413 (streaming them
-// through is a later part of issue 13).
-const MaxBody = 1 << 20
+// InlineBody is the largest body held in memory and decoded whole. Connection events are a
+// few hundred bytes; a larger body (a data event of up to WEBHOOK_MAX_BYTES) is streamed: its
+// signature and hash computed as it is read, and the body staged in compressed pieces in a
+// temp file (internal/spool), never whole in memory.
+const InlineBody = 1 << 20
+
+// DefaultMaxBytes is the largest body accepted unless WithMaxBytes says otherwise
+// (WEBHOOK_MAX_BYTES).
+const DefaultMaxBytes = 64 << 20
 
 // Router names the relay destinations that want events of a type (none: the event is not
 // relayed, and nothing of a data event's body is kept).
 type Router interface {
 	Route(eventType string) []string
+}
+
+// WithMaxBytes refuses bodies over n bytes with 413 (WEBHOOK_MAX_BYTES).
+func WithMaxBytes(n int64) Option {
+	return func(h *Handler) { h.maxBytes = n }
+}
+
+// WithSpoolDir stages large bodies in dir (default: the system's temp directory).
+func WithSpoolDir(dir string) Option {
+	return func(h *Handler) { h.spoolDir = dir }
 }
 
 // Option tunes New.
@@ -64,6 +78,8 @@ type Handler struct {
 	secrets  [][]byte
 	apply    Applier
 	relay    Router // nil: nothing is relayed
+	maxBytes int64  // larger bodies get 413
+	spoolDir string // where large bodies are staged ("": the system's temp directory)
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -77,7 +93,7 @@ type Decoder func(body []byte) (store.Event, error)
 // decode and handing them to apply. It refuses an empty list: a webhook endpoint that
 // cannot verify must not exist. m counts deliveries (nil: none).
 func New(secrets []string, decode Decoder, apply Applier, m *metrics.Metrics, log *slog.Logger, opts ...Option) (*Handler, error) {
-	h := &Handler{decode: decode, apply: apply, metrics: m, log: log, now: time.Now, deadline: StoreDeadline}
+	h := &Handler{decode: decode, apply: apply, metrics: m, log: log, now: time.Now, deadline: StoreDeadline, maxBytes: DefaultMaxBytes}
 	for _, o := range opts {
 		o(h)
 	}
@@ -92,12 +108,12 @@ func New(secrets []string, decode Decoder, apply Applier, m *metrics.Metrics, lo
 	return h, nil
 }
 
-// verify checks the signature against every secret. It reports which one matched, by index
-// only: a secret never reaches a log line.
-func (h *Handler) verify(r *http.Request, body []byte) (signedAt time.Time, index int, err error) {
+// verify checks the signature, computed by v as the body was read, against every secret. It
+// reports which one matched, by index only: a secret never reaches a log line.
+func (h *Handler) verify(v *terra.Verifier) (signedAt time.Time, index int, err error) {
 	err = terra.ErrBadSignature
-	for i, secret := range h.secrets {
-		at, e := terra.VerifySignature(secret, r.Header, body, h.now())
+	for i := range h.secrets {
+		at, e := v.Check(i, h.now())
 		if e == nil {
 			return at, i, nil
 		}
@@ -115,32 +131,51 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if r.ContentLength > h.maxBytes {
+		// Said up front: refused before reading (and staging) any of it.
+		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes (WEBHOOK_MAX_BYTES)", h.maxBytes))
+		return
+	}
+	v := terra.NewVerifier(h.secrets, r.Header)
+	in, err := h.read(http.MaxBytesReader(w, r.Body, h.maxBytes), v)
+	if in.spool != nil {
+		// Whatever happens next, the staged copy goes: stored pieces are in the store.
+		defer in.spool.Close()
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, "body larger than 1 MiB")
-			return
-		}
-		if errors.Is(err, limit.ErrBodyTimeout) {
+		switch {
+		case errors.As(err, &tooBig):
+			writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes (WEBHOOK_MAX_BYTES)", h.maxBytes))
+		case errors.Is(err, limit.ErrBodyTimeout):
 			limit.RequestTimeout(w, r, limit.JSON)
-			return
+		case errors.Is(err, errStaging):
+			h.log.ErrorContext(r.Context(), "webhook not staged", "err", err, "trace_id", traceID(r))
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusServiceUnavailable, "could not store the event; retry later")
+		default:
+			writeJSON(w, http.StatusBadRequest, "could not read body")
 		}
-		writeJSON(w, http.StatusBadRequest, "could not read body")
 		return
 	}
 
-	signedAt, secretIndex, err := h.verify(r, body)
+	signedAt, secretIndex, err := h.verify(v)
 	if err != nil {
 		h.log.WarnContext(r.Context(), "webhook refused", "reason", signatureReason(err), "trace_id", traceID(r))
 		h.metrics.Webhook("", metrics.WebhookRefused)
 		writeJSON(w, http.StatusUnauthorized, "invalid signature: "+signatureReason(err))
 		return
 	}
+	h.metrics.WebhookBytes(in.size)
+	if in.spool != nil {
+		h.serveLarge(w, r, in, signedAt, secretIndex)
+		return
+	}
+	body := in.head
 
 	trace := traceID(r)
 	d := store.Delivery{
-		DedupeKey:  dedupeKey(trace, body),
+		DedupeKey:  dedupeKey(trace, in.sum),
 		TraceID:    trace,
 		SignedAt:   signedAt.UTC(),
 		ReceivedAt: h.now().UTC(),
@@ -161,8 +196,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil {
-		h.forRelay(r, &d)
+		h.forRelay(r, &d, nil)
 	}
+	h.store(w, r, d, err, signedAt, secretIndex)
+}
+
+// store applies d (or records why it cannot be applied: decodeErr) and answers Terra.
+func (h *Handler) store(w http.ResponseWriter, r *http.Request, d store.Delivery, err error, signedAt time.Time, secretIndex int) {
 
 	// Terra waits about 8 s and throttles slow endpoints: a delivery that cannot be stored
 	// quickly is refused with 503, and Terra's retry brings it back. Nothing is lost: the
@@ -237,7 +277,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forRelay enqueues d for the destinations that want its type, with Terra's own headers. A
 // data event (any type that is not a connection event) keeps its body only for the relay:
 // its inbox row keeps none, and without a destination nothing of it is kept.
-func (h *Handler) forRelay(r *http.Request, d *store.Delivery) {
+func (h *Handler) forRelay(r *http.Request, d *store.Delivery, pieces store.Pieces) {
 	var dests []string
 	if h.relay != nil {
 		dests = h.relay.Route(d.Event.Type)
@@ -249,6 +289,7 @@ func (h *Handler) forRelay(r *http.Request, d *store.Delivery) {
 			Reference:         header(r, "terra-reference"),
 			OrderingTimestamp: header(r, "x-terra-ordering-timestamp"),
 			Body:              d.Body,
+			Pieces:            pieces,
 			Destinations:      dests,
 		}
 	}
@@ -346,12 +387,11 @@ func outcomeOf(kind store.EventKind, out store.Outcome) string {
 }
 
 // dedupeKey identifies a delivery across Terra's retries: its trace id (traceID) when sent,
-// else the body itself.
-func dedupeKey(trace string, body []byte) string {
+// else the body itself, by its SHA-256 (computed as it was read).
+func dedupeKey(trace string, sum [sha256.Size]byte) string {
 	if trace != "" {
 		return "trace:" + trace
 	}
-	sum := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 

@@ -50,17 +50,17 @@ WHERE id = @id
 -- name: DropDeliveredRelayBody :exec
 -- Forgets an event's body once every destination has it.
 UPDATE relay_events
-SET body = NULL
+SET body = NULL, pieces = 0
 WHERE relay_events.id = @id
-  AND relay_events.body IS NOT NULL
+  AND (relay_events.body IS NOT NULL OR relay_events.pieces > 0)
   AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = @id AND d.status <> 'DELIVERED');
 
 -- name: DropExpiredRelayBodies :execrows
 -- Forgets the bodies kept since before the retention that no pending delivery needs: those
 -- of dead letters, which then can no longer be replayed.
 UPDATE relay_events
-SET body = NULL
-WHERE relay_events.body IS NOT NULL
+SET body = NULL, pieces = 0
+WHERE (relay_events.body IS NOT NULL OR relay_events.pieces > 0)
   AND relay_events.created_at < @before
   AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = relay_events.id AND d.status = 'PENDING');
 
@@ -102,3 +102,35 @@ WHERE status = 'PENDING'
   AND destination = @destination
 ORDER BY id
 LIMIT 1;
+
+-- name: InsertStreamedRelayEvent :one
+-- Keeps a large event for the relay as pieces (InsertRelayPiece), in the transaction that
+-- records it in the inbox.
+INSERT INTO relay_events (body, pieces, created_at)
+VALUES (NULL, @pieces, @created_at)
+RETURNING id;
+
+-- name: InsertRelayPiece :exec
+INSERT INTO relay_pieces (event_id, seq, data)
+VALUES (@event_id, @seq, @data);
+
+-- name: GetRelayPieces :one
+-- How many pieces a relay event's body is kept in: 0 for a body kept inline, or not kept.
+SELECT pieces FROM relay_events
+WHERE id = @id;
+
+-- name: GetRelayPiece :one
+SELECT data FROM relay_pieces
+WHERE event_id = @event_id AND seq = @seq;
+
+-- name: DeleteDroppedRelayPieces :exec
+-- Deletes the pieces of an event whose body DropDeliveredRelayBody dropped.
+DELETE FROM relay_pieces
+WHERE relay_pieces.event_id = @id
+  AND EXISTS (SELECT 1 FROM relay_events e WHERE e.id = @id AND e.pieces = 0);
+
+-- name: DeleteOrphanRelayPieces :exec
+-- Deletes the pieces of every body dropped (DropExpiredRelayBodies): relay_pieces holds only
+-- the bodies still kept, so this reads little.
+DELETE FROM relay_pieces
+WHERE NOT EXISTS (SELECT 1 FROM relay_events e WHERE e.id = relay_pieces.event_id AND e.pieces > 0);

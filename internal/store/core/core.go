@@ -64,6 +64,12 @@ type Queries[U, S, E, A, L, D, R any] interface {
 	InsertRelayDelivery(ctx context.Context, eventID int64, destination, webhookID, eventType, traceID, terraReference, orderingTimestamp string, nextAttemptAt *time.Time, createdAt time.Time) error
 	ClaimRelayDeliveries(ctx context.Context, leaseUntil *time.Time, destination string, now *time.Time, maxRows int64) ([]R, error)
 	GetRelayBody(ctx context.Context, id int64) ([]byte, error)
+	InsertStreamedRelayEvent(ctx context.Context, pieces int64, createdAt time.Time) (int64, error)
+	InsertRelayPiece(ctx context.Context, eventID int64, seq int64, data []byte) error
+	GetRelayPieces(ctx context.Context, id int64) (int64, error)
+	GetRelayPiece(ctx context.Context, eventID int64, seq int64) ([]byte, error)
+	DeleteDroppedRelayPieces(ctx context.Context, id int64) error
+	DeleteOrphanRelayPieces(ctx context.Context) error
 	FinishRelayDelivery(ctx context.Context, status string, nextAttemptAt *time.Time, lastStatusCode *int64, lastError string, deliveredAt *time.Time, id, attempts int64) (int64, error)
 	DropDeliveredRelayBody(ctx context.Context, id int64) error
 	DropExpiredRelayBodies(ctx context.Context, before time.Time) (int64, error)

@@ -69,7 +69,13 @@ func (c *Store[U, S, E, A, L, D, R]) enqueueRelay(ctx context.Context, tx Tx[U, 
 		return nil
 	}
 	now = store.StoredTime(now)
-	id, err := tx.InsertRelayEvent(ctx, nonNil(ev.Body), now)
+	var id int64
+	var err error
+	if ev.Pieces != nil {
+		id, err = c.insertPieces(ctx, tx, ev.Pieces, now)
+	} else {
+		id, err = tx.InsertRelayEvent(ctx, nonNil(ev.Body), now)
+	}
 	if err != nil {
 		return fmt.Errorf("insert relay event: %w", err)
 	}
@@ -80,6 +86,48 @@ func (c *Store[U, S, E, A, L, D, R]) enqueueRelay(ctx context.Context, tx Tx[U, 
 		}
 	}
 	return nil
+}
+
+// insertPieces keeps a large body's pieces, one statement each: the pieces are bounded, and
+// read from where the caller staged them, so the transaction holds one piece at a time.
+func (c *Store[U, S, E, A, L, D, R]) insertPieces(ctx context.Context, tx Tx[U, S, E, A, L, D, R], p store.Pieces, now time.Time) (int64, error) {
+	if p.Count() < 1 {
+		return 0, fmt.Errorf("a streamed body without pieces: %w", store.ErrInvalid)
+	}
+	id, err := tx.InsertStreamedRelayEvent(ctx, int64(p.Count()), now)
+	if err != nil {
+		return 0, err
+	}
+	seq := int64(0)
+	err = p.Each(func(piece []byte) error {
+		if err := tx.InsertRelayPiece(ctx, id, seq, piece); err != nil {
+			return fmt.Errorf("piece %d: %w", seq, err)
+		}
+		seq++
+		return nil
+	})
+	if err == nil && seq != int64(p.Count()) {
+		err = fmt.Errorf("%d pieces of %d: %w", seq, p.Count(), store.ErrInvalid)
+	}
+	return id, err
+}
+
+// RelayPieces says how many pieces a relay event's body is kept in (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) RelayPieces(ctx context.Context, eventID int64) (int, error) {
+	n, err := c.read.GetRelayPieces(ctx, eventID)
+	if err != nil {
+		return 0, c.wrap(ctx, fmt.Sprintf("relay event %d", eventID), err)
+	}
+	return int(n), nil
+}
+
+// RelayPiece returns one piece of a relay event's body (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) RelayPiece(ctx context.Context, eventID int64, seq int) ([]byte, error) {
+	piece, err := c.read.GetRelayPiece(ctx, eventID, int64(seq))
+	if err != nil {
+		return nil, c.wrap(ctx, fmt.Sprintf("relay event %d piece %d", eventID, seq), err)
+	}
+	return piece, nil
 }
 
 // ClaimRelayDeliveries claims due deliveries of one destination (store.Outbox).
@@ -139,7 +187,10 @@ func (c *Store[U, S, E, A, L, D, R]) FinishRelayDelivery(ctx context.Context, d 
 		}
 		ok = true
 		if r.Status == store.RelayDelivered {
-			return tx.DropDeliveredRelayBody(ctx, d.EventID)
+			if err := tx.DropDeliveredRelayBody(ctx, d.EventID); err != nil {
+				return err
+			}
+			return tx.DeleteDroppedRelayPieces(ctx, d.EventID)
 		}
 		return nil
 	})
@@ -167,9 +218,15 @@ func (c *Store[U, S, E, A, L, D, R]) ReplayRelayDelivery(ctx context.Context, id
 		if d.Status != store.RelayFailed {
 			return fmt.Errorf("status %s, not a dead letter: %w", d.Status, store.ErrConflict)
 		}
-		if body, err := tx.GetRelayBody(ctx, d.EventID); err != nil {
+		body, err := tx.GetRelayBody(ctx, d.EventID)
+		if err != nil {
 			return err
-		} else if body == nil {
+		}
+		pieces, err := tx.GetRelayPieces(ctx, d.EventID)
+		if err != nil {
+			return err
+		}
+		if body == nil && pieces == 0 {
 			return fmt.Errorf("the event's body is no longer kept (RELAY_RETENTION): %w", store.ErrConflict)
 		}
 		if row, err = tx.ReplayRelayDelivery(ctx, &now, id); err != nil {
@@ -207,7 +264,10 @@ func (c *Store[U, S, E, A, L, D, R]) DropExpiredRelayBodies(ctx context.Context,
 	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
 		var err error
 		n, err = tx.DropExpiredRelayBodies(ctx, store.StoredTime(before))
-		return err
+		if err != nil || n == 0 {
+			return err
+		}
+		return tx.DeleteOrphanRelayPieces(ctx)
 	})
 	if err != nil {
 		return 0, c.wrap(ctx, "drop expired relay bodies", err)

@@ -30,6 +30,7 @@ func testRelay(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("List", h(testRelayList))
 	t.Run("ClaimConcurrent", h(testRelayClaimConcurrent))
 	t.Run("Backlog", h(testRelayBacklog))
+	t.Run("Pieces", h(testRelayPieces))
 }
 
 // relayDelivery is a data event with its body for the relay only, as the webhook handler
@@ -369,5 +370,84 @@ func testRelayBacklog(t *testing.T, s *suite) {
 	}
 	if n, _, err := s.s.PendingRelayDeliveries(s.ctx, "b"); err != nil || n != 0 {
 		t.Errorf("b's backlog = %d, %v; want 0", n, err)
+	}
+}
+
+// pieces is a large body already in pieces (store.Pieces), as the webhook handler stages it.
+type pieces [][]byte
+
+func (p pieces) Count() int { return len(p) }
+
+func (p pieces) Each(fn func([]byte) error) error {
+	for _, b := range p {
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A large body is kept in its pieces, read back one at a time, and dropped with them: once
+// every destination has it, or after the retention for a dead letter.
+func testRelayPieces(t *testing.T, s *suite) {
+	body := pieces{[]byte("piece-0"), odd, []byte("piece-2")}
+	for i, key := range []string{"k1", "k2"} {
+		d := relayDelivery(key, at(i+1), "activity", nil, "a", "b")
+		d.Relay.Pieces = body
+		s.apply(d)
+	}
+	log := s.relayLog(store.RelayFilter{Destination: "a"})
+	if len(log) != 2 {
+		t.Fatalf("relay log = %+v", log)
+	}
+	for _, d := range log {
+		n, err := s.s.RelayPieces(s.ctx, d.EventID)
+		if err != nil || n != 3 {
+			t.Fatalf("RelayPieces = %d, %v; want 3", n, err)
+		}
+		for i := range n {
+			if got, err := s.s.RelayPiece(s.ctx, d.EventID, i); err != nil || !bytes.Equal(got, body[i]) {
+				t.Errorf("RelayPiece(%d) = %q, %v", i, got, err)
+			}
+		}
+		if _, err := s.s.RelayPiece(s.ctx, d.EventID, 3); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a piece past the last: %v; want ErrNotFound", err)
+		}
+	}
+	// k1 reaches both destinations: its pieces go.
+	now := time.Now()
+	k1 := log[len(log)-1].EventID
+	for _, dest := range []string{"a", "b"} {
+		for _, d := range s.claim(dest, now, 2) {
+			res := store.RelayResult{Status: store.RelayFailed, StatusCode: 410, Error: "410 Gone", At: now}
+			if d.EventID == k1 {
+				res = store.RelayResult{Status: store.RelayDelivered, StatusCode: 200, At: now}
+			}
+			s.finish(d, res)
+		}
+	}
+	if n, err := s.s.RelayPieces(s.ctx, k1); err != nil || n != 0 {
+		t.Errorf("RelayPieces after delivery = %d, %v; want 0", n, err)
+	}
+	if _, err := s.s.RelayPiece(s.ctx, k1, 0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a delivered body's piece: %v; want ErrNotFound", err)
+	}
+	// k2 is a dead letter twice over: replayable while its pieces are kept, not after.
+	dead := s.relayLog(store.RelayFilter{Status: store.RelayFailed})
+	if len(dead) != 2 {
+		t.Fatalf("dead letters = %+v", dead)
+	}
+	if _, err := s.s.ReplayRelayDelivery(s.ctx, dead[0].ID, now); err != nil {
+		t.Errorf("replay with pieces kept: %v", err)
+	}
+	s.finish(s.claim(dead[0].Destination, now, 1)[0], store.RelayResult{Status: store.RelayFailed, StatusCode: 410, Error: "410 Gone", At: now})
+	if n, err := s.s.DropExpiredRelayBodies(s.ctx, now.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("DropExpiredRelayBodies = %d, %v; want 1", n, err)
+	}
+	if _, err := s.s.RelayPiece(s.ctx, dead[0].EventID, 0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an expired body's piece: %v; want ErrNotFound", err)
+	}
+	if _, err := s.s.ReplayRelayDelivery(s.ctx, dead[1].ID, now); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("replay without a body: %v; want ErrConflict", err)
 	}
 }

@@ -61,6 +61,13 @@ type RelayEvent struct {
 	ID        int64
 	Body      []byte
 	CreatedAt time.Time
+	Pieces    int64
+}
+
+type RelayPiece struct {
+	EventID int64
+	Seq     int64
+	Data    []byte
 }
 
 type TerraUser struct {

@@ -48,6 +48,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.createWidgetSessionStmt, err = db.PrepareContext(ctx, createWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query CreateWidgetSession: %w", err)
 	}
+	if q.deleteDroppedRelayPiecesStmt, err = db.PrepareContext(ctx, deleteDroppedRelayPieces); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteDroppedRelayPieces: %w", err)
+	}
+	if q.deleteOrphanRelayPiecesStmt, err = db.PrepareContext(ctx, deleteOrphanRelayPieces); err != nil {
+		return nil, fmt.Errorf("error preparing query DeleteOrphanRelayPieces: %w", err)
+	}
 	if q.dropDeliveredRelayBodyStmt, err = db.PrepareContext(ctx, dropDeliveredRelayBody); err != nil {
 		return nil, fmt.Errorf("error preparing query DropDeliveredRelayBody: %w", err)
 	}
@@ -71,6 +77,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.getRelayDeliveryStmt, err = db.PrepareContext(ctx, getRelayDelivery); err != nil {
 		return nil, fmt.Errorf("error preparing query GetRelayDelivery: %w", err)
+	}
+	if q.getRelayPieceStmt, err = db.PrepareContext(ctx, getRelayPiece); err != nil {
+		return nil, fmt.Errorf("error preparing query GetRelayPiece: %w", err)
+	}
+	if q.getRelayPiecesStmt, err = db.PrepareContext(ctx, getRelayPieces); err != nil {
+		return nil, fmt.Errorf("error preparing query GetRelayPieces: %w", err)
 	}
 	if q.getTerraUserStmt, err = db.PrepareContext(ctx, getTerraUser); err != nil {
 		return nil, fmt.Errorf("error preparing query GetTerraUser: %w", err)
@@ -104,6 +116,12 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	}
 	if q.insertRelayEventStmt, err = db.PrepareContext(ctx, insertRelayEvent); err != nil {
 		return nil, fmt.Errorf("error preparing query InsertRelayEvent: %w", err)
+	}
+	if q.insertRelayPieceStmt, err = db.PrepareContext(ctx, insertRelayPiece); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertRelayPiece: %w", err)
+	}
+	if q.insertStreamedRelayEventStmt, err = db.PrepareContext(ctx, insertStreamedRelayEvent); err != nil {
+		return nil, fmt.Errorf("error preparing query InsertStreamedRelayEvent: %w", err)
 	}
 	if q.latestWaitingWidgetSessionStmt, err = db.PrepareContext(ctx, latestWaitingWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query LatestWaitingWidgetSession: %w", err)
@@ -228,6 +246,16 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing createWidgetSessionStmt: %w", cerr)
 		}
 	}
+	if q.deleteDroppedRelayPiecesStmt != nil {
+		if cerr := q.deleteDroppedRelayPiecesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteDroppedRelayPiecesStmt: %w", cerr)
+		}
+	}
+	if q.deleteOrphanRelayPiecesStmt != nil {
+		if cerr := q.deleteOrphanRelayPiecesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing deleteOrphanRelayPiecesStmt: %w", cerr)
+		}
+	}
 	if q.dropDeliveredRelayBodyStmt != nil {
 		if cerr := q.dropDeliveredRelayBodyStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing dropDeliveredRelayBodyStmt: %w", cerr)
@@ -266,6 +294,16 @@ func (q *Queries) Close() error {
 	if q.getRelayDeliveryStmt != nil {
 		if cerr := q.getRelayDeliveryStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing getRelayDeliveryStmt: %w", cerr)
+		}
+	}
+	if q.getRelayPieceStmt != nil {
+		if cerr := q.getRelayPieceStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getRelayPieceStmt: %w", cerr)
+		}
+	}
+	if q.getRelayPiecesStmt != nil {
+		if cerr := q.getRelayPiecesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing getRelayPiecesStmt: %w", cerr)
 		}
 	}
 	if q.getTerraUserStmt != nil {
@@ -321,6 +359,16 @@ func (q *Queries) Close() error {
 	if q.insertRelayEventStmt != nil {
 		if cerr := q.insertRelayEventStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing insertRelayEventStmt: %w", cerr)
+		}
+	}
+	if q.insertRelayPieceStmt != nil {
+		if cerr := q.insertRelayPieceStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertRelayPieceStmt: %w", cerr)
+		}
+	}
+	if q.insertStreamedRelayEventStmt != nil {
+		if cerr := q.insertStreamedRelayEventStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing insertStreamedRelayEventStmt: %w", cerr)
 		}
 	}
 	if q.latestWaitingWidgetSessionStmt != nil {
@@ -500,6 +548,8 @@ type Queries struct {
 	countTerraUsersStmt               *sql.Stmt
 	countTerraUsersByReferenceStmt    *sql.Stmt
 	createWidgetSessionStmt           *sql.Stmt
+	deleteDroppedRelayPiecesStmt      *sql.Stmt
+	deleteOrphanRelayPiecesStmt       *sql.Stmt
 	dropDeliveredRelayBodyStmt        *sql.Stmt
 	dropExpiredRelayBodiesStmt        *sql.Stmt
 	expireWidgetSessionsStmt          *sql.Stmt
@@ -508,6 +558,8 @@ type Queries struct {
 	getBackfillStmt                   *sql.Stmt
 	getRelayBodyStmt                  *sql.Stmt
 	getRelayDeliveryStmt              *sql.Stmt
+	getRelayPieceStmt                 *sql.Stmt
+	getRelayPiecesStmt                *sql.Stmt
 	getTerraUserStmt                  *sql.Stmt
 	getWebhookEventStmt               *sql.Stmt
 	getWebhookEventByDedupeKeyStmt    *sql.Stmt
@@ -519,6 +571,8 @@ type Queries struct {
 	insertDeadLetterStmt              *sql.Stmt
 	insertRelayDeliveryStmt           *sql.Stmt
 	insertRelayEventStmt              *sql.Stmt
+	insertRelayPieceStmt              *sql.Stmt
+	insertStreamedRelayEventStmt      *sql.Stmt
 	latestWaitingWidgetSessionStmt    *sql.Stmt
 	listActiveTerraUsersStmt          *sql.Stmt
 	listAuditEntriesStmt              *sql.Stmt
@@ -559,6 +613,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		countTerraUsersStmt:               q.countTerraUsersStmt,
 		countTerraUsersByReferenceStmt:    q.countTerraUsersByReferenceStmt,
 		createWidgetSessionStmt:           q.createWidgetSessionStmt,
+		deleteDroppedRelayPiecesStmt:      q.deleteDroppedRelayPiecesStmt,
+		deleteOrphanRelayPiecesStmt:       q.deleteOrphanRelayPiecesStmt,
 		dropDeliveredRelayBodyStmt:        q.dropDeliveredRelayBodyStmt,
 		dropExpiredRelayBodiesStmt:        q.dropExpiredRelayBodiesStmt,
 		expireWidgetSessionsStmt:          q.expireWidgetSessionsStmt,
@@ -567,6 +623,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		getBackfillStmt:                   q.getBackfillStmt,
 		getRelayBodyStmt:                  q.getRelayBodyStmt,
 		getRelayDeliveryStmt:              q.getRelayDeliveryStmt,
+		getRelayPieceStmt:                 q.getRelayPieceStmt,
+		getRelayPiecesStmt:                q.getRelayPiecesStmt,
 		getTerraUserStmt:                  q.getTerraUserStmt,
 		getWebhookEventStmt:               q.getWebhookEventStmt,
 		getWebhookEventByDedupeKeyStmt:    q.getWebhookEventByDedupeKeyStmt,
@@ -578,6 +636,8 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		insertDeadLetterStmt:              q.insertDeadLetterStmt,
 		insertRelayDeliveryStmt:           q.insertRelayDeliveryStmt,
 		insertRelayEventStmt:              q.insertRelayEventStmt,
+		insertRelayPieceStmt:              q.insertRelayPieceStmt,
+		insertStreamedRelayEventStmt:      q.insertStreamedRelayEventStmt,
 		latestWaitingWidgetSessionStmt:    q.latestWaitingWidgetSessionStmt,
 		listActiveTerraUsersStmt:          q.listActiveTerraUsersStmt,
 		listAuditEntriesStmt:              q.listAuditEntriesStmt,

@@ -86,11 +86,35 @@ func (q *Queries) CountPendingRelayDeliveries(ctx context.Context, destination s
 	return count, err
 }
 
+const deleteDroppedRelayPieces = `-- name: DeleteDroppedRelayPieces :exec
+DELETE FROM relay_pieces
+WHERE relay_pieces.event_id = ?1
+  AND EXISTS (SELECT 1 FROM relay_events e WHERE e.id = ?1 AND e.pieces = 0)
+`
+
+// Deletes the pieces of an event whose body DropDeliveredRelayBody dropped.
+func (q *Queries) DeleteDroppedRelayPieces(ctx context.Context, id int64) error {
+	_, err := q.exec(ctx, q.deleteDroppedRelayPiecesStmt, deleteDroppedRelayPieces, id)
+	return err
+}
+
+const deleteOrphanRelayPieces = `-- name: DeleteOrphanRelayPieces :exec
+DELETE FROM relay_pieces
+WHERE NOT EXISTS (SELECT 1 FROM relay_events e WHERE e.id = relay_pieces.event_id AND e.pieces > 0)
+`
+
+// Deletes the pieces of every body dropped (DropExpiredRelayBodies): relay_pieces holds only
+// the bodies still kept, so this reads little.
+func (q *Queries) DeleteOrphanRelayPieces(ctx context.Context) error {
+	_, err := q.exec(ctx, q.deleteOrphanRelayPiecesStmt, deleteOrphanRelayPieces)
+	return err
+}
+
 const dropDeliveredRelayBody = `-- name: DropDeliveredRelayBody :exec
 UPDATE relay_events
-SET body = NULL
+SET body = NULL, pieces = 0
 WHERE relay_events.id = ?1
-  AND relay_events.body IS NOT NULL
+  AND (relay_events.body IS NOT NULL OR relay_events.pieces > 0)
   AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = ?1 AND d.status <> 'DELIVERED')
 `
 
@@ -102,8 +126,8 @@ func (q *Queries) DropDeliveredRelayBody(ctx context.Context, id int64) error {
 
 const dropExpiredRelayBodies = `-- name: DropExpiredRelayBodies :execrows
 UPDATE relay_events
-SET body = NULL
-WHERE relay_events.body IS NOT NULL
+SET body = NULL, pieces = 0
+WHERE (relay_events.body IS NOT NULL OR relay_events.pieces > 0)
   AND relay_events.created_at < ?1
   AND NOT EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.event_id = relay_events.id AND d.status = 'PENDING')
 `
@@ -190,6 +214,31 @@ func (q *Queries) GetRelayDelivery(ctx context.Context, id int64) (RelayDelivery
 	return i, err
 }
 
+const getRelayPiece = `-- name: GetRelayPiece :one
+SELECT data FROM relay_pieces
+WHERE event_id = ?1 AND seq = ?2
+`
+
+func (q *Queries) GetRelayPiece(ctx context.Context, eventID int64, seq int64) ([]byte, error) {
+	row := q.queryRow(ctx, q.getRelayPieceStmt, getRelayPiece, eventID, seq)
+	var data []byte
+	err := row.Scan(&data)
+	return data, err
+}
+
+const getRelayPieces = `-- name: GetRelayPieces :one
+SELECT pieces FROM relay_events
+WHERE id = ?1
+`
+
+// How many pieces a relay event's body is kept in: 0 for a body kept inline, or not kept.
+func (q *Queries) GetRelayPieces(ctx context.Context, id int64) (int64, error) {
+	row := q.queryRow(ctx, q.getRelayPiecesStmt, getRelayPieces, id)
+	var pieces int64
+	err := row.Scan(&pieces)
+	return pieces, err
+}
+
 const insertRelayDelivery = `-- name: InsertRelayDelivery :exec
 INSERT INTO relay_deliveries (event_id, destination, webhook_id, event_type, trace_id, terra_reference,
                               ordering_timestamp, status, next_attempt_at, created_at)
@@ -222,6 +271,31 @@ RETURNING id
 // Keeps an event's body for the relay, in the transaction that records it in the inbox.
 func (q *Queries) InsertRelayEvent(ctx context.Context, body []byte, createdAt time.Time) (int64, error) {
 	row := q.queryRow(ctx, q.insertRelayEventStmt, insertRelayEvent, body, createdAt)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
+}
+
+const insertRelayPiece = `-- name: InsertRelayPiece :exec
+INSERT INTO relay_pieces (event_id, seq, data)
+VALUES (?1, ?2, ?3)
+`
+
+func (q *Queries) InsertRelayPiece(ctx context.Context, eventID int64, seq int64, data []byte) error {
+	_, err := q.exec(ctx, q.insertRelayPieceStmt, insertRelayPiece, eventID, seq, data)
+	return err
+}
+
+const insertStreamedRelayEvent = `-- name: InsertStreamedRelayEvent :one
+INSERT INTO relay_events (body, pieces, created_at)
+VALUES (NULL, ?1, ?2)
+RETURNING id
+`
+
+// Keeps a large event for the relay as pieces (InsertRelayPiece), in the transaction that
+// records it in the inbox.
+func (q *Queries) InsertStreamedRelayEvent(ctx context.Context, pieces int64, createdAt time.Time) (int64, error) {
+	row := q.queryRow(ctx, q.insertStreamedRelayEventStmt, insertStreamedRelayEvent, pieces, createdAt)
 	var id int64
 	err := row.Scan(&id)
 	return id, err
