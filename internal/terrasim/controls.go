@@ -63,7 +63,13 @@ func (e *Emulator) Connect(providerCode, referenceID string) (terra.User, error)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	u := e.addUserLocked(p.Code, ref)
+	return e.connectLocked(p.Code, ref), nil
+}
+
+// connectLocked adds a Terra user for provider and sends the auth webhook Terra sends for a
+// connection made outside a widget session (a control, or a phone through the SDK).
+func (e *Emulator) connectLocked(provider string, ref *string) terra.User {
+	u := e.addUserLocked(provider, ref)
 	u = e.touchLocked(u.UserID)
 	e.emitLocked(map[string]any{
 		"type":              terra.EventAuth,
@@ -74,7 +80,7 @@ func (e *Emulator) Connect(providerCode, referenceID string) (terra.User, error)
 		"message":           "User has successfully authenticated",
 		"version":           eventVersion,
 	})
-	return u, nil
+	return u
 }
 
 // Deauth disconnects a user as the provider side would (and as deauthenticateUser

@@ -83,16 +83,5 @@ func (e *Emulator) SDKConnect(token, providerCode, referenceID string) (terra.Us
 		return terra.User{}, ErrTokenExpired
 	}
 	t.used = true
-	u := e.addUserLocked(p.Code, ref)
-	u = e.touchLocked(u.UserID)
-	e.emitLocked(map[string]any{
-		"type":              terra.EventAuth,
-		"status":            terra.StatusSuccess,
-		"user":              u,
-		"reference_id":      ref,
-		"widget_session_id": nil,
-		"message":           "User has successfully authenticated",
-		"version":           eventVersion,
-	})
-	return u, nil
+	return e.connectLocked(p.Code, ref), nil
 }
