@@ -97,15 +97,8 @@ func (h *Handler) serveLarge(w http.ResponseWriter, r *http.Request, in incoming
 		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a %q event larger than %d bytes is refused: only data events are streamed", typ, InlineBody))
 		return
 	}
-	trace := traceID(r)
-	d := store.Delivery{
-		DedupeKey:  dedupeKey(trace, in.sum),
-		TraceID:    trace,
-		SignedAt:   signedAt.UTC(),
-		ReceivedAt: h.now().UTC(),
-		Event:      ev,
-		Source:     store.SourceWebhook,
-	}
+	d := h.delivery(r, in, signedAt)
+	d.Event = ev
 	h.forRelay(r, &d, in.spool)
 	h.store(w, r, d, nil, signedAt, secretIndex)
 }

@@ -173,15 +173,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body := in.head
 
-	trace := traceID(r)
-	d := store.Delivery{
-		DedupeKey:  dedupeKey(trace, in.sum),
-		TraceID:    trace,
-		SignedAt:   signedAt.UTC(),
-		ReceivedAt: h.now().UTC(),
-		Body:       body,
-		Source:     store.SourceWebhook,
-	}
+	d := h.delivery(r, in, signedAt)
+	d.Body = body
 	err = recovered(func() (err error) {
 		d.Event, err = h.decode(body)
 		return err
@@ -388,6 +381,19 @@ func outcomeOf(kind store.EventKind, out store.Outcome) string {
 
 // dedupeKey identifies a delivery across Terra's retries: its trace id (traceID) when sent,
 // else the body itself, by its SHA-256 (computed as it was read).
+// delivery is what a verified request says of itself, before its body is kept or decoded:
+// its dedupe key, Terra's trace id and the signed and received times.
+func (h *Handler) delivery(r *http.Request, in incoming, signedAt time.Time) store.Delivery {
+	trace := traceID(r)
+	return store.Delivery{
+		DedupeKey:  dedupeKey(trace, in.sum),
+		TraceID:    trace,
+		SignedAt:   signedAt.UTC(),
+		ReceivedAt: h.now().UTC(),
+		Source:     store.SourceWebhook,
+	}
+}
+
 func dedupeKey(trace string, sum [sha256.Size]byte) string {
 	if trace != "" {
 		return "trace:" + trace
