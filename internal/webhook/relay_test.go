@@ -137,3 +137,52 @@ func inboxRows(t *testing.T, st store.Store) []store.InboxEvent {
 	}
 	return p.Events
 }
+
+// An event terragate cannot apply (a bug: here a panic while applying it, or while decoding
+// it) is still Terra's event for the app: it is kept as a dead letter and relayed in that
+// same transaction, once, however often Terra sends it again.
+func TestDeadLetterRelayed(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		decode func([]byte) (store.Event, error)
+		wrap   func(store.Store) webhook.Applier
+	}{
+		{"applying", connection.NewMapping(nil, nil).DecodeEvent, func(st store.Store) webhook.Applier { return &buggy{Store: st, marker: "u-bug"} }},
+		{"decoding", func(body []byte) (store.Event, error) {
+			if bytes.Contains(body, []byte("u-bug")) {
+				panic(panicText)
+			}
+			return connection.NewMapping(nil, nil).DecodeEvent(body)
+		}, func(st store.Store) webhook.Applier { return st }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			h, err := webhook.New([]string{secret}, c.decode, c.wrap(st), nil, slog.New(slog.DiscardHandler), webhook.WithRelay(routes{"auth": {"a"}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			body := []byte(`{"type":"auth","status":"success","user":{"user_id":"u-bug","provider":"OURA","reference_id":"alice","active":true},"reference_id":"alice","version":"2022-03-16"}`)
+			for range 2 { // Terra's retry finds the dead letter
+				if code := postRaw(t, srv.URL, body, map[string]string{"X-Terra-Trace-Id": "tr-bug", "terra-reference": "ref-1"}); code != 200 {
+					t.Fatalf("status %d", code)
+				}
+			}
+			if inbox := inboxRows(t, st); len(inbox) != 1 || inbox[0].Outcome != store.InboxFailed {
+				t.Fatalf("inbox = %+v; want one dead letter", inbox)
+			}
+			log := relayLog(t, st)
+			if len(log) != 1 || log[0].Destination != "a" || log[0].EventType != "auth" || log[0].TraceID != "tr-bug" || log[0].Reference != "ref-1" {
+				t.Fatalf("relay log = %+v; want the dead letter once for a", log)
+			}
+			if got, err := st.RelayBody(context.Background(), log[0].EventID); err != nil || !bytes.Equal(got, body) {
+				t.Errorf("relay body = %q, %v; want Terra's", got, err)
+			}
+		})
+	}
+}

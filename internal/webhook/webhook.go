@@ -188,9 +188,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, "malformed event: "+err.Error())
 		return
 	}
-	if err == nil {
-		h.forRelay(r, &d, nil)
-	}
+	h.forRelay(r, &d, nil)
 	h.store(w, r, d, err, signedAt, secretIndex)
 }
 

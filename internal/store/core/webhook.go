@@ -188,8 +188,9 @@ func (c *Store[U, S, E, A, L, D, R]) save(ctx context.Context, tx Tx[U, S, E, A,
 }
 
 // RecordDeadLetter keeps the delivery as a dead letter (outcome failed, the reason as
-// store.ErrorText cleans it), applying nothing; a delivery already in the inbox, even one
-// another instance is recording at this moment, returns its row unchanged.
+// store.ErrorText cleans it), applying nothing but enqueuing its relay; a delivery already
+// in the inbox, even one another instance is recording at this moment, returns its row
+// unchanged.
 func (c *Store[U, S, E, A, L, D, R]) RecordDeadLetter(ctx context.Context, dl store.Delivery, reason string) (store.InboxEvent, error) {
 	reason, err := store.CheckDeadLetter(dl, reason)
 	if err != nil {
@@ -204,8 +205,13 @@ func (c *Store[U, S, E, A, L, D, R]) RecordDeadLetter(ctx context.Context, dl st
 			// The insert waited for any transaction holding the key; this statement's
 			// snapshot sees what it committed.
 			r, err = tx.GetWebhookEventByDedupeKey(ctx, dl.DedupeKey)
+			return err
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		// What terragate cannot apply is still Terra's event for the app's backends.
+		return c.enqueueRelay(ctx, tx, dl.Relay, c.now())
 	})
 	if err != nil {
 		return store.InboxEvent{}, c.wrap(ctx, fmt.Sprintf("record dead letter %q", dl.DedupeKey), err)

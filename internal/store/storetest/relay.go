@@ -21,6 +21,7 @@ func testRelay(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	t.Run("Enqueue", h(testRelayEnqueue))
 	t.Run("Duplicates", h(testRelayDuplicates))
+	t.Run("DeadLetterRelayed", h(testRelayOfDeadLetter))
 	t.Run("NoDestination", h(testRelayNoDestination))
 	t.Run("RolledBack", h(testRelayRolledBack))
 	t.Run("ClaimLeaseFinish", h(testRelayClaimLeaseFinish))
@@ -115,6 +116,25 @@ func testRelayDuplicates(t *testing.T, s *suite) {
 	}
 	if log := s.relayLog(store.RelayFilter{}); len(log) != 1 {
 		t.Errorf("relay log = %+v; want one delivery", log)
+	}
+}
+
+// An inbox dead letter is relayed all the same, once: the delivery terragate could not
+// apply is still Terra's event for the app.
+func testRelayOfDeadLetter(t *testing.T, s *suite) {
+	d := selfReauth("k1", at(1), "u1")
+	d.Relay = &store.RelayEvent{Type: d.Event.Type, TraceID: d.TraceID, Body: d.Body, Destinations: []string{"a"}}
+	for range 2 {
+		if _, err := s.s.RecordDeadLetter(s.ctx, d, "bad data"); err != nil {
+			t.Fatalf("RecordDeadLetter: %v", err)
+		}
+	}
+	log := s.relayLog(store.RelayFilter{})
+	if len(log) != 1 || log[0].Destination != "a" || log[0].TraceID != d.TraceID {
+		t.Fatalf("relay log = %+v; want the dead letter once", log)
+	}
+	if body, err := s.s.RelayBody(s.ctx, log[0].EventID); err != nil || !bytes.Equal(body, d.Body) {
+		t.Errorf("RelayBody = %q, %v; want the dead letter's body", body, err)
 	}
 }
 
