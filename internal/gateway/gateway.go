@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 	}, s, &http.Client{CheckRedirect: relay.NoRedirects}, meter, log.With("component", "relay"))
 	meter.ObserveRelay(relayBacklog(s, cfg.RelayDestinations))
 	hooks, err := webhook.New(cfg.TerraWebhookSecrets, g.conns.DecodeEvent, g.conns, meter, log,
-		webhook.WithRelay(relay.Routes(cfg.RelayDestinations)), webhook.WithMaxBytes(cfg.WebhookMaxBytes))
+		webhook.WithRelay(g.relay), webhook.WithMaxBytes(cfg.WebhookMaxBytes))
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,8 @@ type Config struct {
 	Poll         time.Duration   // how often an idle worker looks for due work (0: DefaultPoll)
 }
 
-// Relay delivers the outbox's deliveries. Run starts its workers.
+// Relay delivers the outbox's deliveries. Run starts its workers. It is also the webhook
+// handler's router (Route), and is told when deliveries were enqueued (Enqueued).
 type Relay struct {
 	cfg     Config
 	st      store.Outbox
@@ -63,6 +64,8 @@ type Relay struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	now     func() time.Time
+	routes  Routes
+	workers map[string]*worker
 }
 
 // New returns a Relay that delivers st's deliveries with client (which must not follow
@@ -75,7 +78,25 @@ func New(cfg Config, st store.Outbox, client *http.Client, m *metrics.Metrics, l
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
 	}
-	return &Relay{cfg: cfg, st: st, client: client, metrics: m, log: log, now: time.Now}
+	r := &Relay{cfg: cfg, st: st, client: client, metrics: m, log: log, now: time.Now,
+		routes: Routes(cfg.Destinations), workers: make(map[string]*worker, len(cfg.Destinations))}
+	for _, d := range cfg.Destinations {
+		r.workers[d.Name] = r.newWorker(d)
+	}
+	return r
+}
+
+// Route names the destinations that want events of type typ.
+func (r *Relay) Route(typ string) []string { return r.routes.Route(typ) }
+
+// Enqueued is told that deliveries to dests were committed: their workers claim them at once
+// rather than at their next poll. Deliveries another instance enqueued wait for the poll.
+func (r *Relay) Enqueued(dests []string) {
+	for _, name := range dests {
+		if w := r.workers[name]; w != nil {
+			w.wake()
+		}
+	}
 }
 
 // NoRedirects is the CheckRedirect of the relay's HTTP client.
@@ -88,8 +109,7 @@ func (r *Relay) Run(ctx context.Context) {
 		return
 	}
 	var wg sync.WaitGroup
-	for _, d := range r.cfg.Destinations {
-		w := r.newWorker(d)
+	for _, w := range r.workers {
 		wg.Go(func() { w.run(ctx) })
 	}
 	wg.Go(func() { r.prune(ctx) })
@@ -120,8 +140,16 @@ type worker struct {
 	dest  Destination
 	cb    *gobreaker.CircuitBreaker[int]
 	slots chan struct{} // one per attempt in flight
-	done  chan struct{} // an attempt ended: a slot is free
+	done  chan struct{} // an attempt ended, or deliveries were enqueued: look for due work
 	log   *slog.Logger
+}
+
+// wake makes the worker look for due work now, without waiting for it.
+func (w *worker) wake() {
+	select {
+	case w.done <- struct{}{}:
+	default:
+	}
 }
 
 // errRetryable marks an answer that counts against the destination's breaker.
@@ -180,10 +208,7 @@ func (w *worker) run(ctx context.Context) {
 			attempts.Go(func() {
 				defer func() {
 					<-w.slots
-					select {
-					case w.done <- struct{}{}:
-					default:
-					}
+					w.wake()
 				}()
 				w.attempt(ctx, d)
 			})

@@ -100,6 +100,8 @@ type harness struct {
 	dests []relay.Destination
 	logs  *syncBuffer
 	stop  func()
+	poll  time.Duration // how often an idle worker looks (default 20 ms)
+	relay *relay.Relay
 }
 
 func newHarness(t *testing.T, dests ...relay.Destination) *harness {
@@ -127,18 +129,23 @@ func (h *harness) start(schedule ...time.Duration) {
 	if len(schedule) == 0 {
 		schedule = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
 	}
+	poll := h.poll
+	if poll == 0 {
+		poll = 20 * time.Millisecond
+	}
 	r := relay.New(relay.Config{
 		Destinations: h.dests,
 		Timeout:      2 * time.Second,
 		Schedule:     schedule,
 		Retention:    time.Hour,
 		Concurrency:  2,
-		Poll:         20 * time.Millisecond,
+		Poll:         poll,
 	}, h.st, &http.Client{}, nil, slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()
 	h.stop = func() { cancel(); <-done }
+	h.relay = r
 }
 
 func (h *harness) stopRelay() {
@@ -427,5 +434,57 @@ func TestDeliversBodyKeptInPieces(t *testing.T) {
 	done := h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 1)
 	if n, err := h.st.RelayPieces(context.Background(), done[0].EventID); err != nil || n != 0 {
 		t.Errorf("pieces after delivery: %d, %v; want none kept", n, err)
+	}
+}
+
+// claims is the real outbox, observed: each claim is told to seen, with its destination.
+type claims struct {
+	store.Outbox
+	seen chan string
+}
+
+func (c claims) ClaimRelayDeliveries(ctx context.Context, dest string, now, leaseUntil time.Time, max int) ([]store.RelayDelivery, error) {
+	got, err := c.Outbox.ClaimRelayDeliveries(ctx, dest, now, leaseUntil, max)
+	c.seen <- dest
+	return got, err
+}
+
+// An idle worker told that deliveries were enqueued claims them at once, not at its next
+// poll (an hour here); the other destination's worker is left alone.
+func TestEnqueuedWakesAnIdleWorker(t *testing.T) {
+	a := newReceiver(t, nil)
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret), dest(t, "b", a.srv.URL, secret, "sleep"))
+	c := claims{Outbox: h.st, seen: make(chan string, 10)}
+	r := relay.New(relay.Config{Destinations: h.dests, Timeout: time.Second, Schedule: []time.Duration{time.Second}, Poll: time.Hour},
+		c, &http.Client{}, nil, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	count := map[string]int{}
+	next := func() string {
+		t.Helper()
+		select {
+		case d := <-c.seen:
+			count[d]++
+			return d
+		case <-time.After(deadline):
+			t.Fatal("no claim")
+			return ""
+		}
+	}
+	next() // each worker looks once as it starts, and finds nothing due
+	next()
+	h.event("tr-1", "activity", []byte(`{"type":"activity"}`))
+	r.Enqueued([]string{"a"})
+	got := a.next(t)
+	if got.header.Get("x-terra-trace-id") != "tr-1" {
+		t.Errorf("delivered %q", got.header.Get("x-terra-trace-id"))
+	}
+	for len(c.seen) > 0 {
+		next()
+	}
+	if count["b"] != 1 {
+		t.Errorf("b's worker looked %d times; want only its first", count["b"])
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +20,64 @@ import (
 	"github.com/terragate/terragate/internal/webhook"
 )
 
-// routes is a fixed relay routing: event type -> destinations.
+// routes is a fixed relay routing: event type -> destinations. What is enqueued is seen in
+// the store; recorder below checks the handler's word to the relay.
 type routes map[string][]string
 
 func (r routes) Route(typ string) []string { return r[typ] }
+func (r routes) Enqueued([]string)         {}
+
+// recorder is a routing that records what the handler said was enqueued.
+type recorder struct {
+	routes
+	mu    sync.Mutex
+	woken [][]string
+}
+
+func (r *recorder) Enqueued(dests []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.woken = append(r.woken, dests)
+}
+
+func (r *recorder) said() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.woken)
+}
+
+// The relay hears of an event's deliveries once they are committed, before Terra's answer,
+// and of nothing for a duplicate or an event no destination wants.
+func TestRelayToldOfCommittedDeliveries(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hooks.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec := &recorder{routes: routes{"activity": {"a", "b"}}}
+	h, err := webhook.New([]string{secret}, connection.NewMapping(nil, nil).DecodeEvent, st, nil, slog.New(slog.DiscardHandler), webhook.WithRelay(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	activity := []byte(`{"type":"activity","user":{"user_id":"u1"},"data":[]}`)
+	sleep := []byte(`{"type":"sleep","user":{"user_id":"u1"},"data":[]}`)
+	for i, ev := range []struct {
+		body  []byte
+		trace string
+	}{{activity, "tr-1"}, {activity, "tr-1"}, {sleep, "tr-2"}} {
+		if code := postRaw(t, srv.URL, ev.body, map[string]string{"X-Terra-Trace-Id": ev.trace}); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		if i == 0 && len(relayLog(t, st)) != 2 {
+			t.Fatal("the deliveries were not committed when Terra got its answer")
+		}
+	}
+	if got := rec.said(); len(got) != 1 || !slices.Equal(got[0], []string{"a", "b"}) {
+		t.Errorf("the relay was told %v; want [[a b]] once", got)
+	}
+}
 
 func newRelayEnv(t *testing.T, r routes) (store.Store, *httptest.Server) {
 	t.Helper()

@@ -38,9 +38,11 @@ const InlineBody = 1 << 20
 const DefaultMaxBytes = 64 << 20
 
 // Router names the relay destinations that want events of a type (none: the event is not
-// relayed, and nothing of a data event's body is kept).
+// relayed, and nothing of a data event's body is kept), and is told once deliveries to them
+// are committed.
 type Router interface {
 	Route(eventType string) []string
+	Enqueued(destinations []string)
 }
 
 // WithMaxBytes refuses bodies over n bytes with 413 (WEBHOOK_MAX_BYTES).
@@ -239,6 +241,7 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, d store.Delivery
 		case derr == nil:
 			h.log.ErrorContext(r.Context(), "webhook dead-lettered", "type", d.Event.Type, "trace_id", d.TraceID, "inbox_id", dead.ID, "err", err)
 			h.metrics.Webhook(d.Event.Type, metrics.WebhookError)
+			h.enqueued(d)
 			writeAnswer(w, answerDeadLetter)
 			return
 		default:
@@ -261,7 +264,15 @@ func (h *Handler) store(w http.ResponseWriter, r *http.Request, d store.Delivery
 	if out.Duplicate {
 		writeAnswer(w, answerDuplicate)
 	} else {
+		h.enqueued(d)
 		writeAnswer(w, answerOK)
+	}
+}
+
+// enqueued tells the relay that d's deliveries are committed.
+func (h *Handler) enqueued(d store.Delivery) {
+	if d.Relay != nil && len(d.Relay.Destinations) > 0 {
+		h.relay.Enqueued(d.Relay.Destinations)
 	}
 }
 
