@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -38,9 +39,9 @@ const (
 	// leaseMargin is added to the timeout to make a claim's lease: an attempt in flight
 	// is never claimed again by another worker while it may still succeed.
 	leaseMargin = 30 * time.Second
-	// breakerCooldown is how long an open breaker refuses attempts before letting one
+	// DefaultCooldown is how long an open breaker refuses attempts before letting one
 	// through.
-	breakerCooldown = 30 * time.Second
+	DefaultCooldown = 30 * time.Second
 	// pruneEvery is how often dead letters' bodies older than the retention are dropped.
 	pruneEvery = 10 * time.Minute
 )
@@ -53,6 +54,7 @@ type Config struct {
 	Retention    time.Duration   // RELAY_RETENTION: how long dead letters keep their body
 	Concurrency  int             // attempts in flight per destination (0: DefaultConcurrency)
 	Poll         time.Duration   // how often an idle worker looks for due work (0: DefaultPoll)
+	Cooldown     time.Duration   // how long an open breaker refuses attempts (0: DefaultCooldown)
 }
 
 // Relay delivers the outbox's deliveries. Run starts its workers. It is also the webhook
@@ -77,6 +79,9 @@ func New(cfg Config, st store.Outbox, client *http.Client, m *metrics.Metrics, l
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = DefaultCooldown
 	}
 	r := &Relay{cfg: cfg, st: st, client: client, metrics: m, log: log, now: time.Now,
 		routes: Routes(cfg.Destinations), workers: make(map[string]*worker, len(cfg.Destinations))}
@@ -142,6 +147,9 @@ type worker struct {
 	slots chan struct{} // one per attempt in flight
 	done  chan struct{} // an attempt ended, or deliveries were enqueued: look for due work
 	log   *slog.Logger
+	// recovered is set when the breaker closes again after an outage: the retries that
+	// wait on the schedule (minutes to hours apart) are made due at once.
+	recovered atomic.Bool
 }
 
 // wake makes the worker look for due work now, without waiting for it.
@@ -156,21 +164,25 @@ func (w *worker) wake() {
 var errRetryable = errors.New("destination failing")
 
 func (r *Relay) newWorker(d Destination) *worker {
-	log := r.log.With("destination", d.Name)
-	return &worker{
-		r: r, dest: d, log: log,
+	w := &worker{
+		r: r, dest: d, log: r.log.With("destination", d.Name),
 		slots: make(chan struct{}, r.cfg.Concurrency),
 		done:  make(chan struct{}, 1),
-		cb: gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
-			Name:        d.Name,
-			MaxRequests: 1,
-			Timeout:     breakerCooldown,
-			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 5 },
-			OnStateChange: func(name string, from, to gobreaker.State) {
-				log.Warn("relay: destination circuit "+to.String(), "from", from.String())
-			},
-		}),
 	}
+	w.cb = gobreaker.NewCircuitBreaker[int](gobreaker.Settings{
+		Name:        d.Name,
+		MaxRequests: 1,
+		Timeout:     r.cfg.Cooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 5 },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			w.log.Warn("relay: destination circuit "+to.String(), "from", from.String())
+			if from == gobreaker.StateHalfOpen && to == gobreaker.StateClosed {
+				w.recovered.Store(true)
+				w.wake()
+			}
+		},
+	})
+	return w
 }
 
 // run claims due deliveries while slots are free and the breaker lets attempts through,
@@ -193,6 +205,9 @@ func (w *worker) run(ctx context.Context) {
 			free = 0
 		case gobreaker.StateHalfOpen:
 			free = min(free, 1-len(w.slots))
+		}
+		if w.recovered.Swap(false) {
+			w.resume(ctx)
 		}
 		var claimed []store.RelayDelivery
 		if free > 0 {
@@ -218,6 +233,19 @@ func (w *worker) run(ctx context.Context) {
 		} else {
 			poll.Reset(w.r.cfg.Poll)
 		}
+	}
+}
+
+// resume makes the destination's waiting retries due now: its trial attempt after an outage
+// succeeded, and the retries that failed during it would otherwise wait for their turn on
+// the schedule, up to hours.
+func (w *worker) resume(ctx context.Context) {
+	n, err := w.r.st.ResumeRelayDeliveries(ctx, w.dest.Name, w.r.now())
+	switch {
+	case err != nil && ctx.Err() == nil:
+		w.log.WarnContext(ctx, "relay: resuming waiting retries failed; they stay on their schedule", "err", err)
+	case n > 0:
+		w.log.InfoContext(ctx, "relay: destination answers again; its waiting retries are due now", "count", n)
 	}
 }
 

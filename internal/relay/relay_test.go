@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +102,7 @@ type harness struct {
 	logs  *syncBuffer
 	stop  func()
 	poll  time.Duration // how often an idle worker looks (default 20 ms)
+	cool  time.Duration // how long an open breaker waits (default relay.DefaultCooldown)
 	relay *relay.Relay
 }
 
@@ -140,6 +142,7 @@ func (h *harness) start(schedule ...time.Duration) {
 		Retention:    time.Hour,
 		Concurrency:  2,
 		Poll:         poll,
+		Cooldown:     h.cool,
 	}, h.st, &http.Client{}, nil, slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -486,5 +489,39 @@ func TestEnqueuedWakesAnIdleWorker(t *testing.T) {
 	}
 	if count["b"] != 1 {
 		t.Errorf("b's worker looked %d times; want only its first", count["b"])
+	}
+}
+
+// A destination back after an outage gets the retries that failed during it at once, once
+// its breaker's trial attempt succeeds, not on their schedule (an hour away here).
+func TestRecoveredDestinationGetsWaitingRetriesAtOnce(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	a := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	h.cool = 50 * time.Millisecond
+	for i := range 6 {
+		h.event(fmt.Sprint("tr-", i), "activity", []byte(`{"type":"activity"}`))
+	}
+	h.start(time.Hour, time.Hour)
+	for end := time.Now().Add(deadline); !strings.Contains(h.logs.String(), "destination circuit open"); {
+		if time.Now().After(end) {
+			t.Fatalf("the breaker never opened: %s", h.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the log until a deadline
+	}
+	if got := h.deliveries(store.RelayFilter{Status: store.RelayDelivered}); len(got) != 0 {
+		t.Fatalf("delivered during the outage: %+v", got)
+	}
+	down.Store(false)
+	h.event("tr-new", "activity", []byte(`{"type":"activity"}`)) // the breaker's trial
+	h.relay.Enqueued([]string{"a"})
+	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 7)
+	if !strings.Contains(h.logs.String(), "waiting retries are due now") {
+		t.Errorf("the resume was not logged: %s", h.logs.String())
 	}
 }

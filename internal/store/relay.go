@@ -96,6 +96,10 @@ type Outbox interface {
 	// so that a delivery whose worker died is attempted again. On PostgreSQL several
 	// instances claim side by side and never the same delivery at once.
 	ClaimRelayDeliveries(ctx context.Context, destination string, now, leaseUntil time.Time, max int) ([]RelayDelivery, error)
+	// ResumeRelayDeliveries makes destination's PENDING deliveries that wait for a retry due
+	// at now (its backend answers again after an outage), and returns how many. Deliveries
+	// with an attempt in flight keep their lease.
+	ResumeRelayDeliveries(ctx context.Context, destination string, now time.Time) (int64, error)
 	// RelayBody returns the body of a relay event, or ErrNotFound once it is no longer kept.
 	RelayBody(ctx context.Context, eventID int64) ([]byte, error)
 	// RelayPieces says how many pieces a relay event's body is kept in (RelayEvent.Pieces):

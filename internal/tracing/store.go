@@ -207,6 +207,12 @@ func (t *tracedStore) ClaimRelayDeliveries(ctx context.Context, destination stri
 	return t.next.ClaimRelayDeliveries(ctx, destination, now, leaseUntil, max)
 }
 
+func (t *tracedStore) ResumeRelayDeliveries(ctx context.Context, destination string, now time.Time) (_ int64, err error) {
+	ctx, end := t.start(ctx, "ResumeRelayDeliveries")
+	defer func() { end(err) }()
+	return t.next.ResumeRelayDeliveries(ctx, destination, now)
+}
+
 func (t *tracedStore) RelayBody(ctx context.Context, eventID int64) (_ []byte, err error) {
 	ctx, end := t.start(ctx, "RelayBody")
 	defer func() { end(err) }()

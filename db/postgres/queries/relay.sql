@@ -17,7 +17,8 @@ VALUES (@event_id, @destination, @webhook_id, @event_type, @trace_id, @terra_ref
 -- instances share the work, and one instance work a delivery at a time.
 UPDATE relay_deliveries
 SET attempts = attempts + 1,
-    next_attempt_at = @lease_until
+    next_attempt_at = @lease_until,
+    leased_until = @lease_until
 WHERE id IN (
     SELECT d.id FROM relay_deliveries d
     WHERE d.status = 'PENDING'
@@ -28,6 +29,16 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING *;
+
+-- name: ResumeRelayDeliveries :execrows
+-- Makes one destination's waiting retries due at now: its backend answers again. Deliveries
+-- under a lease (an attempt in flight) keep it.
+UPDATE relay_deliveries
+SET next_attempt_at = @now
+WHERE status = 'PENDING'
+  AND destination = @destination
+  AND next_attempt_at > @now
+  AND leased_until IS NULL;
 
 -- name: GetRelayBody :one
 -- The body of a relay event; NULL once no delivery needs it.
@@ -43,7 +54,8 @@ SET status = @status,
     next_attempt_at = @next_attempt_at,
     last_status_code = @last_status_code,
     last_error = @last_error,
-    delivered_at = @delivered_at
+    delivered_at = @delivered_at,
+    leased_until = NULL
 WHERE id = @id
   AND attempts = @attempts
   AND status = 'PENDING';

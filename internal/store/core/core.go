@@ -63,6 +63,7 @@ type Queries[U, S, E, A, L, D, R any] interface {
 	InsertRelayEvent(ctx context.Context, body []byte, createdAt time.Time) (int64, error)
 	InsertRelayDelivery(ctx context.Context, eventID int64, destination, webhookID, eventType, traceID, terraReference, orderingTimestamp string, nextAttemptAt *time.Time, createdAt time.Time) error
 	ClaimRelayDeliveries(ctx context.Context, leaseUntil *time.Time, destination string, now *time.Time, maxRows int64) ([]R, error)
+	ResumeRelayDeliveries(ctx context.Context, now *time.Time, destination string) (int64, error)
 	GetRelayBody(ctx context.Context, id int64) ([]byte, error)
 	InsertStreamedRelayEvent(ctx context.Context, pieces int64, createdAt time.Time) (int64, error)
 	InsertRelayPiece(ctx context.Context, eventID int64, seq int64, data []byte) error

@@ -29,6 +29,7 @@ type RelayRow struct {
 	LastError         string
 	DeliveredAt       *time.Time
 	CreatedAt         time.Time
+	LeasedUntil       *time.Time
 }
 
 func (c *Store[U, S, E, A, L, D, R]) relay(row R) store.RelayDelivery {
@@ -146,6 +147,21 @@ func (c *Store[U, S, E, A, L, D, R]) ClaimRelayDeliveries(ctx context.Context, d
 		return nil, c.wrap(ctx, fmt.Sprintf("claim relay deliveries to %q", destination), err)
 	}
 	return c.relays(rows), nil
+}
+
+// ResumeRelayDeliveries makes a destination's waiting retries due now (store.Outbox).
+func (c *Store[U, S, E, A, L, D, R]) ResumeRelayDeliveries(ctx context.Context, destination string, now time.Time) (int64, error) {
+	now = store.StoredTime(now)
+	var n int64
+	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
+		var err error
+		n, err = tx.ResumeRelayDeliveries(ctx, &now, destination)
+		return err
+	})
+	if err != nil {
+		return 0, c.wrap(ctx, fmt.Sprintf("resume relay deliveries to %q", destination), err)
+	}
+	return n, nil
 }
 
 // RelayBody returns a relay event's body, or store.ErrNotFound once it is no longer kept.

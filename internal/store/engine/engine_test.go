@@ -143,9 +143,10 @@ func testMigrate(t *testing.T, url string) {
 	}
 
 	wantRefused()
-	run("status", "pending", "00008_relay_pieces.sql", "00009_backfills.sql")
+	run("status", "pending", "00008_relay_pieces.sql", "00009_backfills.sql", "00010_relay_resume.sql")
 	run("up", "applied 00001_init.sql", "applied 00003_leases.sql", "applied 00004_audit.sql", "applied 00005_dead_letters.sql",
-		"applied 00006_terra_users_list_order.sql", "applied 00007_relay.sql", "applied 00008_relay_pieces.sql", "applied 00009_backfills.sql")
+		"applied 00006_terra_users_list_order.sql", "applied 00007_relay.sql", "applied 00008_relay_pieces.sql", "applied 00009_backfills.sql",
+		"applied 00010_relay_resume.sql")
 	run("up", "no pending migrations")
 	s, err := Open(ctx, url, Options{}, nil)
 	if err != nil {
@@ -154,7 +155,7 @@ func testMigrate(t *testing.T, url string) {
 	if err := s.Ready(ctx); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
-	run("down", "rolled back 00009_backfills.sql")
+	run("down", "rolled back 00010_relay_resume.sql")
 	if err := s.Ready(ctx); !errors.Is(err, store.ErrSchemaOutdated) {
 		t.Errorf("Ready after migrate down: %v; want ErrSchemaOutdated", err)
 	}

@@ -26,6 +26,7 @@ func testRelay(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("RolledBack", h(testRelayRolledBack))
 	t.Run("ClaimLeaseFinish", h(testRelayClaimLeaseFinish))
 	t.Run("Retry", h(testRelayRetry))
+	t.Run("Resume", h(testRelayResume))
 	t.Run("DeadLetterReplay", h(testRelayDeadLetterReplay))
 	t.Run("Retention", h(testRelayRetention))
 	t.Run("List", h(testRelayList))
@@ -233,6 +234,46 @@ func testRelayRetry(t *testing.T, s *suite) {
 	if len(retry) != 1 || retry[0].Attempts != 2 || retry[0].LastStatusCode == nil || *retry[0].LastStatusCode != 503 ||
 		retry[0].LastError != "503 Service Unavailable" || retry[0].WebhookID != got[0].WebhookID {
 		t.Errorf("retry = %+v", retry)
+	}
+}
+
+// Resuming a destination makes its waiting retries due now; an attempt in flight keeps its
+// lease, and other destinations are left alone.
+func testRelayResume(t *testing.T, s *suite) {
+	for i := range 3 {
+		s.apply(relayDelivery(fmt.Sprint("k", i), at(i), "activity", odd, "a", "b"))
+	}
+	now := time.Now()
+	later := now.Add(time.Hour)
+	retry := store.RelayResult{Status: store.RelayPending, StatusCode: 503, Error: "503 Service Unavailable", NextAttempt: later, At: now}
+	claimed := s.claim("a", now, 2) // k0 waits for its retry, k1 is in flight
+	if len(claimed) != 2 || !s.finish(claimed[0], retry) {
+		t.Fatalf("claimed %+v", claimed)
+	}
+	for _, d := range s.claim("b", now, 3) {
+		s.finish(d, retry)
+	}
+	resumeAt := now.Add(time.Second)
+	if n, err := s.s.ResumeRelayDeliveries(s.ctx, "a", resumeAt); err != nil || n != 1 {
+		t.Fatalf("ResumeRelayDeliveries = %d, %v; want the one waiting retry", n, err)
+	}
+	due := s.claim("a", resumeAt, 10)
+	ids := []int64{}
+	for _, d := range due {
+		ids = append(ids, d.ID)
+	}
+	if len(due) != 2 || !slices.Contains(ids, claimed[0].ID) || slices.Contains(ids, claimed[1].ID) {
+		t.Errorf("due after resuming = %+v; want the resumed retry and the one never tried, not the one in flight", due)
+	}
+	if got := s.claim("b", resumeAt, 10); len(got) != 0 {
+		t.Errorf("b's retries were resumed too: %+v", got)
+	}
+	// The in-flight attempt finishes as a retry; resuming then makes it due as well.
+	if !s.finish(claimed[1], retry) {
+		t.Fatal("finish the attempt in flight")
+	}
+	if n, err := s.s.ResumeRelayDeliveries(s.ctx, "a", resumeAt); err != nil || n != 1 {
+		t.Errorf("second ResumeRelayDeliveries = %d, %v; want 1", n, err)
 	}
 }
 

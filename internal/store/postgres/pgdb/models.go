@@ -55,6 +55,7 @@ type RelayDelivery struct {
 	LastError         string
 	DeliveredAt       *time.Time
 	CreatedAt         time.Time
+	LeasedUntil       *time.Time
 }
 
 type RelayEvent struct {

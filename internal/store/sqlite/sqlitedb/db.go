@@ -189,6 +189,9 @@ func Prepare(ctx context.Context, db DBTX) (*Queries, error) {
 	if q.replayRelayDeliveryStmt, err = db.PrepareContext(ctx, replayRelayDelivery); err != nil {
 		return nil, fmt.Errorf("error preparing query ReplayRelayDelivery: %w", err)
 	}
+	if q.resumeRelayDeliveriesStmt, err = db.PrepareContext(ctx, resumeRelayDeliveries); err != nil {
+		return nil, fmt.Errorf("error preparing query ResumeRelayDeliveries: %w", err)
+	}
 	if q.reusableWidgetSessionStmt, err = db.PrepareContext(ctx, reusableWidgetSession); err != nil {
 		return nil, fmt.Errorf("error preparing query ReusableWidgetSession: %w", err)
 	}
@@ -481,6 +484,11 @@ func (q *Queries) Close() error {
 			err = fmt.Errorf("error closing replayRelayDeliveryStmt: %w", cerr)
 		}
 	}
+	if q.resumeRelayDeliveriesStmt != nil {
+		if cerr := q.resumeRelayDeliveriesStmt.Close(); cerr != nil {
+			err = fmt.Errorf("error closing resumeRelayDeliveriesStmt: %w", cerr)
+		}
+	}
 	if q.reusableWidgetSessionStmt != nil {
 		if cerr := q.reusableWidgetSessionStmt.Close(); cerr != nil {
 			err = fmt.Errorf("error closing reusableWidgetSessionStmt: %w", cerr)
@@ -595,6 +603,7 @@ type Queries struct {
 	recordReplayStmt                  *sql.Stmt
 	releaseLeaseStmt                  *sql.Stmt
 	replayRelayDeliveryStmt           *sql.Stmt
+	resumeRelayDeliveriesStmt         *sql.Stmt
 	reusableWidgetSessionStmt         *sql.Stmt
 	saveTerraUserStmt                 *sql.Stmt
 	updateWidgetSessionOutcomeStmt    *sql.Stmt
@@ -660,6 +669,7 @@ func (q *Queries) WithTx(tx *sql.Tx) *Queries {
 		recordReplayStmt:                  q.recordReplayStmt,
 		releaseLeaseStmt:                  q.releaseLeaseStmt,
 		replayRelayDeliveryStmt:           q.replayRelayDeliveryStmt,
+		resumeRelayDeliveriesStmt:         q.resumeRelayDeliveriesStmt,
 		reusableWidgetSessionStmt:         q.reusableWidgetSessionStmt,
 		saveTerraUserStmt:                 q.saveTerraUserStmt,
 		updateWidgetSessionOutcomeStmt:    q.updateWidgetSessionOutcomeStmt,

@@ -13,7 +13,8 @@ import (
 const claimRelayDeliveries = `-- name: ClaimRelayDeliveries :many
 UPDATE relay_deliveries
 SET attempts = attempts + 1,
-    next_attempt_at = ?1
+    next_attempt_at = ?1,
+    leased_until = ?1
 WHERE id IN (
     SELECT d.id FROM relay_deliveries d
     WHERE d.status = 'PENDING'
@@ -22,7 +23,7 @@ WHERE id IN (
     ORDER BY d.next_attempt_at, d.id
     LIMIT ?4
 )
-RETURNING id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at
+RETURNING id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at, leased_until
 `
 
 // Claims up to max_rows due deliveries of one destination, soonest first: each attempt is
@@ -58,6 +59,7 @@ func (q *Queries) ClaimRelayDeliveries(ctx context.Context, leaseUntil *time.Tim
 			&i.LastError,
 			&i.DeliveredAt,
 			&i.CreatedAt,
+			&i.LeasedUntil,
 		); err != nil {
 			return nil, err
 		}
@@ -148,7 +150,8 @@ SET status = ?1,
     next_attempt_at = ?2,
     last_status_code = ?3,
     last_error = ?4,
-    delivered_at = ?5
+    delivered_at = ?5,
+    leased_until = NULL
 WHERE id = ?6
   AND attempts = ?7
   AND status = 'PENDING'
@@ -187,7 +190,7 @@ func (q *Queries) GetRelayBody(ctx context.Context, id int64) ([]byte, error) {
 }
 
 const getRelayDelivery = `-- name: GetRelayDelivery :one
-SELECT id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at FROM relay_deliveries
+SELECT id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at, leased_until FROM relay_deliveries
 WHERE id = ?1
 `
 
@@ -210,6 +213,7 @@ func (q *Queries) GetRelayDelivery(ctx context.Context, id int64) (RelayDelivery
 		&i.LastError,
 		&i.DeliveredAt,
 		&i.CreatedAt,
+		&i.LeasedUntil,
 	)
 	return i, err
 }
@@ -302,7 +306,7 @@ func (q *Queries) InsertStreamedRelayEvent(ctx context.Context, pieces int64, cr
 }
 
 const listRelayDeliveriesPage = `-- name: ListRelayDeliveriesPage :many
-SELECT id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at FROM relay_deliveries
+SELECT id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at, leased_until FROM relay_deliveries
 WHERE id < CAST(?1 AS INTEGER)
   AND (CAST(?2 AS TEXT) = '' OR destination = ?2)
   AND (CAST(?3 AS TEXT) = '' OR status = ?3)
@@ -343,6 +347,7 @@ func (q *Queries) ListRelayDeliveriesPage(ctx context.Context, beforeID int64, d
 			&i.LastError,
 			&i.DeliveredAt,
 			&i.CreatedAt,
+			&i.LeasedUntil,
 		); err != nil {
 			return nil, err
 		}
@@ -380,7 +385,7 @@ SET status = 'PENDING',
     next_attempt_at = ?1
 WHERE id = ?2
   AND status = 'FAILED'
-RETURNING id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at
+RETURNING id, event_id, destination, webhook_id, event_type, trace_id, terra_reference, ordering_timestamp, status, attempts, next_attempt_at, last_status_code, last_error, delivered_at, created_at, leased_until
 `
 
 // A dead letter goes back to PENDING, due at now, with its attempts counted afresh; any
@@ -404,6 +409,26 @@ func (q *Queries) ReplayRelayDelivery(ctx context.Context, now *time.Time, iD in
 		&i.LastError,
 		&i.DeliveredAt,
 		&i.CreatedAt,
+		&i.LeasedUntil,
 	)
 	return i, err
+}
+
+const resumeRelayDeliveries = `-- name: ResumeRelayDeliveries :execrows
+UPDATE relay_deliveries
+SET next_attempt_at = ?1
+WHERE status = 'PENDING'
+  AND destination = ?2
+  AND next_attempt_at > ?1
+  AND leased_until IS NULL
+`
+
+// Makes one destination's waiting retries due at now: its backend answers again. Deliveries
+// under a lease (an attempt in flight) keep it.
+func (q *Queries) ResumeRelayDeliveries(ctx context.Context, now *time.Time, destination string) (int64, error) {
+	result, err := q.exec(ctx, q.resumeRelayDeliveriesStmt, resumeRelayDeliveries, now, destination)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
