@@ -11,6 +11,9 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/terragate/terragate/internal/tracing/tracingtest"
 )
 
 const relayTestSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -164,4 +167,46 @@ func grepRelay(text []byte) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Each relay attempt is a client span of its own when tracing is on, named by the
+// destination's path: nothing of the body, the destination's query or its secret is exported.
+func TestRelayTraced(t *testing.T) {
+	const marker = "MARKER-9c1e-sleep-stages"
+	rc := &tracingtest.Receiver{}
+	collector := httptest.NewServer(rc)
+	defer collector.Close()
+	backend := newRelayReceiver(t, func(int, http.ResponseWriter) {})
+	g := startGateway(t, withoutWebhooks(), withEnv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL),
+		withEnv("RELAY_DESTINATIONS", `[{"name":"backend","url":"`+backend.srv.URL+`/hooks/terra?key=query-secret-77","secret":"`+relayTestSecret+`"}]`))
+	body := []byte(`{"type":"sleep","user":{"user_id":"u-1"},"data":[{"note":"` + marker + `"}]}`)
+	if resp, answer := g.postWebhook(body, signedHeader(body, time.Now(), "trace-traced-1")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook: %d %s", resp.StatusCode, answer)
+	}
+	if got := backend.next(t); got.header.Get("traceparent") == "" {
+		t.Error("the attempt carried no traceparent")
+	}
+	g.stop() // flushes the spans
+	var span *tracepb.Span
+	for end := time.Now().Add(10 * time.Second); span == nil; {
+		for _, s := range rc.Spans() {
+			if s.Name == "POST /hooks/terra" {
+				span = s
+			}
+		}
+		if span == nil && time.Now().After(end) {
+			t.Fatalf("no relay span among %d", len(rc.Spans()))
+		}
+		time.Sleep(20 * time.Millisecond) // polling the collector until a deadline
+	}
+	if span.Kind != tracepb.Span_SPAN_KIND_CLIENT {
+		t.Errorf("relay span kind %v; want client", span.Kind)
+	}
+	for _, raw := range rc.Raw() {
+		for _, leak := range []string{marker, "query-secret-77", relayTestSecret} {
+			if bytes.Contains(raw, []byte(leak)) {
+				t.Errorf("exported spans contain %q", leak)
+			}
+		}
+	}
 }

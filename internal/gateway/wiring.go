@@ -49,14 +49,27 @@ func redirectAllowlist(cfg config.Config) (*redirect.Allowlist, error) {
 // a new TLS handshake per call would add more latency than the gateway itself. With
 // tracing on, each call is a client span that passes the trace on to Terra.
 func terraHTTPClient(traced bool) *http.Client {
+	return &http.Client{Transport: transport(traced, 64)}
+}
+
+// relayHTTPClient is the relay's: it follows no redirect, and keeps a connection open per
+// attempt in flight to each destination (the default keeps two per host, and the relay's
+// workers would dial anew for most attempts).
+func relayHTTPClient(traced bool) *http.Client {
+	return &http.Client{CheckRedirect: relay.NoRedirects, Transport: transport(traced, relay.DefaultConcurrency)}
+}
+
+// transport keeps up to perHost idle connections to each host, and traces each request when
+// tracing is on.
+func transport(traced bool, perHost int) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 256
-	t.MaxIdleConnsPerHost = 64
+	t.MaxIdleConnsPerHost = perHost
 	t.IdleConnTimeout = 90 * time.Second
 	if traced {
-		return &http.Client{Transport: tracing.Transport(t)}
+		return tracing.Transport(t)
 	}
-	return &http.Client{Transport: t}
+	return t
 }
 
 // dbSystem is OpenTelemetry's name for a store engine.
