@@ -15,6 +15,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/terragate/terragate/internal/relay"
+	"github.com/terragate/terragate/internal/store/postgres/pgtest"
 )
 
 // relayBackend is an app backend on loopback that keeps every attempt the relay makes and
@@ -247,6 +248,15 @@ func relayMetrics(t *testing.T, base string) (attempts map[string]int, backlog i
 	return attempts, backlog
 }
 
+// total adds up attempts by outcome.
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
 // A gateway killed with SIGKILL while attempts are in flight loses none of its acknowledged
 // events: a new process on the same database delivers the ones never sent at once, and the
 // ones that were in flight once their lease (RELAY_TIMEOUT + 30 s) ends, with the webhook-id,
@@ -349,4 +359,106 @@ func TestRelaySurvivesKill9(t *testing.T) {
 	n := checkRelayed(t, backend, evs, false)
 	t.Logf("%d events, %d attempts; the %d in flight at the kill were delivered again within %v of it",
 		events, n, inFlight, heldBack.Round(time.Millisecond))
+}
+
+// Two gateways on one PostgreSQL schema share the relay's work and never work one delivery
+// at once: no attempt reaches the backend while another of the same delivery is in flight,
+// retries included, and every event is delivered exactly once (nothing crashed).
+func TestRelayTwoInstancesOnPostgres(t *testing.T) {
+	const events, senders = 200, 8
+	// A held attempt widens the window in which a second claim of the same delivery would
+	// overlap it; it is not what the test waits on.
+	const hold = 15 * time.Millisecond
+	schemaURL := pgtest.NewSchema(t)
+	sinceRefusal, refused := 0, 0
+	backend := newRelayBackend(t, func(b *relayBackend, a *relayAttempt) int {
+		time.Sleep(hold)
+		code := http.StatusOK
+		b.update(func() {
+			// A first attempt is refused now and then, so retries are claimed too; never
+			// two in a row, which would bring each gateway's breaker nearer to opening.
+			if a.first && sinceRefusal >= 3 {
+				code, sinceRefusal = http.StatusServiceUnavailable, 0
+				refused++
+			} else {
+				sinceRefusal++
+			}
+		})
+		return code
+	})
+	env := relayEnv(schemaURL, backend.srv.URL)
+	env["RELAY_RETRY_SCHEDULE"] = "5ms,10ms,20ms,40ms,80ms"
+	a := startGatewayProcess(t, env)
+	b := startGatewayProcess(t, env)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("A's log:\n%s\nB's log:\n%s", a.logs, b.logs)
+		}
+	})
+
+	start := time.Now()
+	evs := relayEvents("trace-pair", events)
+	next := make(chan int, events)
+	for i := range evs {
+		next <- i
+	}
+	close(next)
+	client := &http.Client{Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for i := range next {
+				evs[i].post(t, client, []string{a.url, b.url}[i%2])
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	backend.waitFor(t, 60*time.Second, "not every event was delivered", func() bool {
+		delivered := map[string]bool{}
+		for _, at := range backend.attempts {
+			if at.delivered() {
+				delivered[at.id] = true
+			}
+		}
+		return len(delivered) == events
+	})
+	took := time.Since(start)
+	// Both gateways have recorded every attempt the backend answered, and nothing is due.
+	var attA, attB map[string]int
+	for end := time.Now().Add(20 * time.Second); ; {
+		var backlog int
+		attA, backlog = relayMetrics(t, a.url)
+		attB, _ = relayMetrics(t, b.url)
+		backend.mu.Lock()
+		answered := len(backend.attempts)
+		backend.mu.Unlock()
+		if backlog == 0 && total(attA)+total(attB) == answered {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the gateways count %v and %v attempts and %d due; the backend answered %d", attA, attB, backlog, answered)
+		}
+		time.Sleep(20 * time.Millisecond) // polling /metrics until a deadline
+	}
+	n := checkRelayed(t, backend, evs, true)
+	backend.mu.Lock()
+	r := refused
+	backend.mu.Unlock()
+	if r == 0 {
+		t.Error("no attempt was refused: no retry was claimed")
+	}
+	if got := attA["retry"] + attB["retry"]; got != r {
+		t.Errorf("the gateways count %d retries; the backend refused %d attempts", got, r)
+	}
+	if got := attA["delivered"] + attB["delivered"]; got != events {
+		t.Errorf("the gateways count %d deliveries, want %d", got, events)
+	}
+	if total(attA) == 0 || total(attB) == 0 {
+		t.Errorf("one gateway did all the work: A made %d attempts, B %d", total(attA), total(attB))
+	}
+	t.Logf("%d events, %d attempts (%d refused) in %v: A made %d, B %d",
+		events, n, r, took.Round(time.Millisecond), total(attA), total(attB))
 }
