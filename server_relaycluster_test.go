@@ -131,23 +131,36 @@ func relayEvents(prefix string, n int) []relayEvent {
 	return out
 }
 
-// post sends ev to the gateway at base as Terra would and fails the test unless it is
-// acknowledged: acknowledged means stored, with its relay deliveries.
+// post sends ev to the gateway at base as Terra would, again after a 5xx or no answer (a
+// gateway under load answers 503 when it cannot store an event in time), and fails the test
+// unless it is acknowledged: acknowledged means stored, with its relay deliveries.
 func (ev relayEvent) post(t *testing.T, client *http.Client, base string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/terra", bytes.NewReader(ev.body))
-	req.Header = signedHeader(ev.body, time.Now(), ev.trace)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Errorf("webhook %s: %v", ev.trace, err)
-		return
+	var last string
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); {
+		if last != "" {
+			time.Sleep(20 * time.Millisecond) // Terra backs off; a short pause will do
+		}
+		req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/terra", bytes.NewReader(ev.body))
+		req.Header = signedHeader(ev.body, time.Now(), ev.trace)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			return
+		case resp.StatusCode < 500:
+			t.Errorf("webhook %s: %d %s", ev.trace, resp.StatusCode, answer)
+			return
+		}
+		last = fmt.Sprintf("%d %s", resp.StatusCode, answer)
 	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("webhook %s: %d %s", ev.trace, resp.StatusCode, answer)
-	}
+	t.Errorf("webhook %s never acknowledged; last answer: %s", ev.trace, last)
 }
 
 // relayEnv is the environment of a gateway process relaying every activity event to dest.
