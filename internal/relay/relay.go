@@ -254,8 +254,9 @@ func (w *worker) attempt(ctx context.Context, d store.RelayDelivery) {
 	start := w.r.now()
 	res := w.send(ctx, d)
 	took := w.r.now().Sub(start)
-	if ctx.Err() != nil && res.Status != store.RelayDelivered {
-		// Stopping: the attempt was cut short, not answered. Due again at once.
+	if ctx.Err() != nil && res.Status != store.RelayDelivered && res.StatusCode == 0 {
+		// Stopping: the attempt was cut short, not answered. Due again at once. An answer
+		// the destination gave (a 410, a last 503) stands as it is.
 		res = store.RelayResult{Status: store.RelayPending, Error: "interrupted: terragate stopped", NextAttempt: w.r.now()}
 	}
 	res.At = w.r.now()

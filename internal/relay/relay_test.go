@@ -525,3 +525,44 @@ func TestRecoveredDestinationGetsWaitingRetriesAtOnce(t *testing.T) {
 		t.Errorf("the resume was not logged: %s", h.logs.String())
 	}
 }
+
+// headersSeen is the real transport, observed: it tells seen once an answer's status line
+// and headers have arrived.
+type headersSeen struct {
+	seen chan struct{}
+}
+
+func (h headersSeen) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		close(h.seen)
+	}
+	return resp, err
+}
+
+// An answer the destination gave stands even when terragate stops while reading the rest of
+// it: a 410 stays a dead letter, not an attempt cut short to be made again.
+func TestAnswerAtShutdownStands(t *testing.T) {
+	release := make(chan struct{})
+	a := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		w.WriteHeader(http.StatusGone)
+		w.(http.Flusher).Flush()
+		<-release // the rest of the answer comes after terragate stopped
+	})
+	defer close(release)
+	h := newHarness(t, dest(t, "a", a.srv.URL, secret))
+	h.event("tr-1", "activity", []byte(`{"type":"activity"}`))
+	tr := headersSeen{seen: make(chan struct{})}
+	r := relay.New(relay.Config{Destinations: h.dests, Timeout: deadline, Schedule: []time.Duration{time.Hour}},
+		h.st, &http.Client{Transport: tr}, nil, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	<-tr.seen
+	cancel()
+	<-done
+	got := h.deliveries(store.RelayFilter{})
+	if len(got) != 1 || got[0].Status != store.RelayFailed || got[0].LastStatusCode == nil || *got[0].LastStatusCode != http.StatusGone {
+		t.Errorf("after a 410 at shutdown: %+v; want a dead letter with its 410", got)
+	}
+}
