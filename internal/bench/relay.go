@@ -290,20 +290,36 @@ func (r *Runner) RelayRows(ctx context.Context) ([]Row, error) {
 		{"relay-throughput", r.relayThroughputRow},
 		{"relay-lag", r.relayLagRow},
 	} {
-		dbs, err := r.relayDBs(ctx, scenario.label)
+		rs, err := r.eachEngine(ctx, scenario.label, scenario.rows)
+		rows = append(rows, rs...)
 		if err != nil {
-			return rows, err
-		}
-		for _, db := range dbs {
-			rs, err := scenario.rows(ctx, db)
-			_ = db.drop()
-			if err != nil {
-				return rows, fmt.Errorf("%s (%s): %w", scenario.label, db.engine, err)
-			}
-			rows = append(rows, rs...)
+			return rows, fmt.Errorf("%s: %w", scenario.label, err)
 		}
 	}
 	return rows, nil
+}
+
+// eachEngine runs rows on an empty database of each engine (relayDBs), and drops them all
+// whatever happens.
+func (r *Runner) eachEngine(ctx context.Context, label string, rows func(context.Context, relayDB) ([]Row, error)) ([]Row, error) {
+	dbs, err := r.relayDBs(ctx, label)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, db := range dbs {
+			_ = db.drop()
+		}
+	}()
+	var out []Row
+	for _, db := range dbs {
+		rs, err := rows(ctx, db)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", db.engine, err)
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
 }
 
 // backlog is the destination's PENDING deliveries, as the gateway's metrics show them.
@@ -315,6 +331,8 @@ func backlog(gw *Gateway, destination string) string {
 	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
+// relayIngestRows measures the ingest of events a destination wants while the relay
+// delivers them: the relay's claims and results share the store with the ingest.
 func (r *Runner) relayIngestRows(ctx context.Context, db relayDB) ([]Row, error) {
 	rc, err := StartReceiver()
 	if err != nil {
@@ -541,20 +559,7 @@ func (l *relayLoad) refusedCount() int {
 // backlog took to drain after the recovery, or what was still pending, and dead letters. The
 // gateway runs the retry schedule it ships with.
 func (r *Runner) OutageRows(ctx context.Context) ([]Row, error) {
-	dbs, err := r.relayDBs(ctx, "outage")
-	if err != nil {
-		return nil, err
-	}
-	var rows []Row
-	for _, db := range dbs {
-		rs, err := r.outageRows(ctx, db)
-		_ = db.drop()
-		if err != nil {
-			return rows, fmt.Errorf("%s: %w", db.engine, err)
-		}
-		rows = append(rows, rs...)
-	}
-	return rows, nil
+	return r.eachEngine(ctx, "outage", r.outageRows)
 }
 
 func (r *Runner) outageRows(ctx context.Context, db relayDB) ([]Row, error) {
