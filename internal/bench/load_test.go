@@ -1,8 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -122,5 +126,70 @@ func TestClosedKeepsInFlightAndCountsErrors(t *testing.T) {
 	}
 	if int(next.Load()) < s.Requests {
 		t.Errorf("request numbers %d below the %d measured", next.Load(), s.Requests)
+	}
+}
+
+func TestActivityIsValidJSONOfTheSizeAsked(t *testing.T) {
+	a, b := Activity(1, relayEventSize), Activity(2, relayEventSize)
+	for _, body := range [][]byte{a, b} {
+		if !json.Valid(body) {
+			t.Fatalf("not JSON: %s", body)
+		}
+		if len(body) < relayEventSize-100 || len(body) > relayEventSize+100 {
+			t.Errorf("%d bytes, want about %d", len(body), relayEventSize)
+		}
+	}
+	if bytes.Equal(a, b) {
+		t.Error("two events with the same body")
+	}
+}
+
+// TestReceiver checks what the relay scenarios read from it: first answers by trace id,
+// repeats apart, 503s while down, and requests held until released.
+func TestReceiver(t *testing.T) {
+	rc, err := StartReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	post := func(trace string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, rc.URL, strings.NewReader("{}"))
+		req.Header.Set("X-Terra-Trace-Id", trace)
+		req.Header.Set("Webhook-Id", "msg_1")
+		req.Header.Set("Webhook-Signature", "v1,x")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("a"); code != http.StatusNoContent {
+		t.Fatalf("answered %d", code)
+	}
+	post("a")
+	rc.Down(true)
+	if code := post("b"); code != http.StatusServiceUnavailable {
+		t.Fatalf("answered %d while down", code)
+	}
+	rc.Down(false)
+	rc.Hold()
+	done := make(chan int)
+	go func() { done <- post("c") }()
+	select {
+	case <-done:
+		t.Fatal("answered while held")
+	case <-time.After(50 * time.Millisecond):
+	}
+	rc.Release()
+	if code := <-done; code != http.StatusNoContent {
+		t.Fatalf("answered %d after the release", code)
+	}
+	if n, repeats, bad := rc.Count(); n != 2 || repeats != 1 || bad != 0 || rc.Refused() != 1 {
+		t.Errorf("%d distinct, %d repeats, %d bad, %d refused; want 2, 1, 0, 1", n, repeats, bad, rc.Refused())
+	}
+	if _, ok := rc.Answered("b"); ok {
+		t.Error("an event answered 503 counts as arrived")
 	}
 }

@@ -30,8 +30,17 @@ type Config struct {
 	// SessionRate is the arrival rate (per second) at which createWidgetSession latency is
 	// measured: low enough that about one request is in flight.
 	SessionRate float64
-	// WebhookRate is the sustained arrival rate of the webhook ingest scenario.
+	// WebhookRate is the sustained arrival rate of the webhook ingest scenarios.
 	WebhookRate float64
+	// RelayRate is the arrival rate at which the relay's lag is measured, and RelayBacklog
+	// the events whose delivery measures its throughput.
+	RelayRate    float64
+	RelayBacklog int
+	// Outage is how long the outage scenario's failing destination answers 503, while
+	// events arrive at OutageRate; DrainTimeout bounds the wait for its backlog afterwards.
+	Outage       time.Duration
+	OutageRate   float64
+	DrainTimeout time.Duration
 	// Postgres is a PostgreSQL server whose database the runs may create schemas in (each
 	// dropped afterwards); empty leaves PostgreSQL out.
 	Postgres string
@@ -57,6 +66,12 @@ func DefaultConfig() Config {
 		Events:      200,
 		SessionRate: 200,
 		WebhookRate: 2000,
+		// Issue 13's relay targets.
+		RelayRate:    500,
+		RelayBacklog: 10_000,
+		Outage:       10 * time.Minute,
+		OutageRate:   50,
+		DrainTimeout: 15 * time.Minute,
 	}
 }
 
@@ -204,15 +219,22 @@ func check(resp *http.Response, want int) error {
 // suite works and reads no figure.
 func QuickConfig() Config {
 	return Config{
-		Duration:    200 * time.Millisecond,
-		WarmUp:      50 * time.Millisecond,
-		Rounds:      1,
-		InFlight:    4,
-		Population:  Population{Users: 1000, PerUser: 3},
-		Subscribers: 50,
-		Events:      10,
-		SessionRate: 50,
-		WebhookRate: 100,
+		Duration:     200 * time.Millisecond,
+		WarmUp:       50 * time.Millisecond,
+		Rounds:       1,
+		InFlight:     4,
+		Population:   Population{Users: 1000, PerUser: 3},
+		Subscribers:  50,
+		Events:       10,
+		SessionRate:  50,
+		WebhookRate:  100,
+		RelayRate:    100,
+		RelayBacklog: 200,
+		// The failing destination's breaker stays open 30 s, longer than the quick wait:
+		// quick mode checks the outage scenario runs, not that the backlog drains.
+		Outage:       2 * time.Second,
+		OutageRate:   50,
+		DrainTimeout: 2 * time.Second,
 	}
 }
 
@@ -230,6 +252,9 @@ var groups = []group{
 	{"subscriptions", (*Runner).SubscriptionRows},
 	{"transports", (*Runner).TransportRows},
 	{"startup", (*Runner).StartupRows},
+	{"relay", (*Runner).RelayRows},
+	// Last and on its own: it lasts Cfg.Outage plus up to Cfg.DrainTimeout.
+	{"outage", (*Runner).OutageRows},
 }
 
 // Groups names the scenario groups, for -only.
