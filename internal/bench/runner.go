@@ -230,6 +230,7 @@ var groups = []group{
 	{"subscriptions", (*Runner).SubscriptionRows},
 	{"transports", (*Runner).TransportRows},
 	{"startup", (*Runner).StartupRows},
+	{"jobengine", (*Runner).JobEngineRows},
 }
 
 // Groups names the scenario groups, for -only.
