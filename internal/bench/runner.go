@@ -253,6 +253,7 @@ var groups = []group{
 	{"transports", (*Runner).TransportRows},
 	{"startup", (*Runner).StartupRows},
 	{"relay", (*Runner).RelayRows},
+	{"jobengine", (*Runner).JobEngineRows},
 	// Last and on its own: it lasts Cfg.Outage plus up to Cfg.DrainTimeout.
 	{"outage", (*Runner).OutageRows},
 }
