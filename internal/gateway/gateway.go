@@ -184,7 +184,7 @@ func New(ctx context.Context, cfg config.Config, addr net.Addr, log *slog.Logger
 		Timeout:      cfg.RelayTimeout,
 		Schedule:     cfg.RelayRetrySchedule,
 		Retention:    cfg.RelayRetention,
-	}, s, relayHTTPClient(traced), meter, log.With("component", "relay"))
+	}, s, relayHTTPClient(traced, cfg.RelayDestinations), meter, log.With("component", "relay"))
 	meter.ObserveRelay(relayBacklog(s, cfg.RelayDestinations))
 	hooks, err := webhook.New(cfg.TerraWebhookSecrets, g.conns.DecodeEvent, g.conns, meter, log,
 		webhook.WithRelay(g.relay), webhook.WithMaxBytes(cfg.WebhookMaxBytes))

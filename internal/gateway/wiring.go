@@ -55,8 +55,8 @@ func terraHTTPClient(traced bool) *http.Client {
 // relayHTTPClient is the relay's: it follows no redirect, and keeps a connection open per
 // attempt in flight to each destination (the default keeps two per host, and the relay's
 // workers would dial anew for most attempts).
-func relayHTTPClient(traced bool) *http.Client {
-	return &http.Client{CheckRedirect: relay.NoRedirects, Transport: transport(traced, relay.DefaultConcurrency)}
+func relayHTTPClient(traced bool, dests []relay.Destination) *http.Client {
+	return &http.Client{CheckRedirect: relay.NoRedirects, Transport: transport(traced, relay.MaxInFlight(dests))}
 }
 
 // transport keeps up to perHost idle connections to each host, and traces each request when

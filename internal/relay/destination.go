@@ -25,7 +25,13 @@ type Destination struct {
 	// types Terra adds later included.
 	Events []string
 	Secret stdwebhook.Secret
+	// Concurrency is how many attempts to it may be in flight at once (1 to
+	// MaxConcurrency; 0: the relay's default).
+	Concurrency int
 }
+
+// MaxConcurrency bounds a destination's attempts in flight.
+const MaxConcurrency = 256
 
 // Wants reports whether the destination gets events of type typ.
 func (d Destination) Wants(typ string) bool {
@@ -56,10 +62,11 @@ var namePattern = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
 // repeat a secret.
 func ParseDestinations(s string) ([]Destination, error) {
 	var raw []struct {
-		Name   string    `json:"name"`
-		URL    string    `json:"url"`
-		Events *[]string `json:"events"`
-		Secret string    `json:"secret"`
+		Name        string    `json:"name"`
+		URL         string    `json:"url"`
+		Events      *[]string `json:"events"`
+		Secret      string    `json:"secret"`
+		Concurrency *int      `json:"concurrency"`
 	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 	dec.DisallowUnknownFields()
@@ -68,7 +75,7 @@ func ParseDestinations(s string) ([]Destination, error) {
 		if _, f, ok := strings.Cut(err.Error(), "unknown field "); ok {
 			field = ": unknown field " + f
 		}
-		return nil, fmt.Errorf(`want a JSON array of {"name","url","events","secret"}%s`, field)
+		return nil, fmt.Errorf(`want a JSON array of {"name","url","events","secret","concurrency"}%s`, field)
 	}
 	var out []Destination
 	var errs []error
@@ -107,6 +114,12 @@ func ParseDestinations(s string) ([]Destination, error) {
 		}
 		if d.Secret, err = stdwebhook.ParseSecret(r.Secret); err != nil {
 			fail("secret", "%v", err)
+		}
+		if r.Concurrency != nil {
+			if *r.Concurrency < 1 || *r.Concurrency > MaxConcurrency {
+				fail("concurrency", "want 1 to %d attempts in flight, got %d", MaxConcurrency, *r.Concurrency)
+			}
+			d.Concurrency = *r.Concurrency
 		}
 		out = append(out, d)
 	}

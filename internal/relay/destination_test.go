@@ -14,7 +14,7 @@ func TestParseDestinations(t *testing.T) {
 	ds, err := relay.ParseDestinations(`[
 		{"name":"backend","url":"https://api.example.com/terra","events":["activity","sleep"],"secret":"` + secret + `"},
 		{"name":"all-1","url":"http://127.0.0.1:9/x","secret":"` + secret + `"},
-		{"name":"star","url":"http://127.0.0.1:9/y","events":["*"],"secret":"` + secret + `"}]`)
+		{"name":"star","url":"http://127.0.0.1:9/y","events":["*"],"secret":"` + secret + `","concurrency":64}]`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +30,12 @@ func TestParseDestinations(t *testing.T) {
 		if got := ds[tc.d].Wants(tc.typ); got != tc.want {
 			t.Errorf("%s.Wants(%q) = %v; want %v", ds[tc.d].Name, tc.typ, got, tc.want)
 		}
+	}
+	if ds[0].Concurrency != 0 || ds[2].Concurrency != 64 {
+		t.Errorf("concurrency = %d, %d; want 0 (the relay's default) and 64", ds[0].Concurrency, ds[2].Concurrency)
+	}
+	if n := relay.MaxInFlight(ds); n != 64 {
+		t.Errorf("MaxInFlight = %d; want 64", n)
 	}
 	if ds[1].Events != nil || ds[2].Events != nil {
 		t.Errorf("every type: Events = %v, %v; want nil", ds[1].Events, ds[2].Events)
@@ -49,20 +55,22 @@ func TestParseDestinationsRefused(t *testing.T) {
 		in   string
 		want []string // what the message must name
 	}{
-		"not json":        {`{`, []string{"JSON array"}},
-		"empty name":      {"[" + item("", "https://x.example", "", secret) + "]", []string{"destination 1", "name"}},
-		"bad name":        {"[" + item("Back_End", "https://x.example", "", secret) + "]", []string{`"Back_End"`, "name"}},
-		"long name":       {"[" + item(strings.Repeat("a", 33), "https://x.example", "", secret) + "]", []string{"name"}},
-		"duplicate name":  {"[" + ok + "," + ok + "]", []string{`"a"`, "name", "unique"}},
-		"relative url":    {"[" + item("a", "/hook", "", secret) + "]", []string{`"a"`, "url"}},
-		"ftp url":         {"[" + item("a", "ftp://x.example/h", "", secret) + "]", []string{`"a"`, "url"}},
-		"url credentials": {"[" + item("a", "https://u:p@x.example/h", "", secret) + "]", []string{`"a"`, "url"}},
-		"unknown event":   {"[" + item("a", "https://x.example", `["activities"]`, secret) + "]", []string{`"a"`, "events", "activities"}},
-		"star and more":   {"[" + item("a", "https://x.example", `["*","sleep"]`, secret) + "]", []string{`"a"`, "events"}},
-		"empty events":    {"[" + item("a", "https://x.example", `[]`, secret) + "]", []string{`"a"`, "events"}},
-		"no prefix":       {"[" + item("a", "https://x.example", "", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") + "]", []string{`"a"`, "secret"}},
-		"short secret":    {"[" + item("a", "https://x.example", "", "whsec_QUFBQQ==") + "]", []string{`"a"`, "secret"}},
-		"unknown field":   {`[{"name":"a","url":"https://x.example","secret":"` + secret + `","event":["sleep"]}]`, []string{"event"}},
+		"not json":         {`{`, []string{"JSON array"}},
+		"empty name":       {"[" + item("", "https://x.example", "", secret) + "]", []string{"destination 1", "name"}},
+		"bad name":         {"[" + item("Back_End", "https://x.example", "", secret) + "]", []string{`"Back_End"`, "name"}},
+		"long name":        {"[" + item(strings.Repeat("a", 33), "https://x.example", "", secret) + "]", []string{"name"}},
+		"duplicate name":   {"[" + ok + "," + ok + "]", []string{`"a"`, "name", "unique"}},
+		"relative url":     {"[" + item("a", "/hook", "", secret) + "]", []string{`"a"`, "url"}},
+		"ftp url":          {"[" + item("a", "ftp://x.example/h", "", secret) + "]", []string{`"a"`, "url"}},
+		"url credentials":  {"[" + item("a", "https://u:p@x.example/h", "", secret) + "]", []string{`"a"`, "url"}},
+		"unknown event":    {"[" + item("a", "https://x.example", `["activities"]`, secret) + "]", []string{`"a"`, "events", "activities"}},
+		"star and more":    {"[" + item("a", "https://x.example", `["*","sleep"]`, secret) + "]", []string{`"a"`, "events"}},
+		"empty events":     {"[" + item("a", "https://x.example", `[]`, secret) + "]", []string{`"a"`, "events"}},
+		"no prefix":        {"[" + item("a", "https://x.example", "", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") + "]", []string{`"a"`, "secret"}},
+		"short secret":     {"[" + item("a", "https://x.example", "", "whsec_QUFBQQ==") + "]", []string{`"a"`, "secret"}},
+		"no concurrency":   {`[{"name":"a","url":"https://x.example","secret":"` + secret + `","concurrency":0}]`, []string{`"a"`, "concurrency"}},
+		"huge concurrency": {`[{"name":"a","url":"https://x.example","secret":"` + secret + `","concurrency":1000}]`, []string{`"a"`, "concurrency", "256"}},
+		"unknown field":    {`[{"name":"a","url":"https://x.example","secret":"` + secret + `","event":["sleep"]}]`, []string{"event"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := relay.ParseDestinations(tc.in)

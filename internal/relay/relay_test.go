@@ -566,3 +566,43 @@ func TestAnswerAtShutdownStands(t *testing.T) {
 		t.Errorf("after a 410 at shutdown: %+v; want a dead letter with its 410", got)
 	}
 }
+
+// A destination's own concurrency bounds its attempts in flight, over the relay's default.
+func TestDestinationConcurrency(t *testing.T) {
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	three, release := make(chan struct{}), make(chan struct{})
+	var reached sync.Once
+	a := newReceiver(t, func(_ int, w http.ResponseWriter) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == 3 {
+			reached.Do(func() { close(three) })
+		}
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	})
+	d := dest(t, "a", a.srv.URL, secret)
+	d.Concurrency = 3
+	h := newHarness(t, d) // the harness's default is 2 in flight
+	for i := range 6 {
+		h.event(fmt.Sprint("tr-", i), "activity", []byte(`{"type":"activity"}`))
+	}
+	h.start()
+	select {
+	case <-three:
+	case <-time.After(deadline):
+		t.Fatal("never three attempts in flight")
+	}
+	close(release)
+	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 6)
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 3 {
+		t.Errorf("at most %d attempts in flight; want 3", most)
+	}
+}
