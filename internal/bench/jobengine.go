@@ -274,14 +274,18 @@ func openOutbox(ctx context.Context, db jobDB, s jobSetup, secret stdwebhook.Sec
 }
 
 // enqueue stores a data event as the webhook handler does: an inbox row that keeps no
-// body, and the event for the relay.
+// body, and the event for the relay, which is then told of it.
 func (e *outboxEngine) enqueue(ctx context.Context, i int) error {
 	key, now := jobTrace(i), time.Now()
+	dests := []string{jobDestination}
 	_, err := e.st.ApplyWebhook(ctx, store.Delivery{
 		DedupeKey: "trace:" + key, TraceID: key, Source: store.SourceWebhook, SignedAt: now, ReceivedAt: now,
 		Event: store.Event{Kind: store.EventIgnored, Type: "activity"},
-		Relay: &store.RelayEvent{Type: "activity", TraceID: key, Body: e.body, Destinations: []string{jobDestination}},
+		Relay: &store.RelayEvent{Type: "activity", TraceID: key, Body: e.body, Destinations: dests},
 	})
+	if err == nil {
+		e.relay.Enqueued(dests)
+	}
 	return err
 }
 
