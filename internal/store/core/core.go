@@ -93,11 +93,6 @@ type Tx[U, S, E, A, L, D, R any] interface {
 	// undone and the transaction can go on; if even that fails, the error no longer carries
 	// fn's, so that the caller rolls the whole transaction back instead of going on.
 	Savepoint(ctx context.Context, fn func(Tx[U, S, E, A, L, D, R]) error) error
-	// NoSync lets the transaction's commit return before it is on disk, for a write whose
-	// loss in a crash of the database only makes work be done again (a relay attempt's
-	// result: the delivery is sent again after its lease). An engine whose commits do not
-	// wait for the disk does nothing.
-	NoSync(ctx context.Context) error
 }
 
 // Engine runs the core's transactions and tells what a driver error means.

@@ -197,13 +197,6 @@ func (c *Store[U, S, E, A, L, D, R]) FinishRelayDelivery(ctx context.Context, d 
 	}
 	var ok bool
 	err := c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
-		// Two commits per delivery (claim, finish) bound the relay's rate; a finish lost in
-		// a crash of the database leaves the delivery claimed, and it is sent again after
-		// its lease: at least once either way. The claim stays durable, so that one
-		// delivery is never worked by two instances at once.
-		if err := tx.NoSync(ctx); err != nil {
-			return err
-		}
 		n, err := tx.FinishRelayDelivery(ctx, string(r.Status), next, code, store.ErrorText(r.Error), delivered, d.ID, int64(d.Attempts))
 		if err != nil || n == 0 {
 			return err

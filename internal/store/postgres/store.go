@@ -89,15 +89,6 @@ func (t writeTx) LockUsers(ctx context.Context, userIDs []string) error {
 	return nil
 }
 
-// NoSync turns synchronous_commit off for this transaction: its commit no longer waits for
-// the WAL flush, which on most disks is most of a small transaction's time. The commit is
-// still atomic and at once visible to every other transaction; only a crash of PostgreSQL
-// within a few hundred milliseconds may lose it.
-func (t writeTx) NoSync(ctx context.Context) error {
-	_, err := t.tx.Exec(ctx, "SET LOCAL synchronous_commit = off")
-	return err
-}
-
 // Savepoint runs fn in a savepoint (pgx's nested transaction); a refused statement then no
 // longer aborts the whole transaction.
 func (t writeTx) Savepoint(ctx context.Context, fn func(coreTx) error) error {

@@ -56,10 +56,6 @@ type writeTx struct {
 // LockUsers does nothing: the one writer runs one transaction at a time.
 func (writeTx) LockUsers(context.Context, []string) error { return nil }
 
-// NoSync does nothing: in WAL mode with synchronous=NORMAL a commit does not wait for the
-// disk (a crash of the machine, not of the process, may lose the last commits).
-func (writeTx) NoSync(context.Context) error { return nil }
-
 // Savepoint runs fn in a savepoint of the transaction.
 func (t writeTx) Savepoint(ctx context.Context, fn func(coreTx) error) error {
 	return savepoint(ctx, t.tx, func() error { return fn(t) })
