@@ -90,3 +90,29 @@ SET type = @type,
     replays = replays + 1
 WHERE id = @id
   AND outcome = 'failed';
+
+-- name: RecordDataEvents :batchone
+-- Records a data event (one terragate applies nothing of) in the inbox and enqueues its relay,
+-- in one statement: no delivery is enqueued when the dedupe key is already in the inbox, and
+-- no body is kept without a destination. Batched: the group commit of such events sends many
+-- in one round trip and one transaction (see the postgres package's group.go).
+WITH inbox AS (
+    INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome)
+    VALUES (@dedupe_key, @source, @trace_id, @type, 'ignored', @signed_at, @received_at, @body, @applied_at, 'ignored')
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING id
+), relay_event AS (
+    INSERT INTO relay_events (body, created_at)
+    SELECT @relay_body::bytea, @applied_at FROM inbox
+    WHERE cardinality(@destinations::text[]) > 0
+    RETURNING id
+), relay_delivery AS (
+    INSERT INTO relay_deliveries (event_id, destination, webhook_id, event_type, trace_id, terra_reference,
+                                  ordering_timestamp, status, next_attempt_at, created_at)
+    SELECT relay_event.id, d.destination, (@webhook_ids::text[])[d.n], @relay_type, @relay_trace_id, @terra_reference,
+           @ordering_timestamp, 'PENDING', @applied_at, @applied_at
+    FROM relay_event, unnest(@destinations::text[]) WITH ORDINALITY AS d (destination, n)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inbox)::bigint AS recorded,
+       (SELECT count(*) FROM relay_delivery)::bigint AS enqueued;

@@ -56,8 +56,8 @@ func (c *Store[U, S, E, A, L, D, R]) relays(rows []R) []store.RelayDelivery {
 	return out
 }
 
-// webhookID is a new Standard Webhooks message id: "msg_" and 128 random bits.
-func webhookID() string {
+// WebhookID is a new Standard Webhooks message id: "msg_" and 128 random bits.
+func WebhookID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return "msg_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
@@ -75,13 +75,13 @@ func (c *Store[U, S, E, A, L, D, R]) enqueueRelay(ctx context.Context, tx Tx[U, 
 	if ev.Pieces != nil {
 		id, err = c.insertPieces(ctx, tx, ev.Pieces, now)
 	} else {
-		id, err = tx.InsertRelayEvent(ctx, nonNil(ev.Body), now)
+		id, err = tx.InsertRelayEvent(ctx, NonNil(ev.Body), now)
 	}
 	if err != nil {
 		return fmt.Errorf("insert relay event: %w", err)
 	}
 	for _, dest := range ev.Destinations {
-		err := tx.InsertRelayDelivery(ctx, id, dest, webhookID(), ev.Type, ev.TraceID, ev.Reference, ev.OrderingTimestamp, &now, now)
+		err := tx.InsertRelayDelivery(ctx, id, dest, WebhookID(), ev.Type, ev.TraceID, ev.Reference, ev.OrderingTimestamp, &now, now)
 		if err != nil {
 			return fmt.Errorf("insert relay delivery to %q: %w", dest, err)
 		}

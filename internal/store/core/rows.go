@@ -245,8 +245,8 @@ func (c *Store[U, S, E, A, L, D, R]) insertAudit(ctx context.Context, q Queries[
 	return nil
 }
 
-// nonNil keeps an empty body from being stored as NULL.
-func nonNil(b []byte) []byte {
+// NonNil keeps an empty body from being stored as NULL.
+func NonNil(b []byte) []byte {
 	if b == nil {
 		return []byte{}
 	}

@@ -62,7 +62,7 @@ func (c *Store[U, S, E, A, L, D, R]) Apply(ctx context.Context, tx Tx[U, S, E, A
 	recorded := string(store.OutcomeOf(dl.Event.Kind, dec.changes))
 	appliedAt := store.StoredTime(now)
 	n, err := tx.InsertAppliedWebhookEvent(ctx, dl.DedupeKey, string(store.SourceOf(dl)), dl.TraceID, dl.Event.Type,
-		string(dl.Event.Kind), store.StoredTime(dl.SignedAt), store.StoredTime(dl.ReceivedAt), nonNil(dl.Body),
+		string(dl.Event.Kind), store.StoredTime(dl.SignedAt), store.StoredTime(dl.ReceivedAt), NonNil(dl.Body),
 		&appliedAt, &recorded)
 	if err != nil {
 		return store.Outcome{}, fmt.Errorf("insert inbox row: %w", err)
@@ -200,7 +200,7 @@ func (c *Store[U, S, E, A, L, D, R]) RecordDeadLetter(ctx context.Context, dl st
 	err = c.e.InTx(ctx, func(tx Tx[U, S, E, A, L, D, R]) error {
 		var err error
 		r, err = tx.InsertDeadLetter(ctx, dl.DedupeKey, string(store.SourceOf(dl)), dl.TraceID, dl.Event.Type,
-			string(dl.Event.Kind), store.StoredTime(dl.SignedAt), store.StoredTime(dl.ReceivedAt), nonNil(dl.Body), reason)
+			string(dl.Event.Kind), store.StoredTime(dl.SignedAt), store.StoredTime(dl.ReceivedAt), NonNil(dl.Body), reason)
 		if c.noRows(err) {
 			// The insert waited for any transaction holding the key; this statement's
 			// snapshot sees what it committed.

@@ -26,6 +26,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/terragate/terragate/db"
+	"github.com/terragate/terragate/internal/groupcommit"
 	"github.com/terragate/terragate/internal/store"
 	"github.com/terragate/terragate/internal/store/core"
 	"github.com/terragate/terragate/internal/store/migration"
@@ -41,6 +42,8 @@ type DB struct {
 	pool *pgxpool.Pool
 	q    *pgdb.Queries
 	log  *slog.Logger
+
+	dataCommit *groupcommit.Committer[*dataWrite] // data events' group commit (group.go)
 
 	// afterApply, when set (by tests), runs inside the ApplyWebhook and ReplayDeadLetter
 	// transactions after the event's rows are saved (core.Config.AfterApply).
@@ -102,11 +105,13 @@ func Open(ctx context.Context, databaseURL string, opts Options, log *slog.Logge
 			return d.afterApply()
 		},
 	})
+	d.dataCommit = groupcommit.New(d.applyData, groupcommit.Options{MaxBatch: dataBatch, MaxParallel: dataParallel})
 	check := d.Ping
 	if !opts.Migrate {
 		check = d.Ready
 	}
 	if err := check(ctx); err != nil {
+		d.dataCommit.Close()
 		pool.Close()
 		return nil, redact(err, secret)
 	}
@@ -218,8 +223,10 @@ func (d *DB) Ping(ctx context.Context) error {
 	return wrap(ctx, "ping", d.pool.Ping(ctx))
 }
 
-// Close closes the pool, waiting for connections in use to be returned.
+// Close waits for the data events being committed, then closes the pool, waiting for
+// connections in use to be returned. Later data events are refused.
 func (d *DB) Close() error {
+	d.dataCommit.Close()
 	d.pool.Close()
 	return nil
 }

@@ -24,7 +24,7 @@ func open(t *testing.T) *DB {
 	return openURL(t, pgtest.NewSchema(t))
 }
 
-func openURL(t *testing.T, url string) *DB {
+func openURL(t testing.TB, url string) *DB {
 	t.Helper()
 	d, err := Open(t.Context(), url, Options{Migrate: true}, nil)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ func testRelay(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	t.Run("Enqueue", h(testRelayEnqueue))
 	t.Run("Duplicates", h(testRelayDuplicates))
+	t.Run("ConcurrentDataEvents", h(testRelayConcurrentDataEvents))
 	t.Run("DeadLetterRelayed", h(testRelayOfDeadLetter))
 	t.Run("NoDestination", h(testRelayNoDestination))
 	t.Run("RolledBack", h(testRelayRolledBack))
@@ -117,6 +119,72 @@ func testRelayDuplicates(t *testing.T, s *suite) {
 	}
 	if log := s.relayLog(store.RelayFilter{}); len(log) != 1 {
 		t.Errorf("relay log = %+v; want one delivery", log)
+	}
+}
+
+// Data events arriving together, each sent twice at once and one the store refuses among
+// them, as an engine that commits concurrent writes together sees them: each event is
+// recorded and enqueued once, its twin is a duplicate, and the refused one changes nothing
+// of the others.
+func testRelayConcurrentDataEvents(t *testing.T, s *suite) {
+	const events = 64
+	type result struct {
+		out store.Outcome
+		err error
+	}
+	results := make([][2]result, events)
+	refused := make(chan error, 1)
+	var wg sync.WaitGroup
+	for i := range events {
+		for twin := range 2 {
+			wg.Go(func() {
+				d := relayDelivery(fmt.Sprintf("data:%d", i), at(i), "activity", fmt.Appendf(nil, `{"n":%d}`, i), "a", "b")
+				out, err := s.s.ApplyWebhook(s.ctx, d)
+				results[i][twin] = result{out, err}
+			})
+		}
+	}
+	wg.Go(func() {
+		// Text PostgreSQL cannot hold; SQLite keeps it, which is no failure either.
+		d := relayDelivery("data:bad", at(1), "activity\x00", []byte(`{}`), "a")
+		_, err := s.s.ApplyWebhook(s.ctx, d)
+		refused <- err
+	})
+	wg.Wait()
+	if err := <-refused; err != nil && !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("refused event: %v; want nil or ErrInvalid", err)
+	}
+	for i, r := range results {
+		if r[0].err != nil || r[1].err != nil {
+			t.Fatalf("event %d: %v, %v", i, r[0].err, r[1].err)
+		}
+		if r[0].out.Duplicate == r[1].out.Duplicate {
+			t.Errorf("event %d: duplicate %v and %v; want exactly one of the twins a duplicate", i, r[0].out.Duplicate, r[1].out.Duplicate)
+		}
+	}
+	log := s.relayLog(store.RelayFilter{})
+	seen := map[string]int{}
+	for _, d := range log {
+		if d.TraceID != "trace-data:bad" {
+			seen[d.TraceID+" "+d.Destination]++
+		}
+	}
+	for i := range events {
+		for _, dest := range []string{"a", "b"} {
+			if n := seen[fmt.Sprintf("trace-data:%d %s", i, dest)]; n != 1 {
+				t.Errorf("event %d to %s: %d deliveries; want 1", i, dest, n)
+			}
+		}
+	}
+	for _, d := range log {
+		body, err := s.s.RelayBody(s.ctx, d.EventID)
+		want := ""
+		if n, ok := strings.CutPrefix(d.TraceID, "trace-data:"); ok && n != "bad" {
+			want = fmt.Sprintf(`{"n":%s}`, n)
+		}
+		if want != "" && (err != nil || string(body) != want) {
+			t.Errorf("delivery %s: body %q, %v; want %s", d.TraceID, body, err, want)
+		}
 	}
 }
 
