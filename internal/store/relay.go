@@ -100,7 +100,8 @@ type Outbox interface {
 	// at now (its backend answers again after an outage), and returns how many. Deliveries
 	// with an attempt in flight keep their lease.
 	ResumeRelayDeliveries(ctx context.Context, destination string, now time.Time) (int64, error)
-	// RelayBody returns the body of a relay event, or ErrNotFound once it is no longer kept.
+	// RelayBody returns the body of a relay event kept inline, or ErrNotFound when it is not:
+	// no longer kept, or kept in pieces (RelayPieces tells which).
 	RelayBody(ctx context.Context, eventID int64) ([]byte, error)
 	// RelayPieces says how many pieces a relay event's body is kept in (RelayEvent.Pieces):
 	// 0 when it is kept inline (RelayBody) or no longer kept.

@@ -147,3 +147,35 @@ WHERE relay_pieces.event_id = @id
 -- the bodies still kept, so this reads little.
 DELETE FROM relay_pieces
 WHERE NOT EXISTS (SELECT 1 FROM relay_events e WHERE e.id = relay_pieces.event_id AND e.pieces > 0);
+
+-- name: FinishRelayDeliveries :batchone
+-- FinishRelayDelivery, DropDeliveredRelayBody and DeleteDroppedRelayPieces in one statement,
+-- for the group commit of attempts' results: the body goes once no other delivery of its
+-- event still needs it. finished counts the deliveries changed (0 when another attempt
+-- claimed it since).
+WITH finished AS (
+    UPDATE relay_deliveries
+    SET status = @status,
+        next_attempt_at = @next_attempt_at,
+        last_status_code = @last_status_code,
+        last_error = @last_error,
+        delivered_at = @delivered_at,
+        leased_until = NULL
+    WHERE relay_deliveries.id = @id
+      AND relay_deliveries.attempts = @attempts
+      AND relay_deliveries.status = 'PENDING'
+    RETURNING relay_deliveries.event_id, relay_deliveries.status
+), dropped AS (
+    -- The statement's snapshot still shows this delivery PENDING: it is left out.
+    UPDATE relay_events
+    SET body = NULL, pieces = 0
+    WHERE relay_events.id IN (SELECT finished.event_id FROM finished WHERE finished.status = 'DELIVERED')
+      AND (relay_events.body IS NOT NULL OR relay_events.pieces > 0)
+      AND NOT EXISTS (SELECT 1 FROM relay_deliveries d
+                      WHERE d.event_id = relay_events.id AND d.status <> 'DELIVERED' AND d.id <> @id)
+    RETURNING relay_events.id
+), dropped_pieces AS (
+    DELETE FROM relay_pieces
+    WHERE relay_pieces.event_id IN (SELECT dropped.id FROM dropped)
+)
+SELECT count(*)::bigint AS finished FROM finished;

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -22,11 +23,12 @@ import (
 // another instance inserting the same keys in another order), each of its events is applied
 // again alone, through the core, so that only the one at fault fails.
 
-// Batch sizes: a batch of 64 two-kilobyte events is one round trip of about 150 KB; two
-// batches at once let one fill while the other waits for its WAL flush.
+// Batch sizes, for data events and relay results alike: a batch of 64 two-kilobyte events is
+// one round trip of about 150 KB; two batches at once let one fill while the other waits for
+// its WAL flush.
 const (
-	dataBatch    = 64
-	dataParallel = 2
+	groupBatch    = 64
+	groupParallel = 2
 )
 
 // dataWrite is one ApplyWebhook call waiting for its batch.
@@ -140,4 +142,77 @@ func dataParams(dl store.Delivery, now time.Time) pgdb.RecordDataEventsParams {
 		}
 	}
 	return p
+}
+
+// The relay's results go the same way: each attempt's result was a transaction of five round
+// trips (BEGIN, the delivery, its event's body, the body's pieces, COMMIT), two of which the
+// relay's workers paid for every delivery while ingest paid for one. FinishRelayDeliveries
+// is the three as one statement, and the results that arrive together share a batch.
+
+// finishWrite is one FinishRelayDelivery call waiting for its batch.
+type finishWrite struct {
+	ctx context.Context
+	d   store.RelayDelivery
+	r   store.RelayResult
+	f   core.Finish
+	ok  bool
+	err error
+}
+
+// FinishRelayDelivery records how a claimed attempt ended (store.Outbox), in a transaction it
+// may share with other results arriving at the same time; it returns once that has
+// committed. A caller whose ctx ends meanwhile gets ctx's error, and its result may still be
+// recorded.
+func (d *DB) FinishRelayDelivery(ctx context.Context, dv store.RelayDelivery, r store.RelayResult) (bool, error) {
+	f, err := d.FinishOf(dv, r)
+	if err != nil {
+		return false, err
+	}
+	w := &finishWrite{ctx: ctx, d: dv, r: r, f: f}
+	if err := d.finishCommit.Submit(ctx, w); err != nil {
+		return false, d.FinishError(ctx, dv, err)
+	}
+	return w.ok, w.err
+}
+
+// finishBatch records a batch of results in one pipelined implicit transaction, in the order
+// of the deliveries' ids. When the batch fails, each result is recorded again alone.
+func (d *DB) finishBatch(ctx context.Context, batch []*finishWrite) {
+	live := batch[:0:0]
+	for _, w := range batch {
+		if err := w.ctx.Err(); err != nil {
+			w.err = d.FinishError(w.ctx, w.d, err) // gone before its turn: nothing written
+			continue
+		}
+		live = append(live, w)
+	}
+	if len(live) == 0 {
+		return
+	}
+	slices.SortFunc(live, func(a, b *finishWrite) int { return cmp.Compare(a.d.ID, b.d.ID) })
+	params := make([]pgdb.FinishRelayDeliveriesParams, len(live))
+	for i, w := range live {
+		params[i] = pgdb.FinishRelayDeliveriesParams{
+			Status: w.f.Status, NextAttemptAt: w.f.NextAttempt, LastStatusCode: w.f.StatusCode, LastError: w.f.Error,
+			DeliveredAt: w.f.DeliveredAt, ID: w.d.ID, Attempts: int64(w.d.Attempts),
+		}
+	}
+	finished := make([]int64, len(live))
+	var failed error
+	d.q.FinishRelayDeliveries(ctx, params).QueryRow(func(i int, n int64, err error) {
+		finished[i] = n
+		if err != nil && failed == nil {
+			failed = err
+		}
+	})
+	if failed != nil {
+		d.log.DebugContext(ctx, "relay results recorded one at a time", "results", len(live), "err", failed)
+		for _, w := range live {
+			w.ok, w.err = d.coreStore.FinishRelayDelivery(context.WithoutCancel(w.ctx), w.d, w.r)
+		}
+		return
+	}
+	for i, w := range live {
+		w.ok = finished[i] > 0
+	}
 }

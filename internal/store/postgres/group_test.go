@@ -186,3 +186,75 @@ func TestDataEventsFromTwoInstances(t *testing.T) {
 		t.Errorf("pending deliveries %d, %v; want %d", n, err, events)
 	}
 }
+
+// A batch of results: both deliveries of one event delivered (the second statement sees the
+// first, so the body goes), a stale attempt (another claimed the delivery since), and one
+// whose statement PostgreSQL refuses, which fails the batch: each result is then recorded
+// alone, and each gets what it would have got alone.
+func TestFinishBatch(t *testing.T) {
+	d := open(t)
+	ctx := t.Context()
+	for _, k := range []string{"two", "one", "stale"} {
+		dests := []string{"a"}
+		if k == "two" {
+			dests = append(dests, "b")
+		}
+		if _, err := d.ApplyWebhook(ctx, dataEvent(k, dests...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	claimed := map[string]store.RelayDelivery{}
+	for _, dest := range []string{"a", "b"} {
+		got, err := d.ClaimRelayDeliveries(ctx, dest, now, now.Add(time.Minute), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range got {
+			claimed[r.TraceID+" "+dest] = r
+		}
+	}
+	stale := claimed["trace-stale a"]
+	stale.Attempts-- // an earlier attempt, whose lease ran out
+	delivered := store.RelayResult{Status: store.RelayDelivered, StatusCode: 204, At: now}
+	write := func(r store.RelayDelivery) *finishWrite {
+		f, err := d.FinishOf(r, delivered)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &finishWrite{ctx: ctx, d: r, r: delivered, f: f}
+	}
+	for _, refused := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refused=%v", refused), func(t *testing.T) {
+			if refused {
+				if _, err := d.pool.Exec(ctx, "UPDATE relay_deliveries SET status = 'PENDING', delivered_at = NULL, next_attempt_at = now(), leased_until = NULL"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.pool.Exec(ctx, "UPDATE relay_events SET body = '{}'"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			batch := []*finishWrite{write(claimed["trace-two a"]), write(claimed["trace-two b"]), write(stale)}
+			if refused {
+				bad := write(claimed["trace-one a"])
+				bad.f.DeliveredAt = nil // DELIVERED without a time: the table's check refuses it
+				batch = append(batch, bad)
+			}
+			d.finishBatch(ctx, batch)
+			for i, want := range []bool{true, true, false, true} {
+				if i >= len(batch) {
+					break
+				}
+				if w := batch[i]; w.err != nil || w.ok != want {
+					t.Errorf("result %d (%s): %v, %v; want %v", i, w.d.TraceID, w.ok, w.err, want)
+				}
+			}
+			if _, err := d.RelayBody(ctx, claimed["trace-two a"].EventID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("body of the event both destinations have: %v; want dropped", err)
+			}
+			if _, err := d.RelayBody(ctx, stale.EventID); err != nil {
+				t.Errorf("body of the stale attempt's event: %v; want kept", err)
+			}
+		})
+	}
+}

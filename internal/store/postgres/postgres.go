@@ -43,7 +43,9 @@ type DB struct {
 	q    *pgdb.Queries
 	log  *slog.Logger
 
-	dataCommit *groupcommit.Committer[*dataWrite] // data events' group commit (group.go)
+	// The group commits of data events and of the relay's results (group.go).
+	dataCommit   *groupcommit.Committer[*dataWrite]
+	finishCommit *groupcommit.Committer[*finishWrite]
 
 	// afterApply, when set (by tests), runs inside the ApplyWebhook and ReplayDeadLetter
 	// transactions after the event's rows are saved (core.Config.AfterApply).
@@ -105,13 +107,14 @@ func Open(ctx context.Context, databaseURL string, opts Options, log *slog.Logge
 			return d.afterApply()
 		},
 	})
-	d.dataCommit = groupcommit.New(d.applyData, groupcommit.Options{MaxBatch: dataBatch, MaxParallel: dataParallel})
+	d.dataCommit = groupcommit.New(d.applyData, groupcommit.Options{MaxBatch: groupBatch, MaxParallel: groupParallel})
+	d.finishCommit = groupcommit.New(d.finishBatch, groupcommit.Options{MaxBatch: groupBatch, MaxParallel: groupParallel})
 	check := d.Ping
 	if !opts.Migrate {
 		check = d.Ready
 	}
 	if err := check(ctx); err != nil {
-		d.dataCommit.Close()
+		d.closeCommits()
 		pool.Close()
 		return nil, redact(err, secret)
 	}
@@ -223,10 +226,16 @@ func (d *DB) Ping(ctx context.Context) error {
 	return wrap(ctx, "ping", d.pool.Ping(ctx))
 }
 
-// Close waits for the data events being committed, then closes the pool, waiting for
-// connections in use to be returned. Later data events are refused.
-func (d *DB) Close() error {
+// closeCommits waits for the writes being group-committed and refuses later ones.
+func (d *DB) closeCommits() {
 	d.dataCommit.Close()
+	d.finishCommit.Close()
+}
+
+// Close waits for the data events and relay results being committed, then closes the pool, waiting for
+// connections in use to be returned. Later ones are refused.
+func (d *DB) Close() error {
+	d.closeCommits()
 	d.pool.Close()
 	return nil
 }

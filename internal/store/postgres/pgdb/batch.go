@@ -17,6 +17,96 @@ var (
 	ErrBatchAlreadyClosed = errors.New("batch already closed")
 )
 
+const finishRelayDeliveries = `-- name: FinishRelayDeliveries :batchone
+WITH finished AS (
+    UPDATE relay_deliveries
+    SET status = $1,
+        next_attempt_at = $2,
+        last_status_code = $3,
+        last_error = $4,
+        delivered_at = $5,
+        leased_until = NULL
+    WHERE relay_deliveries.id = $6
+      AND relay_deliveries.attempts = $7
+      AND relay_deliveries.status = 'PENDING'
+    RETURNING relay_deliveries.event_id, relay_deliveries.status
+), dropped AS (
+    -- The statement's snapshot still shows this delivery PENDING: it is left out.
+    UPDATE relay_events
+    SET body = NULL, pieces = 0
+    WHERE relay_events.id IN (SELECT finished.event_id FROM finished WHERE finished.status = 'DELIVERED')
+      AND (relay_events.body IS NOT NULL OR relay_events.pieces > 0)
+      AND NOT EXISTS (SELECT 1 FROM relay_deliveries d
+                      WHERE d.event_id = relay_events.id AND d.status <> 'DELIVERED' AND d.id <> $6)
+    RETURNING relay_events.id
+), dropped_pieces AS (
+    DELETE FROM relay_pieces
+    WHERE relay_pieces.event_id IN (SELECT dropped.id FROM dropped)
+)
+SELECT count(*)::bigint AS finished FROM finished
+`
+
+type FinishRelayDeliveriesBatchResults struct {
+	br     pgx.BatchResults
+	tot    int
+	closed bool
+}
+
+type FinishRelayDeliveriesParams struct {
+	Status         string
+	NextAttemptAt  *time.Time
+	LastStatusCode *int64
+	LastError      string
+	DeliveredAt    *time.Time
+	ID             int64
+	Attempts       int64
+}
+
+// FinishRelayDelivery, DropDeliveredRelayBody and DeleteDroppedRelayPieces in one statement,
+// for the group commit of attempts' results: the body goes once no other delivery of its
+// event still needs it. finished counts the deliveries changed (0 when another attempt
+// claimed it since).
+func (q *Queries) FinishRelayDeliveries(ctx context.Context, arg []FinishRelayDeliveriesParams) *FinishRelayDeliveriesBatchResults {
+	batch := &pgx.Batch{}
+	for _, a := range arg {
+		vals := []interface{}{
+			a.Status,
+			a.NextAttemptAt,
+			a.LastStatusCode,
+			a.LastError,
+			a.DeliveredAt,
+			a.ID,
+			a.Attempts,
+		}
+		batch.Queue(finishRelayDeliveries, vals...)
+	}
+	br := q.db.SendBatch(ctx, batch)
+	return &FinishRelayDeliveriesBatchResults{br, len(arg), false}
+}
+
+func (b *FinishRelayDeliveriesBatchResults) QueryRow(f func(int, int64, error)) {
+	defer b.br.Close()
+	for t := 0; t < b.tot; t++ {
+		var finished int64
+		if b.closed {
+			if f != nil {
+				f(t, finished, ErrBatchAlreadyClosed)
+			}
+			continue
+		}
+		row := b.br.QueryRow()
+		err := row.Scan(&finished)
+		if f != nil {
+			f(t, finished, err)
+		}
+	}
+}
+
+func (b *FinishRelayDeliveriesBatchResults) Close() error {
+	b.closed = true
+	return b.br.Close()
+}
+
 const recordDataEvents = `-- name: RecordDataEvents :batchone
 WITH inbox AS (
     INSERT INTO webhook_events (dedupe_key, source, trace_id, type, kind, signed_at, received_at, body, applied_at, outcome)
