@@ -214,7 +214,7 @@ func (w *worker) run(ctx context.Context) {
 			w.resume(ctx)
 		}
 		var claimed []store.RelayDelivery
-		if free > 0 {
+		if claimNow(free, len(w.slots), cap(w.slots)) {
 			now := w.r.now()
 			var err error
 			claimed, err = w.r.st.ClaimRelayDeliveries(ctx, w.dest.Name, now, now.Add(w.r.cfg.Timeout+leaseMargin), free)
@@ -238,6 +238,15 @@ func (w *worker) run(ctx context.Context) {
 			poll.Reset(w.r.cfg.Poll)
 		}
 	}
+}
+
+// claimNow reports whether a worker with free slots, inFlight attempts and slots in all
+// claims now. While attempts are in flight, a claim waits until a quarter of the slots are
+// free: each claim is a write (a commit on PostgreSQL), and claiming one delivery each time
+// an attempt ended made it one per delivery. The attempts in flight wake the worker as they
+// end, so the slots held back are idle for no longer than an attempt.
+func claimNow(free, inFlight, slots int) bool {
+	return free > 0 && (inFlight == 0 || free >= max(1, slots/4))
 }
 
 // resume makes the destination's waiting retries due now: its trial attempt after an outage
@@ -348,7 +357,16 @@ func (w *worker) send(ctx context.Context, d store.RelayDelivery) store.RelayRes
 // covers the attempt's timestamp, so it is made per attempt) and once as the request body.
 // Memory stays at one piece whatever the body's size; the cost is reading the pieces twice.
 func (w *worker) request(ctx context.Context, d store.RelayDelivery) (*http.Request, store.RelayResult, bool) {
-	pieces, err := w.r.st.RelayPieces(ctx, d.EventID)
+	// Most bodies are small and kept inline: they take one read. A body RelayBody does not
+	// find is either in pieces or no longer kept, which RelayPieces tells apart.
+	b, err := w.r.st.RelayBody(ctx, d.EventID)
+	pieces := 0
+	if errors.Is(err, store.ErrNotFound) {
+		pieces, err = w.r.st.RelayPieces(ctx, d.EventID)
+		if err == nil && pieces == 0 {
+			return nil, store.RelayResult{Status: store.RelayFailed, Error: "the event's body is no longer kept"}, false
+		}
+	}
 	if err != nil {
 		return nil, w.retry(d, 0, "reading the event failed", 0), false
 	}
@@ -356,13 +374,6 @@ func (w *worker) request(ctx context.Context, d store.RelayDelivery) (*http.Requ
 	var body io.Reader
 	var sign func(h http.Header) error
 	if pieces == 0 {
-		b, err := w.r.st.RelayBody(ctx, d.EventID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, store.RelayResult{Status: store.RelayFailed, Error: "the event's body is no longer kept"}, false
-		}
-		if err != nil {
-			return nil, w.retry(d, 0, "reading the event failed", 0), false
-		}
 		body = bytes.NewReader(b)
 		sign = func(h http.Header) error { w.dest.Secret.SetHeaders(h, d.WebhookID, now, b); return nil }
 	} else {

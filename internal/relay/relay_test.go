@@ -606,3 +606,60 @@ func TestDestinationConcurrency(t *testing.T) {
 		t.Errorf("at most %d attempts in flight; want 3", most)
 	}
 }
+
+// claimSizes records how many deliveries each claim asked for.
+type claimSizes struct {
+	store.Outbox
+	asked chan int
+}
+
+func (c claimSizes) ClaimRelayDeliveries(ctx context.Context, dest string, now, leaseUntil time.Time, max int) ([]store.RelayDelivery, error) {
+	c.asked <- max
+	return c.Outbox.ClaimRelayDeliveries(ctx, dest, now, leaseUntil, max)
+}
+
+// With attempts in flight, a worker claims again once a quarter of its slots are free (two of
+// eight here), not each time an attempt ends: each claim is a write.
+func TestClaimsWaitForAQuarterOfTheSlots(t *testing.T) {
+	release := make(chan struct{})
+	a := newReceiver(t, func(int, http.ResponseWriter) { <-release })
+	d := dest(t, "a", a.srv.URL, secret)
+	d.Concurrency = 8
+	h := newHarness(t, d)
+	for i := range 12 {
+		h.event(fmt.Sprint("tr-", i), "activity", []byte(`{"type":"activity"}`))
+	}
+	c := claimSizes{Outbox: h.st, asked: make(chan int, 100)}
+	r := relay.New(relay.Config{Destinations: h.dests, Timeout: 10 * time.Second, Schedule: []time.Duration{time.Second}, Poll: time.Hour},
+		c, &http.Client{}, nil, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	for range 8 {
+		a.next(t)
+	}
+	release <- struct{}{}
+	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 1) // one slot free: no claim yet
+	release <- struct{}{}
+	for range 2 { // two free: both taken at once
+		a.next(t)
+	}
+	close(release)
+	h.waitFor(store.RelayFilter{Status: store.RelayDelivered}, 12)
+	cancel()
+	<-done
+	close(c.asked)
+	var asked []int
+	for n := range c.asked {
+		asked = append(asked, n)
+	}
+	if len(asked) < 2 || asked[0] != 8 || asked[1] != 2 {
+		t.Fatalf("claims asked for %v; want 8 first, then 2 once two attempts had ended", asked)
+	}
+	for _, n := range asked[2:] {
+		if n < 2 {
+			t.Errorf("claims asked for %v; want none for fewer than 2 while attempts are in flight", asked)
+			break
+		}
+	}
+}
