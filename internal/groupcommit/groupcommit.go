@@ -52,7 +52,8 @@ type batch[T any] struct {
 // New returns a Committer that applies each batch with apply, on a goroutine of its own and
 // a context that is never cancelled (one caller's deadline must not undo the others' writes).
 // apply must record every item's result in the item before it returns; items whose callers
-// gave up are still handed to it, and apply decides what to do with them.
+// gave up are still handed to it, and apply decides what to do with them. apply must not
+// panic: it runs on no caller's goroutine, so nothing would recover the panic.
 func New[T any](apply func(ctx context.Context, batch []T), o Options) *Committer[T] {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 64
