@@ -831,16 +831,9 @@ func (r *Runner) jobDrainRows(ctx context.Context, engine string, setup jobSetup
 		partial := false
 		for round := range c.Rounds {
 			r.progress("jobengine drain (%s, %s) of %d events, %s, round %d", engine, kind, n, setup.settings(kind), round+1)
-			rc, err := startJobReceiver(body)
+			rc, e, warn, err := r.jobRound(ctx, engine, kind, setup, body)
 			if err != nil {
 				return rows, err
-			}
-			warn := &warnCount{}
-			setup.url = rc.URL
-			e, err := r.openJobEngine(ctx, engine, kind, setup, slog.New(warn))
-			if err != nil {
-				rc.close()
-				return rows, fmt.Errorf("%s: %w", kind, err)
 			}
 			got, first, last, bad, repeats, err := r.drain(ctx, e, rc, n, limit)
 			// Stopping cuts the last attempts short, which the relay logs: not the run's.
@@ -880,6 +873,23 @@ func (r *Runner) jobDrainRows(ctx context.Context, engine string, setup jobSetup
 	return rows, nil
 }
 
+// jobRound starts what one round of an engine needs: a receiver expecting body, and the
+// engine of kind delivering to it, logging to a counter of its warnings.
+func (r *Runner) jobRound(ctx context.Context, engine string, kind jobKind, setup jobSetup, body []byte) (*jobReceiver, jobEngine, *warnCount, error) {
+	rc, err := startJobReceiver(body)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	warn := &warnCount{}
+	setup.url = rc.URL
+	e, err := r.openJobEngine(ctx, engine, kind, setup, slog.New(warn))
+	if err != nil {
+		rc.close()
+		return nil, nil, nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	return rc, e, warn, nil
+}
+
 // drain enqueues n events with the workers stopped, starts them and waits (up to limit)
 // for the receiver to have every event. first is the time from start to the first
 // arrival; last, from the first arrival to the last.
@@ -911,16 +921,9 @@ func (r *Runner) jobLagRows(ctx context.Context, engine string, setup jobSetup) 
 		partial := false
 		for round := range c.Rounds {
 			r.progress("jobengine lag (%s, %s) at %d/s, %s, round %d", engine, kind, jobLagRate, setup.settings(kind), round+1)
-			rc, err := startJobReceiver(body)
+			rc, e, warn, err := r.jobRound(ctx, engine, kind, setup, body)
 			if err != nil {
 				return rows, err
-			}
-			warn := &warnCount{}
-			setup.url = rc.URL
-			e, err := r.openJobEngine(ctx, engine, kind, setup, slog.New(warn))
-			if err != nil {
-				rc.close()
-				return rows, fmt.Errorf("%s: %w", kind, err)
 			}
 			lags, s, missing, err := r.lag(ctx, e, rc, limit)
 			warned := warn.String()

@@ -276,6 +276,22 @@ func (r *Runner) relayGateway(ctx context.Context, databaseURL string, to map[st
 	return r.startGateway(ctx, databaseURL, env)
 }
 
+// relayToBackend starts one destination, "backend", on loopback, a gateway on db relaying to
+// it (with extra settings on top) and a load generator posting to that gateway; stop stops
+// the gateway, then the receiver.
+func (r *Runner) relayToBackend(ctx context.Context, db relayDB, extra map[string]string) (rc *Receiver, gw *Gateway, load *relayLoad, stop func(), err error) {
+	rc, err = StartReceiver()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	gw, err = r.relayGateway(ctx, db.url, map[string]*Receiver{"backend": rc}, extra)
+	if err != nil {
+		rc.Close()
+		return nil, nil, nil, nil, err
+	}
+	return rc, gw, newRelayLoad(r.client, gw.URL), func() { gw.Stop(); rc.Close() }, nil
+}
+
 // RelayRows measures, on each engine: the ingest of 2 KB data events that one destination
 // wants, at Cfg.WebhookRate (open model) and at Cfg.InFlight in flight (closed); the
 // relay's delivery rate draining a backlog of Cfg.RelayBacklog; and the lag from send to
@@ -334,17 +350,11 @@ func backlog(gw *Gateway, destination string) string {
 // relayIngestRows measures the ingest of events a destination wants while the relay
 // delivers them: the relay's claims and results share the store with the ingest.
 func (r *Runner) relayIngestRows(ctx context.Context, db relayDB) ([]Row, error) {
-	rc, err := StartReceiver()
+	_, gw, load, stop, err := r.relayToBackend(ctx, db, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	gw, err := r.relayGateway(ctx, db.url, map[string]*Receiver{"backend": rc}, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer gw.Stop()
-	load := newRelayLoad(r.client, gw.URL)
+	defer stop()
 	c := r.Cfg
 	var achieved, p50, p99, late99, capacity, cp50, cp99 []float64
 	refused := 0
@@ -392,19 +402,13 @@ func (r *Runner) relayIngestRows(ctx context.Context, db relayDB) ([]Row, error)
 // then answers everything; the rate is the backlog over the time from the release to the
 // last answer.
 func (r *Runner) relayThroughputRow(ctx context.Context, db relayDB) ([]Row, error) {
-	rc, err := StartReceiver()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
 	// The held attempts wait out the whole ingest: a timeout that long keeps them from
 	// failing and putting their deliveries on the retry schedule.
-	gw, err := r.relayGateway(ctx, db.url, map[string]*Receiver{"backend": rc}, map[string]string{"RELAY_TIMEOUT": "5m"})
+	rc, gw, load, stop, err := r.relayToBackend(ctx, db, map[string]string{"RELAY_TIMEOUT": "5m"})
 	if err != nil {
 		return nil, err
 	}
-	defer gw.Stop()
-	load := newRelayLoad(r.client, gw.URL)
+	defer stop()
 	c := r.Cfg
 	var rates, cores []float64
 	want := 0
@@ -495,17 +499,11 @@ func waitAnswered(ctx context.Context, rc *Receiver, n int, wait time.Duration) 
 // relayLagRow measures the lag from the load generator's send to the receiver's answer at
 // Cfg.RelayRate.
 func (r *Runner) relayLagRow(ctx context.Context, db relayDB) ([]Row, error) {
-	rc, err := StartReceiver()
+	rc, _, load, stop, err := r.relayToBackend(ctx, db, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	gw, err := r.relayGateway(ctx, db.url, map[string]*Receiver{"backend": rc}, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer gw.Stop()
-	load := newRelayLoad(r.client, gw.URL)
+	defer stop()
 	c := r.Cfg
 	var p50, p99, late99 []float64
 	missing := 0
