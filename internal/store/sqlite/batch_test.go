@@ -679,3 +679,55 @@ func TestBatchSessions(t *testing.T) {
 		t.Errorf("audit entries for %v; want s1 and s3", subjects)
 	}
 }
+
+// benchSession is a new session as widget.Service writes it, with its audit entry.
+func benchSession(i int) (store.WidgetSession, store.AuditEntry) {
+	now := time.Now().UTC()
+	id := fmt.Sprintf("s-%08d", i)
+	return store.WidgetSession{
+			ID: id, TerraSessionID: "t-" + id, ReferenceID: fmt.Sprint("user-", i), Providers: []string{"GARMIN", "OURA"},
+			Language: "en", URL: "https://widget.tryterra.co/session/" + id, Status: store.SessionCreated,
+			InputKey: "GARMIN,OURA|en||", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(15 * time.Minute),
+		}, store.AuditEntry{
+			At: now, Actor: fmt.Sprint("user-", i), ActorKind: store.ActorUser, Action: store.ActionSessionCreated,
+			Subject: id, ReferenceID: fmt.Sprint("user-", i), ClientIP: "127.0.0.1", Detail: map[string]string{"providers": "GARMIN,OURA"},
+		}
+}
+
+// BenchmarkCreateWidgetSession stores new sessions with their audit entries: one at a time
+// (each its own commit, as at one request in flight) and from 16 goroutines per CPU (sharing
+// commits, as at 32 in flight). The store's share of createWidgetSession.
+func BenchmarkCreateWidgetSession(b *testing.B) {
+	for _, par := range []int{0, 16} {
+		b.Run(fmt.Sprint("parallel=", par), func(b *testing.B) {
+			d, err := Open(b.Context(), filepath.Join(b.TempDir(), "terragate.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			var n atomic.Int64
+			create := func() error {
+				s, e := benchSession(int(n.Add(1)))
+				return d.CreateWidgetSession(b.Context(), s, e)
+			}
+			b.ReportAllocs()
+			if par == 0 {
+				for b.Loop() {
+					if err := create(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
+			b.SetParallelism(par)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := create(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
