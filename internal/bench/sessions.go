@@ -20,8 +20,9 @@ import (
 	"time"
 )
 
-// Sessions is the createWidgetSession scenario's fixture: a gateway on its own SQLite file
-// and a bare reverse proxy, both in front of the runner's emulator, and end-user tokens.
+// Sessions is the createWidgetSession scenario's fixture: a gateway on its own SQLite file,
+// a bare reverse proxy and (started on first use) the Apollo Server peer, all in front of
+// the runner's emulator, and end-user tokens.
 // Every request is for another end user: the same user asking twice gets the live session
 // back without a Terra call, which would flatter the gateway.
 type Sessions struct {
@@ -35,6 +36,10 @@ type Sessions struct {
 	inProcess      http.Handler
 	closeInProcess func()
 	inProcessErr   error
+
+	apolloOnce sync.Once
+	apollo     *Apollo
+	apolloErr  error
 
 	mu     sync.Mutex
 	tokens []string
@@ -67,10 +72,13 @@ func (r *Runner) NewSessions(ctx context.Context) (*Sessions, error) {
 	return s, nil
 }
 
-// Close stops the gateway, the proxy and the in-process handler.
+// Close stops the gateway, the proxy, the Apollo Server peer and the in-process handler.
 func (s *Sessions) Close() error {
 	if s.closeInProcess != nil {
 		s.closeInProcess()
+	}
+	if s.apollo != nil {
+		_ = s.apollo.Close()
 	}
 	_ = s.proxy.Close()
 	return s.gw.Stop()
@@ -151,6 +159,23 @@ func (s *Sessions) ThroughGateway(ctx context.Context, i int) error {
 	return postGraphQL(ctx, s.r.client, s.gw.URL, s.token(i), createSession, "createWidgetSession")
 }
 
+// Apollo starts the Apollo Server peer on first use and returns it, or why it could not
+// start (an errNoApollo error when it is not installed).
+func (s *Sessions) Apollo(ctx context.Context) (*Apollo, error) {
+	s.apolloOnce.Do(func() { s.apollo, s.apolloErr = StartApollo(ctx, s.r.Emu.URL) })
+	return s.apollo, s.apolloErr
+}
+
+// ThroughApollo creates the session through the Apollo Server peer, with the same request
+// and the same check of the answer as ThroughGateway.
+func (s *Sessions) ThroughApollo(ctx context.Context, i int) error {
+	a, err := s.Apollo(ctx)
+	if err != nil {
+		return err
+	}
+	return postGraphQL(ctx, s.r.client, a.URL, s.token(i), createSession, "createWidgetSession")
+}
+
 // InProcess creates the session through terragate's whole handler chain in this process,
 // built on first use over a SQLite file of its own, with no network in front of it (Terra
 // is still called over loopback): for allocations per request, alongside Direct's.
@@ -200,14 +225,24 @@ func postGraphQL(ctx context.Context, c *http.Client, base, token string, body [
 
 // SessionRows measures createWidgetSession: latency at about one request in flight
 // (open model at Cfg.SessionRate) directly at Terra and through terragate, then
-// throughput at Cfg.InFlight in flight (closed model) through a bare reverse proxy and
-// through terragate.
+// throughput at Cfg.InFlight in flight (closed model) through a bare reverse proxy, the
+// Apollo Server peer and terragate. Without the peer installed the peer's row says so,
+// except in CI, where that fails the run.
 func (r *Runner) SessionRows(ctx context.Context) ([]Row, error) {
 	s, err := r.NewSessions(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
+	// Started ahead, so that CI fails at once without it; idle, it takes nothing from the
+	// latency runs.
+	_, noApollo := s.Apollo(ctx)
+	if noApollo != nil {
+		if !errors.Is(noApollo, errNoApollo) || os.Getenv("CI") == "true" {
+			return nil, fmt.Errorf("createWidgetSession: %w", noApollo)
+		}
+		r.progress("Apollo Server figures left out: %v", noApollo)
+	}
 	c := r.Cfg
 	var d50, d99, t50, t99, add50, add99, dl99, tl99 []float64
 	for round := range c.Rounds {
@@ -223,11 +258,24 @@ func (r *Runner) SessionRows(ctx context.Context) ([]Row, error) {
 		add50, add99 = append(add50, t50[round]-d50[round]), append(add99, t99[round]-d99[round])
 		dl99, tl99 = append(dl99, micros(direct.LateQuantile(.99))), append(tl99, micros(gw.LateQuantile(.99)))
 	}
-	var rp, tg, ratios, cpu []float64
+	var rp, ap, tg, ratios, apRatios, cpu []float64
 	for round := range c.Rounds {
-		r.progress("createWidgetSession throughput, round %d: reverse proxy and terragate at %d in flight", round+1, c.InFlight)
+		peers := "reverse proxy, Apollo Server"
+		if noApollo != nil {
+			peers = "reverse proxy"
+		}
+		r.progress("createWidgetSession throughput, round %d: %s and terragate at %d in flight", round+1, peers, c.InFlight)
 		proxied := Closed(ctx, c.InFlight, c.WarmUp, c.Duration, &r.next, s.Proxied)
 		s.Prepare(int(float64(proxied.Requests)*1.5) + 1000)
+		var apollo Stats
+		if noApollo == nil {
+			apollo = Closed(ctx, c.InFlight, c.WarmUp, c.Duration, &r.next, s.ThroughApollo)
+			if err := firstError(apollo); err != nil {
+				return nil, fmt.Errorf("createWidgetSession throughput (Apollo Server): %w", err)
+			}
+			// Tokens for terragate's run too: the peer's took numbers from the same count.
+			s.Prepare(int(float64(proxied.Requests)*1.5) + 1000)
+		}
 		var profiled chan error
 		if s.pprof != "" && round == c.Rounds-1 {
 			profiled = make(chan error, 1)
@@ -259,8 +307,22 @@ func (r *Runner) SessionRows(ctx context.Context) ([]Row, error) {
 		}
 		rp, tg = append(rp, proxied.PerSecond()), append(tg, gw.PerSecond())
 		ratios = append(ratios, gw.PerSecond()/proxied.PerSecond())
+		if noApollo == nil {
+			ap, apRatios = append(ap, apollo.PerSecond()), append(apRatios, gw.PerSecond()/apollo.PerSecond())
+		}
 	}
 	m50, m99, ratio := median(add50), median(add99), median(ratios)
+	peer := Row{
+		Scenario:  fmt.Sprintf("createWidgetSession, %d in flight, against the Apollo Server peer", c.InFlight),
+		Terragate: fmtRate(median(tg)),
+	}
+	if noApollo != nil {
+		peer.Baseline = "not measured: " + noApollo.Error()
+	} else {
+		apRatio := median(apRatios)
+		peer.Baseline, peer.Ratio = fmtRate(median(ap))+" (Apollo Server)", fmtRatio(apRatio)
+		peer.Spread, peer.Target, peer.Met = spread(apRatios, fmtRatio), "≥ 5.00x", apRatio >= 5
+	}
 	return []Row{
 		{
 			Scenario: "createWidgetSession, ~1 in flight: p50",
@@ -279,6 +341,7 @@ func (r *Runner) SessionRows(ctx context.Context) ([]Row, error) {
 			Baseline: fmtRate(median(rp)) + " (reverse proxy)", Terragate: fmtRate(median(tg)), Ratio: fmtRatio(ratio),
 			Spread: spread(ratios, fmtRatio), Target: "≥ 0.90x", Met: ratio >= 0.9,
 		},
+		peer,
 		{
 			Scenario:  fmt.Sprintf("createWidgetSession, %d in flight: gateway CPU per request", c.InFlight),
 			Terragate: latency(median(cpu)), Spread: spread(cpu, latency),
