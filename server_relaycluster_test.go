@@ -309,14 +309,17 @@ func TestRelaySurvivesKill9(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	backend.waitFor(t, 20*time.Second, fmt.Sprintf("the backend does not hold %d attempts in flight", inFlight), func() bool {
+	// While it has work the relay claims again once a quarter of its slots are free, so
+	// with every attempt held it settles with fewer than a quarter idle.
+	minHeld := inFlight - max(1, inFlight/4) + 1
+	backend.waitFor(t, 20*time.Second, fmt.Sprintf("the backend does not hold %d attempts in flight", minHeld), func() bool {
 		held := 0
 		for _, a := range backend.attempts {
 			if a.held && a.status == 0 {
 				held++
 			}
 		}
-		return held == inFlight
+		return held >= minHeld
 	})
 	first.kill(t)
 	killed := time.Now()
@@ -329,8 +332,8 @@ func TestRelaySurvivesKill9(t *testing.T) {
 			}
 		}
 	})
-	if len(heldIDs) != inFlight {
-		t.Fatalf("%d attempts were in flight at the kill, want %d", len(heldIDs), inFlight)
+	if len(heldIDs) < minHeld || len(heldIDs) > inFlight {
+		t.Fatalf("%d attempts were in flight at the kill, want %d to %d", len(heldIDs), minHeld, inFlight)
 	}
 
 	second := startGatewayProcess(t, env)
@@ -371,7 +374,7 @@ func TestRelaySurvivesKill9(t *testing.T) {
 	}
 	n := checkRelayed(t, backend, evs, false)
 	t.Logf("%d events, %d attempts; the %d in flight at the kill were delivered again within %v of it",
-		events, n, inFlight, heldBack.Round(time.Millisecond))
+		events, n, len(heldIDs), heldBack.Round(time.Millisecond))
 }
 
 // Two gateways on one PostgreSQL schema share the relay's work and never work one delivery
