@@ -58,14 +58,15 @@ func calls(emu *terrasim.Emulator) int {
 	return n
 }
 
-// waitCalls waits for the emulator to have seen want integrations calls: a stale read's
-// refresh runs behind it.
-func waitCalls(t *testing.T, emu *terrasim.Emulator, want int) {
+// settled waits for the refresh in flight, if any, to end (a stale read's refresh runs
+// behind it), then checks that the emulator has seen want integrations calls. Waiting for
+// the emulator to count the call is not enough: the refresh is still in flight until the
+// client has its answer, and a read meanwhile joins it instead of starting another.
+func settled(t *testing.T, c *Catalog, emu *terrasim.Emulator, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for calls(emu) < want && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	// singleflight's Do joins the call in flight and returns once it has ended; with none
+	// in flight it runs this no-op.
+	_, _, _ = c.refresh.Do("integrations", func() (any, error) { return nil, nil })
 	if n := calls(emu); n != want {
 		t.Fatalf("%d integrations calls, want %d", n, want)
 	}
@@ -102,24 +103,14 @@ func TestCatalogCachesAndServesStale(t *testing.T) {
 	if stale, err := c.List(context.Background()); err != nil || len(stale) != len(list) {
 		t.Errorf("stale list: %d providers, %v", len(stale), err)
 	}
-	waitCalls(t, emu, n+1)
+	settled(t, c, emu, n+1)
 
 	// Still stale (the refresh failed): the next read refreshes again, and this time the
 	// list is fresh, so the read after that does not call Terra.
 	if _, err := c.List(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitCalls(t, emu, n+2)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c.mu.Lock()
-		fresh := clk.now().Sub(c.fetchedAt) < c.ttl
-		c.mu.Unlock()
-		if fresh || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	settled(t, c, emu, n+2)
 	if _, err := c.List(context.Background()); err != nil || calls(emu) != n+2 {
 		t.Errorf("after a successful refresh: %v, %d calls, want %d", err, calls(emu), n+2)
 	}
@@ -153,11 +144,8 @@ func TestStaleReadersDoNotWaitForAHungTerra(t *testing.T) {
 	if took := time.Since(start); took > hang/4 {
 		t.Errorf("%d stale readers took %v with Terra hanging, want them answered at once", readers, took)
 	}
-	waitCalls(t, emu, n+1)
-	time.Sleep(50 * time.Millisecond) // a second refresh, if any, would show by now
-	if got := calls(emu) - n; got != 1 {
-		t.Errorf("%d refreshes reached Terra, want 1", got)
-	}
+	// Once the one refresh has given up, no other has reached Terra.
+	settled(t, c, emu, n+1)
 }
 
 // A cold cache has nothing to serve: with Terra hung, concurrent readers share one call and
