@@ -64,8 +64,9 @@ func TestSubscriptionEndsWithItsToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// exp has whole seconds: a 2 s TTL leaves between 1 and 2 s.
-	tok, err := auth.Issue([]byte(testJWTSecret), auth.IssueOptions{Subject: "alice", TTL: 2 * time.Second})
+	// exp has whole seconds: a 3 s TTL leaves between 2 and 3 s, time enough to start the
+	// server and dial on a loaded machine (with 2 s, CI once saw the token expire first).
+	tok, err := auth.Issue([]byte(testJWTSecret), auth.IssueOptions{Subject: "alice", TTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
