@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // installApollo is what makes the Apollo Server peer runnable, from the module root.
@@ -71,37 +69,11 @@ func StartApollo(ctx context.Context, terraURL string) (*Apollo, error) {
 		// As an operator runs it: Apollo Server trims its errors and landing page.
 		"NODE_ENV=production",
 	)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	a := &Apollo{cmd: cmd}
+	if a.URL, a.done, a.logs, err = startListening(ctx, cmd, "the Apollo Server peer"); err != nil {
 		return nil, err
 	}
-	a := &Apollo{cmd: cmd, done: make(chan error, 1), logs: &logScan{}}
-	cmd.Stderr = a.logs
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { a.done <- cmd.Wait() }()
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
-			}
-		}
-	}()
-	select {
-	case a.URL = <-urls:
-		return a, nil
-	case err := <-a.done:
-		return nil, fmt.Errorf("the Apollo Server peer exited at start: %v: %s", err, a.logs.tail())
-	case <-time.After(30 * time.Second):
-		err = errors.New("the Apollo Server peer did not start: " + a.logs.tail())
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	_ = a.Close()
-	return nil, err
+	return a, nil
 }
 
 // Close kills the peer and waits for it: it holds nothing worth a graceful stop.

@@ -126,36 +126,11 @@ func StartGateway(ctx context.Context, bin string, env map[string]string) (*Gate
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	g := &Gateway{cmd: cmd, done: make(chan error, 1), logs: &logScan{}}
-	cmd.Stderr = g.logs
+	g := &Gateway{cmd: cmd}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	var err error
+	if g.URL, g.done, g.logs, err = startListening(ctx, cmd, "terragate"); err != nil {
 		return nil, err
-	}
-	go func() { g.done <- cmd.Wait() }()
-	urls := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				urls <- m[1]
-			}
-		}
-	}()
-	select {
-	case g.URL = <-urls:
-	case err := <-g.done:
-		return nil, fmt.Errorf("terragate exited at start: %v: %s", err, g.logs.tail())
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("terragate did not start: %s", g.logs.tail())
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
-		return nil, ctx.Err()
 	}
 	for {
 		resp, err := http.Get(g.URL + "/readyz")
@@ -312,4 +287,42 @@ func Client(inFlight int) *http.Client {
 	t.MaxIdleConns = max(100, 2*inFlight)
 	t.MaxIdleConnsPerHost = max(100, 2*inFlight)
 	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+}
+
+// startListening starts cmd and waits for the "listening on" line on its stdout, which
+// gives its URL; done receives cmd's end, and logs holds its stderr. A process that exits
+// first, takes over 30 s or outlives ctx is killed and its log's tail returned in the error.
+func startListening(ctx context.Context, cmd *exec.Cmd, what string) (url string, done chan error, logs *logScan, err error) {
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	logs, done = &logScan{}, make(chan error, 1)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		return "", nil, nil, err
+	}
+	go func() { done <- cmd.Wait() }()
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				urls <- m[1]
+			}
+		}
+	}()
+	select {
+	case url = <-urls:
+		return url, done, logs, nil
+	case err := <-done:
+		return "", nil, nil, fmt.Errorf("%s exited at start: %v: %s", what, err, logs.tail())
+	case <-time.After(30 * time.Second):
+		err = fmt.Errorf("%s did not start: %s", what, logs.tail())
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	return "", nil, nil, err
 }
