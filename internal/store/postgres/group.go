@@ -91,14 +91,7 @@ func (d *DB) applyData(ctx context.Context, batch []*dataWrite) {
 	for i, w := range live {
 		params[i] = dataParams(w.dl, now)
 	}
-	rows := make([]pgdb.RecordDataEventsRow, len(live))
-	var failed error
-	d.q.RecordDataEvents(ctx, params).QueryRow(func(i int, r pgdb.RecordDataEventsRow, err error) {
-		rows[i] = r
-		if err != nil && failed == nil {
-			failed = err
-		}
-	})
+	rows, failed := batchRows(len(live), d.q.RecordDataEvents(ctx, params).QueryRow)
 	if failed != nil {
 		d.log.DebugContext(ctx, "data events applied one at a time", "events", len(live), "err", failed)
 		for _, w := range live {
@@ -197,14 +190,7 @@ func (d *DB) finishBatch(ctx context.Context, batch []*finishWrite) {
 			DeliveredAt: w.f.DeliveredAt, ID: w.d.ID, Attempts: int64(w.d.Attempts),
 		}
 	}
-	finished := make([]int64, len(live))
-	var failed error
-	d.q.FinishRelayDeliveries(ctx, params).QueryRow(func(i int, n int64, err error) {
-		finished[i] = n
-		if err != nil && failed == nil {
-			failed = err
-		}
-	})
+	finished, failed := batchRows(len(live), d.q.FinishRelayDeliveries(ctx, params).QueryRow)
 	if failed != nil {
 		d.log.DebugContext(ctx, "relay results recorded one at a time", "results", len(live), "err", failed)
 		for _, w := range live {
@@ -215,4 +201,19 @@ func (d *DB) finishBatch(ctx context.Context, batch []*finishWrite) {
 	for i, w := range live {
 		w.ok = finished[i] > 0
 	}
+}
+
+// batchRows runs a sqlc :batchone batch of n statements through its QueryRow and returns
+// each statement's row, with the first error of any (the batch is one implicit
+// transaction, so one failure undoes them all).
+func batchRows[T any](n int, queryRow func(func(int, T, error))) ([]T, error) {
+	rows := make([]T, n)
+	var first error
+	queryRow(func(i int, r T, err error) {
+		rows[i] = r
+		if err != nil && first == nil {
+			first = err
+		}
+	})
+	return rows, first
 }
